@@ -1,0 +1,134 @@
+import { hostname } from 'node:os';
+import { JwtVerifier } from './auth/jwt.ts';
+import { ResumeTokens } from './auth/resume-token.ts';
+import { CallService } from './calls/call-service.ts';
+import type { Config } from './config/schema.ts';
+import type { Engine } from './engine/engine.ts';
+import { MemoryEngine } from './engine/memory/memory-engine.ts';
+import type { Logger } from './observability/logger.ts';
+import { Metrics } from './observability/metrics.ts';
+import { CloseCodes } from './protocol/close-codes.ts';
+import { ActorRegistry } from './session/actor-registry.ts';
+import { RealtimeHandler } from './session/realtime-handler.ts';
+import { GatewayServer } from './transport/server.ts';
+import { transportKind } from './transport/uws.ts';
+import { systemClock, type Clock } from './util/clock.ts';
+
+export interface GatewayOptions {
+  config: Config;
+  logger: Logger;
+  clock?: Clock;
+  /** An engine built by the caller (tests); otherwise one is made from the config. */
+  engine?: Engine;
+}
+
+/** A running gateway: the server, its engine and its actors. */
+export interface Gateway {
+  readonly port: number;
+  readonly nodeId: string;
+  readonly engine: Engine;
+  readonly metrics: Metrics;
+  readonly registry: ActorRegistry;
+  readonly jwt: JwtVerifier;
+  /** Drains: stop accepting, close sockets with 1001, flush, close the engine. */
+  shutdown(): Promise<void>;
+}
+
+export function nodeIdFrom(config: Config): string {
+  return config.NODE_ID || `${hostname()}-${process.pid}`;
+}
+
+/** Builds the engine the configuration asks for. */
+export async function createEngine(config: Config, clock: Clock, logger: Logger): Promise<Engine> {
+  const limits = { historyMaxEvents: config.HISTORY_MAX_EVENTS, historyTtlAfterEndS: config.HISTORY_TTL_AFTER_END_S };
+  if (config.REDIS_URL === '') return new MemoryEngine(clock, limits);
+  // Loaded only when asked for: the memory engine needs no Redis client at all.
+  const { RedisEngine } = await import('./engine/redis/redis-engine.ts');
+  return RedisEngine.connect({
+    url: config.REDIS_URL,
+    clock,
+    limits,
+    logger,
+    keyPrefix: config.REDIS_KEY_PREFIX,
+    commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
+  });
+}
+
+/** Wires the gateway together and starts listening. */
+export async function startGateway(options: GatewayOptions): Promise<Gateway> {
+  const { config, logger } = options;
+  const clock = options.clock ?? systemClock;
+  const nodeId = nodeIdFrom(config);
+  const metrics = new Metrics();
+  metrics.transport.set({ transport: transportKind }, 1);
+  const engine = options.engine ?? (await createEngine(config, clock, logger));
+  const jwt = new JwtVerifier(config.AUTH_JWT_SECRET, () => clock.now());
+  const resumeTokens = new ResumeTokens(config.AUTH_JWT_SECRET);
+
+  const registry = new ActorRegistry({
+    engine,
+    clock,
+    metrics,
+    logger,
+    issueResumeToken: (claims) => resumeTokens.issue(claims),
+    limits: {
+      maxInFlight: config.MAX_IN_FLIGHT,
+      backpressureBytes: config.SOCKET_BACKPRESSURE_BYTES,
+      slowConsumerMs: config.SLOW_CONSUMER_TIMEOUT_MS,
+      replayBatch: config.REPLAY_BATCH,
+      queueMax: config.ACTOR_QUEUE_MAX,
+      cacheEvents: config.ACTOR_CACHE_EVENTS,
+      resumeWindowMs: config.RESUME_WINDOW_MS,
+      heartbeatMs: config.HEARTBEAT_MS,
+      idleMs: config.ACTOR_IDLE_MS,
+    },
+  });
+  const calls = new CallService({ engine, registry, clock });
+  const realtime = new RealtimeHandler({
+    registry,
+    engine,
+    jwt,
+    resumeTokens,
+    clock,
+    metrics,
+    logger,
+    helloTimeoutMs: config.HELLO_TIMEOUT_MS,
+    maxInFlight: config.MAX_IN_FLIGHT,
+  });
+  const server = new GatewayServer(
+    {
+      host: config.HOST,
+      port: config.PORT,
+      nodeId,
+      maxFrameBytes: config.MAX_FRAME_BYTES,
+      maxBodyBytes: config.MAX_HTTP_BODY_BYTES,
+      backpressureBytes: config.SOCKET_BACKPRESSURE_BYTES,
+      heartbeatMs: config.HEARTBEAT_MS,
+    },
+    {
+      realtime,
+      engine,
+      metrics,
+      logger,
+      routes: { jwt, calls, engine, registry, clock, historyPageMax: 1000 },
+    },
+  );
+  const port = await server.listen();
+  if (transportKind !== 'native') {
+    logger.warn({ transport: transportKind }, 'uWebSockets.js native build not loaded: running on the slow JS fallback');
+  }
+  logger.info({ port, host: config.HOST, node: nodeId, engine: engine.kind, transport: transportKind }, 'listening');
+
+  let stopping: Promise<void> | undefined;
+  const shutdown = (): Promise<void> =>
+    (stopping ??= (async () => {
+      logger.info({ connections: server.connectionCount }, 'draining');
+      server.stopAccepting();
+      server.closeUnattached(CloseCodes.going_away, 'going_away');
+      await registry.stopAll(CloseCodes.going_away, 'going_away');
+      await engine.close();
+      logger.info('stopped');
+    })());
+
+  return { port, nodeId, engine, metrics, registry, jwt, shutdown };
+}

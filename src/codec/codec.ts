@@ -1,0 +1,14 @@
+/**
+ * Wire codecs for the two subprotocols (PROTOCOL.md §3). A codec turns one frame
+ * object into bytes and back. Encoded bytes are shared by every subscriber of a
+ * session on the node, so `encode` must return a buffer nobody mutates afterwards.
+ */
+export interface Codec {
+  readonly name: 'json' | 'msgpack';
+  readonly subprotocol: 'lifeos.v1.json' | 'lifeos.v1.msgpack';
+  /** Whether frames travel as binary WebSocket frames. */
+  readonly binary: boolean;
+  encode(frame: object): Uint8Array;
+  /** Throws on bytes that are not one well-formed frame of this codec. */
+  decode(data: ArrayBuffer | Uint8Array): unknown;
+}

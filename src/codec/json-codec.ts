@@ -1,0 +1,16 @@
+import type { Codec } from './codec.ts';
+
+const decoder = new TextDecoder('utf-8', { fatal: true });
+
+/** `lifeos.v1.json`: one JSON object per text frame. */
+export const jsonCodec: Codec = {
+  name: 'json',
+  subprotocol: 'lifeos.v1.json',
+  binary: false,
+  encode(frame) {
+    return Buffer.from(JSON.stringify(frame));
+  },
+  decode(data) {
+    return JSON.parse(decoder.decode(data)) as unknown;
+  },
+};

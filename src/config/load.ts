@@ -1,0 +1,68 @@
+import { randomBytes } from 'node:crypto';
+import { Value } from '@sinclair/typebox/value';
+import { ConfigKeys, ConfigSchema, type Config } from './schema.ts';
+
+export class ConfigError extends Error {
+  readonly problems: string[];
+  constructor(problems: string[]) {
+    super(`invalid configuration:\n  - ${problems.join('\n  - ')}`);
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+export interface LoadedConfig {
+  config: Config;
+  /** Set when AUTH_JWT_SECRET was absent and a development secret was generated. */
+  generatedSecret: boolean;
+}
+
+const MIN_SECRET_BYTES = 32;
+
+/**
+ * Reads the gateway's variables from `env`, applies defaults, converts numbers, and
+ * validates everything against the closed schema. Every problem is collected and
+ * reported in one ConfigError, so an operator fixes them in one go.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): LoadedConfig {
+  const raw: Record<string, unknown> = {};
+  const problems: string[] = [];
+  for (const key of ConfigKeys) {
+    const value = env[key];
+    if (value === undefined || value === '') continue;
+    const schema = ConfigSchema.properties[key];
+    if (schema.type === 'integer') {
+      const n = Number(value);
+      if (!/^-?\d+$/.test(value.trim()) || !Number.isSafeInteger(n)) {
+        problems.push(`${key}: expected an integer, got "${value}"`);
+        continue;
+      }
+      raw[key] = n;
+    } else {
+      raw[key] = value;
+    }
+  }
+  const withDefaults = Value.Default(ConfigSchema, raw) as Record<string, unknown>;
+  for (const error of Value.Errors(ConfigSchema, withDefaults)) {
+    problems.push(`${error.path.slice(1)}: ${error.message} (got ${JSON.stringify(error.value)})`);
+  }
+  const config = withDefaults as Config;
+  let generatedSecret = false;
+  if (problems.length === 0) {
+    if (config.AUTH_JWT_SECRET === '') {
+      if (config.NODE_ENV === 'production') {
+        problems.push('AUTH_JWT_SECRET: required when NODE_ENV=production');
+      } else {
+        config.AUTH_JWT_SECRET = randomBytes(32).toString('base64url');
+        generatedSecret = true;
+      }
+    } else if (Buffer.byteLength(config.AUTH_JWT_SECRET) < MIN_SECRET_BYTES) {
+      problems.push(`AUTH_JWT_SECRET: must be at least ${MIN_SECRET_BYTES} bytes`);
+    }
+    if (config.REDIS_URL !== '' && !/^rediss?:\/\//.test(config.REDIS_URL)) {
+      problems.push('REDIS_URL: must start with redis:// or rediss://');
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  return { config, generatedSecret };
+}

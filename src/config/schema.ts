@@ -1,0 +1,53 @@
+import { Type, type Static } from '@sinclair/typebox';
+
+/**
+ * Every environment variable the gateway reads, with its default. The schema is closed:
+ * an unknown `LIFEOS_`-style variable is not an error (the environment is shared), but
+ * every listed one is validated and every error is reported at once. The README's
+ * configuration table is checked against this object by a test.
+ */
+const Int = (opts: { minimum: number; maximum?: number; default: number; description: string }) =>
+  Type.Integer(opts);
+
+export const ConfigSchema = Type.Object(
+  {
+    HOST: Type.String({ default: '0.0.0.0', description: 'Interface to bind.' }),
+    PORT: Int({ minimum: 0, maximum: 65535, default: 8080, description: 'TCP port; 0 picks a free one (logged).' }),
+    NODE_ENV: Type.String({ default: 'development', description: '`production` refuses a generated JWT secret.' }),
+    NODE_ID: Type.String({ default: '', description: 'Name of this node in logs and metrics; default: hostname-pid.' }),
+    LOG_LEVEL: Type.Union(
+      ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
+      { default: 'info', description: 'pino log level.' },
+    ),
+    REDIS_URL: Type.String({ default: '', description: 'redis:// URL; unset: the embedded in-memory engine.' }),
+    REDIS_KEY_PREFIX: Type.String({ default: 'lo:', description: 'Prefix of every Redis key.' }),
+    REDIS_COMMAND_TIMEOUT_MS: Int({ minimum: 50, default: 2000, description: 'A Redis command slower than this fails as `unavailable`.' }),
+    AUTH_JWT_SECRET: Type.String({
+      default: '',
+      description: 'HS256 secret for bearer JWTs (≥ 32 bytes). Unset: a development secret is generated, with a warning.',
+    }),
+    RESUME_WINDOW_MS: Int({ minimum: 1000, default: 120_000, description: 'How long a subscriber may resume after its connection closed.' }),
+    HELLO_TIMEOUT_MS: Int({ minimum: 100, default: 10_000, description: 'A socket that sends no `hello` in this time is closed with 4001.' }),
+    HEARTBEAT_MS: Int({ minimum: 1000, default: 25_000, description: 'Interval clients should ping at; idle sockets close after 2×.' }),
+    MAX_FRAME_BYTES: Int({ minimum: 1024, default: 65_536, description: 'Largest client frame; larger closes the socket (1009).' }),
+    MAX_HTTP_BODY_BYTES: Int({ minimum: 1024, default: 65_536, description: 'Largest HTTP request body (413 beyond).' }),
+    MAX_IN_FLIGHT: Int({ minimum: 1, maximum: 100_000, default: 256, description: 'Events delivered and not yet acked per connection.' }),
+    SOCKET_BACKPRESSURE_BYTES: Int({ minimum: 4096, default: 1_048_576, description: 'Socket buffer above which a connection is paused.' }),
+    SLOW_CONSUMER_TIMEOUT_MS: Int({ minimum: 100, default: 10_000, description: 'A socket paused by backpressure this long is closed with 4101.' }),
+    REPLAY_BATCH: Int({ minimum: 1, maximum: 10_000, default: 256, description: 'Events read from the engine per catch-up step.' }),
+    ACTOR_QUEUE_MAX: Int({ minimum: 1, default: 10_000, description: 'Pending operations per session actor before `overloaded`.' }),
+    ACTOR_CACHE_EVENTS: Int({ minimum: 0, default: 1024, description: 'Recent encoded events kept per session actor for catch-up.' }),
+    ACTOR_IDLE_MS: Int({ minimum: 1000, default: 60_000, description: 'An actor with no connections is evicted after this.' }),
+    HISTORY_MAX_EVENTS: Int({ minimum: 1, default: 100_000, description: 'Events retained per session stream.' }),
+    HISTORY_TTL_AFTER_END_S: Int({ minimum: 1, default: 86_400, description: 'Seconds a session’s stream is kept after it ended.' }),
+    SHUTDOWN_TIMEOUT_MS: Int({ minimum: 100, default: 10_000, description: 'Longest graceful shutdown before forced exit.' }),
+    LIVEKIT_URL: Type.String({ default: '', description: 'LiveKit server URL (the LiveKit bridge).' }),
+    LIVEKIT_API_KEY: Type.String({ default: '', description: 'LiveKit API key.' }),
+    LIVEKIT_API_SECRET: Type.String({ default: '', description: 'LiveKit API secret.' }),
+  },
+  { additionalProperties: false },
+);
+
+export type Config = Static<typeof ConfigSchema>;
+export type ConfigKey = keyof Config;
+export const ConfigKeys = Object.keys(ConfigSchema.properties) as ConfigKey[];

@@ -1,0 +1,151 @@
+import type { Envelope } from '../protocol/envelope.ts';
+
+/**
+ * The storage port. The engine is the sequencing authority (ARCHITECTURE-NOTES
+ * decision 1): it assigns every accepted event its seq, atomically, and it holds the
+ * truth about subscribers and their checkpoints (decision 7). Session actors are local
+ * owners that batch and fan out; they never invent a seq.
+ *
+ * Positions: a seq is an integer ≥ 1, contiguous per session and epoch. "after = n"
+ * always means "events with seq > n"; 0 means "from the first retained event". An
+ * epoch is an opaque string that changes only when stored history was lost or reset;
+ * seqs are never reused under one epoch.
+ *
+ * Every method may reject with EngineUnavailableError when the backing store cannot
+ * be reached in time; no method leaves partial state behind when it rejects.
+ */
+export interface Engine {
+  /** A short name for logs and metrics: "memory" or "redis". */
+  readonly kind: 'memory' | 'redis';
+
+  // ── call sessions ──────────────────────────────────────────────────────────────
+  /**
+   * Creates a session record, or returns the one created earlier under the same
+   * (tenantId, ownerId, idempotencyKey). Atomic: two concurrent calls with one key
+   * create one session. `created` tells which happened.
+   */
+  createSession(input: NewSession, idempotencyKey?: string): Promise<{ session: SessionRecord; created: boolean }>;
+  getSession(sessionId: string): Promise<SessionRecord | undefined>;
+
+  // ── event streams ──────────────────────────────────────────────────────────────
+  /**
+   * Appends a batch to a session's stream in one atomic step. Each event is deduped
+   * by eventId within the session: an eventId already stored returns its original seq
+   * with `duplicate: true` and appends nothing. Results are in input order; new seqs
+   * are contiguous and increasing in input order. Appending to an ended session's
+   * stream is allowed only for the event that ends it (the caller checks that).
+   */
+  append(sessionId: string, events: readonly Envelope[]): Promise<AppendResult>;
+
+  /**
+   * Reads up to `limit` events with seq > after, in seq order. `firstSeq` is the
+   * lowest retained seq (head + 1 when the stream is empty); when after + 1 < firstSeq
+   * the caller has lost history and gets what is retained, so it must check.
+   */
+  read(sessionId: string, after: number, limit: number): Promise<ReadResult>;
+
+  /** The stream's current head and epoch without reading events. */
+  head(sessionId: string): Promise<StreamHead>;
+
+  /**
+   * Marks the stream ended at its current head and schedules its data to expire after
+   * the retention TTL. Idempotent.
+   */
+  endStream(sessionId: string): Promise<StreamHead>;
+
+  // ── subscribers ───────────────────────────────────────────────────────────────
+  /** Creates a subscriber with generation 1, connected, with checkpoint = `after`. */
+  createSubscriber(sessionId: string, sub: NewSubscriber): Promise<SubscriberRecord>;
+  getSubscriber(sessionId: string, subscriberId: string): Promise<SubscriberRecord | undefined>;
+
+  /**
+   * Takes a subscriber over for a new connection: increments its generation and marks
+   * it connected, atomically, but only while it is resumable at `now` (connected, or
+   * disconnected for at most `windowMs`, and not ended). Returns the updated record,
+   * or undefined when it is not resumable.
+   */
+  takeoverSubscriber(sessionId: string, subscriberId: string, now: number, windowMs: number): Promise<SubscriberRecord | undefined>;
+
+  /**
+   * Moves a checkpoint forward. Applied only when `generation` is still the current one
+   * and `seq` is higher than the stored checkpoint; returns the checkpoint after the call.
+   */
+  saveCheckpoint(sessionId: string, subscriberId: string, generation: number, seq: number): Promise<number>;
+
+  /**
+   * Records that the connection of `generation` closed at `now`. Ignored when a newer
+   * generation has taken over. The record expires after `windowMs` unless resumed.
+   */
+  releaseSubscriber(sessionId: string, subscriberId: string, generation: number, now: number, windowMs: number): Promise<void>;
+
+  /** Ends a subscriber for good (`bye`): its resume token stops working at once. */
+  endSubscriber(sessionId: string, subscriberId: string): Promise<void>;
+
+  // ── lifecycle ─────────────────────────────────────────────────────────────────
+  /** Resolves when the backing store answers; rejects otherwise. */
+  ping(): Promise<void>;
+  /** Flushes pending writes and releases connections. */
+  close(): Promise<void>;
+}
+
+export interface NewSession {
+  id: string;
+  tenantId: string;
+  ownerId: string;
+  createdAt: string;
+  metadata?: Record<string, string>;
+}
+
+export interface SessionRecord extends NewSession {
+  state: 'created' | 'connecting' | 'active' | 'ending' | 'ended' | 'failed';
+  version: number;
+}
+
+export interface StoredEvent {
+  seq: number;
+  event: Envelope;
+}
+
+export interface AppendOutcome {
+  seq: number;
+  duplicate: boolean;
+}
+
+export interface StreamHead {
+  headSeq: number;
+  epoch: string;
+  /** Set once the stream ended: the seq of its last event. */
+  endedAt?: number;
+}
+
+export interface AppendResult extends StreamHead {
+  outcomes: AppendOutcome[];
+}
+
+export interface ReadResult extends StreamHead {
+  firstSeq: number;
+  events: StoredEvent[];
+}
+
+export interface NewSubscriber {
+  id: string;
+  userId: string;
+  tenantId: string;
+  after: number;
+}
+
+export interface SubscriberRecord extends NewSubscriber {
+  generation: number;
+  checkpoint: number;
+  connected: boolean;
+  /** ms since the epoch; 0 while connected. */
+  disconnectedAt: number;
+  ended: boolean;
+}
+
+export interface EngineLimits {
+  /** Events kept per stream; older ones are trimmed (HISTORY_MAX_EVENTS). */
+  historyMaxEvents: number;
+  /** Seconds an ended session's data is kept (HISTORY_TTL_AFTER_END_S). */
+  historyTtlAfterEndS: number;
+}

@@ -1,0 +1,23 @@
+import { EngineUnavailableError } from '../../errors/gateway-error.ts';
+
+/**
+ * Server replies that mean "Redis cannot serve this right now" rather than "this request
+ * is wrong": loading after a restart, a busy script, a failover in progress, memory or
+ * disk trouble. Retrying later can succeed, so they map to EngineUnavailableError.
+ */
+const TRANSIENT_REPLY = /^(LOADING|BUSY|MASTERDOWN|TRYAGAIN|CLUSTERDOWN|READONLY|NOREPLICAS|MISCONF|OOM)\b/;
+
+/**
+ * Maps what ioredis throws to the engine's error contract. Anything that did not come
+ * back as a reply from the server (connection refused or closed, "Command timed out",
+ * offline queue disabled, retries exhausted) means the store was not reached in time:
+ * EngineUnavailableError. A non-transient server error reply (a script bug, WRONGTYPE)
+ * is a defect, not an outage, and is rethrown as it is so it surfaces as `internal`.
+ */
+export function mapRedisError(err: unknown, operation: string): Error {
+  if (err instanceof EngineUnavailableError) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  const isReply = err instanceof Error && err.name === 'ReplyError';
+  if (isReply && !TRANSIENT_REPLY.test(message)) return err;
+  return new EngineUnavailableError(`redis ${operation} failed: ${message}`, { cause: err });
+}

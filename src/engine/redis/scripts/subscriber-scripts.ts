@@ -1,0 +1,86 @@
+import { SHEBANG, SUBSCRIBER_LIB } from './lua-lib.ts';
+
+/**
+ * Subscriber scripts (ARCHITECTURE-NOTES decision 7). Each one reads and updates one
+ * subscriber hash in a single script, so the generation check and the update it guards
+ * cannot be split by another node's takeover: that is the fencing.
+ *
+ * Hash fields: gen, cp (checkpoint), conn (1|0), disc (ms, 0 while connected), ended (0),
+ * user, tenant, after, exp (logical expiry, only while released).
+ */
+
+/** create — KEYS: sub, subs, meta. ARGV: member, userId, tenantId, after, subscriberKeyPrefix. */
+export const CREATE_SUBSCRIBER_LUA = `${SHEBANG}${SUBSCRIBER_LIB}
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'gen', 1, 'cp', ARGV[4], 'conn', 1, 'disc', 0, 'ended', 0,
+  'user', ARGV[2], 'tenant', ARGV[3], 'after', ARGV[4])
+follow_session_ttl(KEYS[1], KEYS[3])
+redis.call('SADD', KEYS[2], ARGV[1])
+-- keep the index proportional to live subscribers: drop members whose key expired
+if redis.call('SCARD', KEYS[2]) > 64 then
+  for _, member in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+    if redis.call('EXISTS', ARGV[5] .. member) == 0 then
+      redis.call('SREM', KEYS[2], member)
+    end
+  end
+end
+follow_session_ttl(KEYS[2], KEYS[3])
+return 1
+`;
+
+/**
+ * takeover — KEYS: sub, meta. ARGV: now, windowMs, clockNow.
+ * Returns the updated hash as a flat field/value list, or an empty list when not resumable.
+ */
+export const TAKEOVER_SUBSCRIBER_LUA = `${SHEBANG}${SUBSCRIBER_LIB}
+if not live_sub(KEYS[1], tonumber(ARGV[3])) then return {} end
+local r = redis.call('HMGET', KEYS[1], 'ended', 'conn', 'disc')
+if r[1] == '1' then return {} end
+if r[2] ~= '1' and tonumber(ARGV[1]) - tonumber(r[3]) > tonumber(ARGV[2]) then return {} end
+redis.call('HINCRBY', KEYS[1], 'gen', 1)
+redis.call('HSET', KEYS[1], 'conn', 1, 'disc', 0)
+redis.call('HDEL', KEYS[1], 'exp')
+-- resumed: no longer on the release window's TTL
+follow_session_ttl(KEYS[1], KEYS[2])
+return redis.call('HGETALL', KEYS[1])
+`;
+
+/**
+ * saveCheckpoint — KEYS: sub. ARGV: generation, seq, clockNow.
+ * Returns the checkpoint after the call (0 when the subscriber is gone).
+ */
+export const SAVE_CHECKPOINT_LUA = `${SHEBANG}${SUBSCRIBER_LIB}
+if not live_sub(KEYS[1], tonumber(ARGV[3])) then return 0 end
+local r = redis.call('HMGET', KEYS[1], 'gen', 'cp')
+local cp = tonumber(r[2])
+local seq = tonumber(ARGV[2])
+if tonumber(r[1]) == tonumber(ARGV[1]) and seq > cp then
+  cp = seq
+  redis.call('HSET', KEYS[1], 'cp', ARGV[2])
+end
+return cp
+`;
+
+/**
+ * release — KEYS: sub. ARGV: generation, now, windowMs, clockNow, ttlMs.
+ * Ignored (returns 0) when the subscriber is gone or a newer generation took over.
+ */
+export const RELEASE_SUBSCRIBER_LUA = `${SHEBANG}${SUBSCRIBER_LIB}
+if not live_sub(KEYS[1], tonumber(ARGV[4])) then return 0 end
+if tonumber(redis.call('HGET', KEYS[1], 'gen')) ~= tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], 'conn', 0, 'disc', ARGV[2], 'exp', tonumber(ARGV[2]) + tonumber(ARGV[3]))
+local ttl_ms = tonumber(ARGV[5])
+local current = redis.call('PTTL', KEYS[1])
+-- an ended session's shorter TTL wins; otherwise the key lives for the window
+if current < 0 or current > ttl_ms then
+  redis.call('PEXPIRE', KEYS[1], ttl_ms)
+end
+return 1
+`;
+
+/** end — KEYS: sub, subs. ARGV: member. Deleting makes the resume token fail at once. */
+export const END_SUBSCRIBER_LUA = `${SHEBANG}
+redis.call('DEL', KEYS[1])
+redis.call('SREM', KEYS[2], ARGV[1])
+return 1
+`;

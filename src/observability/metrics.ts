@@ -1,0 +1,80 @@
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+/**
+ * Prometheus metrics of one gateway process. Hot-path counters are incremented once per
+ * batch or fan-out (`inc(n)`), never once per subscriber per event.
+ */
+export class Metrics {
+  readonly registry = new Registry();
+
+  readonly connections = new Gauge({
+    name: 'lifeos_ws_connections',
+    help: 'Open WebSocket connections, by subprotocol codec.',
+    labelNames: ['codec'] as const,
+    registers: [this.registry],
+  });
+  readonly actors = new Gauge({
+    name: 'lifeos_session_actors',
+    help: 'Session actors alive on this node.',
+    registers: [this.registry],
+  });
+  readonly eventsAppended = new Counter({
+    name: 'lifeos_events_appended_total',
+    help: 'Events accepted and stored (duplicates excluded).',
+    registers: [this.registry],
+  });
+  readonly eventsDuplicate = new Counter({
+    name: 'lifeos_events_duplicate_total',
+    help: 'Publishes of an eventId already stored (answered with the original seq).',
+    registers: [this.registry],
+  });
+  readonly eventsDelivered = new Counter({
+    name: 'lifeos_events_delivered_total',
+    help: 'Event frames sent to subscribers (live and catch-up).',
+    registers: [this.registry],
+  });
+  readonly replays = new Counter({
+    name: 'lifeos_replays_total',
+    help: 'Catch-up reads from the engine (a connection behind the live head).',
+    registers: [this.registry],
+  });
+  readonly resumes = new Counter({
+    name: 'lifeos_resumes_total',
+    help: 'Resume attempts by outcome.',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly closes = new Counter({
+    name: 'lifeos_ws_closes_total',
+    help: 'Connections closed by the gateway, by close code.',
+    labelNames: ['code'] as const,
+    registers: [this.registry],
+  });
+  readonly engineLatency = new Histogram({
+    name: 'lifeos_engine_call_seconds',
+    help: 'Engine call latency by operation.',
+    labelNames: ['op'] as const,
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [this.registry],
+  });
+  readonly transport = new Gauge({
+    name: 'lifeos_transport_info',
+    help: 'Which uWebSockets.js build is loaded (1 for the active one).',
+    labelNames: ['transport'] as const,
+    registers: [this.registry],
+  });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 10 });
+  }
+
+  /** Times an engine call by operation name. */
+  async time<T>(op: string, call: () => Promise<T>): Promise<T> {
+    const end = this.engineLatency.startTimer({ op });
+    try {
+      return await call();
+    } finally {
+      end();
+    }
+  }
+}

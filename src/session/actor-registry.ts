@@ -1,0 +1,44 @@
+import { SessionActor, type ActorDeps } from './session-actor.ts';
+
+/**
+ * The session actors of this node: at most one per session, created on first use and
+ * dropped after they have been idle for `idleMs`.
+ */
+export class ActorRegistry {
+  readonly #actors = new Map<string, SessionActor>();
+  readonly #deps: Omit<ActorDeps, 'onIdle'>;
+
+  constructor(deps: Omit<ActorDeps, 'onIdle'>) {
+    this.#deps = deps;
+  }
+
+  get size(): number {
+    return this.#actors.size;
+  }
+
+  get(sessionId: string): SessionActor {
+    let actor = this.#actors.get(sessionId);
+    if (!actor) {
+      actor = new SessionActor(sessionId, { ...this.#deps, onIdle: (a) => this.#evict(a) });
+      this.#actors.set(sessionId, actor);
+      this.#deps.metrics.actors.set(this.#actors.size);
+    }
+    return actor;
+  }
+
+  peek(sessionId: string): SessionActor | undefined {
+    return this.#actors.get(sessionId);
+  }
+
+  #evict(actor: SessionActor): void {
+    if (this.#actors.get(actor.sessionId) === actor) this.#actors.delete(actor.sessionId);
+    this.#deps.metrics.actors.set(this.#actors.size);
+  }
+
+  /** Closes every connection with `code` and waits for queued work to finish. */
+  async stopAll(code: number, reason: string): Promise<void> {
+    const actors = [...this.#actors.values()];
+    for (const actor of actors) actor.stop(code, reason);
+    await Promise.allSettled(actors.map((a) => a.settle()));
+  }
+}

@@ -1,0 +1,91 @@
+import type { Codec } from '../codec/index.ts';
+import type { Role } from '../protocol/roles.ts';
+import type { ServerFrame } from '../protocol/frames.ts';
+import type { Sink } from './sink.ts';
+
+/**
+ * A connection's life: waiting for `hello`, checking it, attached to a session actor as
+ * a subscriber's live connection, then closed. A superseded connection is closed the
+ * moment another one resumes its subscriber.
+ */
+export type ConnectionState = 'awaiting_hello' | 'authenticating' | 'live' | 'closed';
+
+/** Who a live connection acts for: from the JWT, or from a verified resume token. */
+export interface ConnectionIdentity {
+  userId: string;
+  tenantId: string;
+  role: Role;
+}
+
+/**
+ * Per-socket state. Positions follow the protocol: `sentSeq` is the highest seq
+ * delivered on this connection (it starts at `after`), `ackedSeq` the highest seq the
+ * client acknowledged on it. In flight = sentSeq − ackedSeq, never above maxInFlight.
+ */
+export class Connection {
+  readonly id: string;
+  readonly codec: Codec;
+  readonly sink: Sink;
+  state: ConnectionState = 'awaiting_hello';
+
+  sessionId = '';
+  subscriberId = '';
+  generation = 0;
+  identity: ConnectionIdentity | undefined;
+
+  sentSeq = 0;
+  ackedSeq = 0;
+  /** The last checkpoint written (or being written) to the engine for this connection. */
+  savedSeq = 0;
+  checkpointWriting = false;
+  /** An engine read for catch-up is under way; live fan-out leaves this connection to it. */
+  reading = false;
+  replayedSent = false;
+  eosSent = false;
+  /** Publishes from this connection not yet answered. */
+  pendingPubs = 0;
+  /** Set while the socket buffer is over its limit; fires the 4101 close. */
+  slowTimer: NodeJS.Timeout | undefined;
+  /** Frames that arrived while `hello` was being checked; replayed after welcome. */
+  earlyFrames: unknown[] = [];
+  helloTimer: NodeJS.Timeout | undefined;
+  /** Set by the session actor on attach: delivers what this connection may have now. */
+  pump: () => void = noop;
+
+  constructor(id: string, codec: Codec, sink: Sink) {
+    this.id = id;
+    this.codec = codec;
+    this.sink = sink;
+  }
+
+  get live(): boolean {
+    return this.state === 'live';
+  }
+
+  /** Encodes and sends a control frame (never an `ev`: those are encoded once, elsewhere). */
+  sendFrame(frame: ServerFrame): void {
+    if (this.state === 'closed') return;
+    this.sink.send(this.codec.encode(frame), this.codec.binary);
+  }
+
+  sendError(code: string, message: string, retryable = false): void {
+    this.sendFrame({ op: 'error', code, message, retryable });
+  }
+
+  /** Closes the socket and stops every timer; safe to call more than once. */
+  close(code: number, reason: string): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    this.clearTimers();
+    this.sink.close(code, reason);
+  }
+
+  clearTimers(): void {
+    clearTimeout(this.helloTimer);
+    clearTimeout(this.slowTimer);
+    this.helloTimer = undefined;
+    this.slowTimer = undefined;
+  }
+}
+
+function noop(): void {}

@@ -1,0 +1,65 @@
+import type { Codec } from '../codec/index.ts';
+import type { StoredEvent } from '../engine/engine.ts';
+
+/**
+ * One stored event and its encoded `ev` frame, made at most once per codec and then
+ * shared by every subscriber on the node (ARCHITECTURE-NOTES decision 3).
+ */
+export class EncodedEvent {
+  readonly seq: number;
+  readonly stored: StoredEvent;
+  #json: Uint8Array | undefined;
+  #msgpack: Uint8Array | undefined;
+
+  constructor(stored: StoredEvent) {
+    this.seq = stored.seq;
+    this.stored = stored;
+  }
+
+  bytes(codec: Codec): Uint8Array {
+    if (codec.name === 'json') return (this.#json ??= codec.encode(this.#frame()));
+    return (this.#msgpack ??= codec.encode(this.#frame()));
+  }
+
+  #frame(): object {
+    return { op: 'ev', seq: this.stored.seq, event: this.stored.event };
+  }
+}
+
+/**
+ * The most recent events of a session, contiguous by seq, in a fixed-size ring. Live
+ * fan-out and short catch-ups read from here; anything older comes from the engine.
+ */
+export class EventCache {
+  readonly #ring: (EncodedEvent | undefined)[];
+  /** Seq of the oldest cached event; the cache holds [#first, #first + #size). */
+  #first = 1;
+  #size = 0;
+
+  constructor(capacity: number) {
+    this.#ring = new Array<EncodedEvent | undefined>(Math.max(0, capacity));
+  }
+
+  get capacity(): number {
+    return this.#ring.length;
+  }
+
+  /** Adds the next event. A seq that does not follow the cached ones restarts the cache. */
+  push(event: EncodedEvent): void {
+    const cap = this.#ring.length;
+    if (cap === 0) return;
+    if (this.#size === 0 || event.seq !== this.#first + this.#size) {
+      this.#ring.fill(undefined);
+      this.#first = event.seq;
+      this.#size = 0;
+    }
+    this.#ring[event.seq % cap] = event;
+    if (this.#size === cap) this.#first += 1;
+    else this.#size += 1;
+  }
+
+  get(seq: number): EncodedEvent | undefined {
+    if (seq < this.#first || seq >= this.#first + this.#size) return undefined;
+    return this.#ring[seq % this.#ring.length];
+  }
+}

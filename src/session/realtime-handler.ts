@@ -1,0 +1,181 @@
+import type { JwtVerifier } from '../auth/jwt.ts';
+import type { ResumeTokens } from '../auth/resume-token.ts';
+import { assertCanRead } from '../auth/access.ts';
+import type { Engine } from '../engine/engine.ts';
+import { GatewayError, toGatewayError } from '../errors/gateway-error.ts';
+import type { Logger } from '../observability/logger.ts';
+import type { Metrics } from '../observability/metrics.ts';
+import { CloseCodes } from '../protocol/close-codes.ts';
+import { parseClientFrame, type ClientFrame, type HelloFrame, type PubFrame } from '../protocol/frames.ts';
+import type { Clock } from '../util/clock.ts';
+import type { ActorRegistry } from './actor-registry.ts';
+import { eventFromPub } from './client-event.ts';
+import { closeCodeFor } from './close-reason.ts';
+import type { Connection } from './connection.ts';
+
+export interface RealtimeHandlerDeps {
+  registry: ActorRegistry;
+  engine: Engine;
+  jwt: JwtVerifier;
+  resumeTokens: ResumeTokens;
+  clock: Clock;
+  metrics: Metrics;
+  logger: Logger;
+  helloTimeoutMs: number;
+  maxInFlight: number;
+}
+
+/** Frames that may arrive between `hello` and `welcome` before the client is cut off. */
+const MAX_EARLY_FRAMES = 64;
+
+/**
+ * Protocol v1 over one connection: the `hello` handshake, then dispatch of `ack`, `pub`,
+ * `ping` and `bye` to the session actor. Knows nothing of uWS: the transport hands it
+ * decoded bytes and a Connection.
+ */
+export class RealtimeHandler {
+  readonly #deps: RealtimeHandlerDeps;
+
+  constructor(deps: RealtimeHandlerDeps) {
+    this.#deps = deps;
+  }
+
+  opened(conn: Connection): void {
+    this.#deps.metrics.connections.inc({ codec: conn.codec.name });
+    conn.helloTimer = setTimeout(() => {
+      if (conn.state === 'awaiting_hello') this.#violation(conn, CloseCodes.unauthorized, 'no hello in time');
+    }, this.#deps.helloTimeoutMs);
+    conn.helloTimer.unref();
+  }
+
+  /** Raw bytes from the socket; valid only during this call. */
+  message(conn: Connection, data: ArrayBuffer): void {
+    if (conn.state === 'closed') return;
+    let decoded: unknown;
+    try {
+      decoded = conn.codec.decode(data);
+    } catch {
+      return this.#violation(conn, CloseCodes.bad_request, `malformed ${conn.codec.name} frame`);
+    }
+    this.#dispatch(conn, decoded);
+  }
+
+  closed(conn: Connection): void {
+    this.#deps.metrics.connections.dec({ codec: conn.codec.name });
+    const wasLive = conn.live;
+    conn.state = 'closed';
+    conn.clearTimers();
+    if (wasLive || conn.sessionId !== '') this.#deps.registry.peek(conn.sessionId)?.detach(conn);
+  }
+
+  drained(conn: Connection): void {
+    if (conn.live) this.#deps.registry.peek(conn.sessionId)?.drained(conn);
+  }
+
+  #dispatch(conn: Connection, decoded: unknown): void {
+    if (conn.state === 'authenticating') {
+      if (conn.earlyFrames.length >= MAX_EARLY_FRAMES) {
+        return this.#violation(conn, CloseCodes.bad_request, 'too many frames before welcome');
+      }
+      conn.earlyFrames.push(decoded);
+      return;
+    }
+    const parsed = parseClientFrame(decoded);
+    if (!parsed.ok) return this.#violation(conn, CloseCodes.bad_request, parsed.message);
+    const frame = parsed.frame;
+    if (conn.state === 'awaiting_hello') {
+      if (frame.op !== 'hello') return this.#violation(conn, CloseCodes.bad_request, 'the first frame must be hello');
+      conn.state = 'authenticating';
+      clearTimeout(conn.helloTimer);
+      void this.#hello(conn, frame);
+      return;
+    }
+    this.#live(conn, frame);
+  }
+
+  #live(conn: Connection, frame: ClientFrame): void {
+    const actor = this.#deps.registry.peek(conn.sessionId);
+    if (!actor || !conn.live) return;
+    switch (frame.op) {
+      case 'ack':
+        return actor.ack(conn, frame.seq);
+      case 'pub':
+        return this.#publish(conn, frame);
+      case 'ping':
+        return conn.sendFrame(frame.n === undefined ? { op: 'pong' } : { op: 'pong', n: frame.n });
+      case 'bye':
+        void actor.bye(conn);
+        return;
+      case 'hello':
+        return this.#violation(conn, CloseCodes.bad_request, 'hello was already processed');
+    }
+  }
+
+  async #hello(conn: Connection, hello: HelloFrame): Promise<void> {
+    const { registry } = this.#deps;
+    try {
+      const actor = registry.get(hello.sessionId);
+      if (hello.resume) {
+        const claims = this.#deps.resumeTokens.verify(hello.resume.token);
+        if (!claims || claims.sessionId !== hello.sessionId) throw new GatewayError('resume_expired');
+        await this.#session(hello.sessionId, claims.tenantId);
+        await actor.attachResume(conn, claims, hello.resume.lastSeq, hello.resume.epoch);
+      } else {
+        if (hello.token === undefined) throw new GatewayError('unauthorized', 'hello needs a token');
+        const principal = await this.#deps.jwt.verify(hello.token);
+        assertCanRead(principal, await this.#session(hello.sessionId));
+        await actor.attachFresh(conn, principal, hello.after ?? 'latest');
+      }
+    } catch (err) {
+      const error = toGatewayError(err);
+      if (error.code === 'internal') this.#deps.logger.error({ err, sessionId: hello.sessionId }, 'hello failed');
+      if (hello.resume) this.#deps.metrics.resumes.inc({ outcome: error.code });
+      return this.#violation(conn, closeCodeFor(error.code), error.code);
+    }
+    const early = conn.earlyFrames;
+    conn.earlyFrames = [];
+    for (const frame of early) {
+      if (conn.state === 'closed') break;
+      this.#dispatch(conn, frame);
+    }
+  }
+
+  async #session(sessionId: string, tenantId?: string) {
+    const session = await this.#deps.engine.getSession(sessionId);
+    if (!session || (tenantId !== undefined && session.tenantId !== tenantId)) {
+      throw new GatewayError('session_not_found');
+    }
+    return session;
+  }
+
+  #publish(conn: Connection, frame: PubFrame): void {
+    const { registry, clock, maxInFlight } = this.#deps;
+    if (conn.pendingPubs >= maxInFlight) {
+      return this.#nack(conn, frame.id, new GatewayError('rate_limited', 'too many unanswered publishes'));
+    }
+    let event;
+    try {
+      event = eventFromPub(frame, conn.sessionId, conn.identity!.role, clock.now());
+    } catch (err) {
+      return this.#nack(conn, frame.id, toGatewayError(err));
+    }
+    conn.pendingPubs++;
+    registry
+      .get(conn.sessionId)
+      .publish(event)
+      .then(
+        (outcome) => conn.sendFrame({ op: 'puback', id: frame.id, seq: outcome.seq }),
+        (err: unknown) => this.#nack(conn, frame.id, toGatewayError(err)),
+      )
+      .finally(() => conn.pendingPubs--);
+  }
+
+  #nack(conn: Connection, id: string, error: GatewayError): void {
+    conn.sendFrame({ op: 'nack', id, code: error.code, message: error.message, retryable: error.retryable });
+  }
+
+  #violation(conn: Connection, code: number, reason: string): void {
+    this.#deps.metrics.closes.inc({ code: String(code) });
+    conn.close(code, reason.slice(0, 120));
+  }
+}

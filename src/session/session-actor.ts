@@ -1,0 +1,549 @@
+import type { Engine, AppendOutcome, AppendResult, StreamHead } from '../engine/engine.ts';
+import type { Envelope } from '../protocol/envelope.ts';
+import { TerminalEventTypes } from '../protocol/event-types.ts';
+import { CloseCodes } from '../protocol/close-codes.ts';
+import { GatewayError, toGatewayError } from '../errors/gateway-error.ts';
+import type { Clock } from '../util/clock.ts';
+import type { Logger } from '../observability/logger.ts';
+import type { Metrics } from '../observability/metrics.ts';
+import type { ResumeClaims } from '../auth/resume-token.ts';
+import { EncodedEvent, EventCache } from './event-cache.ts';
+import type { Connection, ConnectionIdentity } from './connection.ts';
+import { Mailbox } from './mailbox.ts';
+
+export interface ActorLimits {
+  maxInFlight: number;
+  backpressureBytes: number;
+  slowConsumerMs: number;
+  replayBatch: number;
+  queueMax: number;
+  cacheEvents: number;
+  resumeWindowMs: number;
+  heartbeatMs: number;
+  idleMs: number;
+}
+
+export interface ActorDeps {
+  engine: Engine;
+  clock: Clock;
+  limits: ActorLimits;
+  metrics: Metrics;
+  logger: Logger;
+  issueResumeToken(claims: ResumeClaims): string;
+  /** Called once the actor has had nothing to do for `idleMs`; the registry drops it. */
+  onIdle(actor: SessionActor): void;
+}
+
+interface PendingPublish {
+  event: Envelope;
+  resolve(outcome: AppendOutcome): void;
+  reject(err: GatewayError): void;
+}
+
+/** Most events one engine append carries; the rest wait for the next tick. */
+const MAX_APPEND_BATCH = 512;
+
+/**
+ * The local owner of one session on this node.
+ *
+ * - Control operations (attach, resume, end) run one at a time through a mailbox, so
+ *   "the resume processed last wins" is well defined on this node.
+ * - Publishes arriving in one tick go to the engine as one append; only one append is
+ *   in flight at a time, so results, and fan-out, come back in seq order.
+ * - Delivery is one mechanism for replay and live: each connection has `sentSeq`, and
+ *   `#pump` sends `sentSeq + 1`, `sentSeq + 2`, … from the cache, or reads them from the
+ *   engine when the cache does not have them. A connection only ever receives the seq
+ *   right after the one it last received, so the replay→live handoff can neither skip
+ *   nor repeat an event (ARCHITECTURE-NOTES decision 5).
+ * - Nothing waits in memory for a paused or slow connection: it simply stops advancing
+ *   and later catches up from the cache or the engine (decision 4).
+ */
+export class SessionActor {
+  readonly sessionId: string;
+  readonly #deps: ActorDeps;
+  readonly #cache: EventCache;
+  readonly #mailbox: Mailbox;
+  readonly #conns = new Set<Connection>();
+  readonly #bySubscriber = new Map<string, Connection>();
+  readonly #pending: PendingPublish[] = [];
+  #appending = false;
+  #flushScheduled = false;
+  #loading: Promise<void> | undefined;
+  #loaded = false;
+  #head = 0;
+  #epoch = '';
+  /** Seq of the stream's last event once it ended; undefined while it is open. */
+  #endSeq: number | undefined;
+  #ending = false;
+  #idleTimer: NodeJS.Timeout | undefined;
+  #stopped = false;
+  /** Checkpoint and release writes under way, awaited on shutdown. */
+  readonly #writes = new Set<Promise<unknown>>();
+
+  constructor(sessionId: string, deps: ActorDeps) {
+    this.sessionId = sessionId;
+    this.#deps = deps;
+    this.#cache = new EventCache(deps.limits.cacheEvents);
+    this.#mailbox = new Mailbox(deps.limits.queueMax);
+    this.#scheduleIdle();
+  }
+
+  get connectionCount(): number {
+    return this.#conns.size;
+  }
+
+  get headSeq(): number {
+    return this.#head;
+  }
+
+  // ── attaching connections ────────────────────────────────────────────────────────
+
+  /** A fresh subscription (`hello` without `resume`). Rejects with a GatewayError. */
+  attachFresh(conn: Connection, identity: ConnectionIdentity, after: number | 'latest'): Promise<void> {
+    return this.#mailbox.run(async () => {
+      await this.#ensureLoaded();
+      const start = after === 'latest' ? this.#head : after;
+      if (start > this.#head) throw new GatewayError('history_gone', 'after is beyond the stream head');
+      const { engine } = this.#deps;
+      const subscriberId = `sub_${conn.id.slice(5)}`;
+      const record = await this.#time('createSubscriber', () =>
+        engine.createSubscriber(this.sessionId, {
+          id: subscriberId,
+          userId: identity.userId,
+          tenantId: identity.tenantId,
+          after: start,
+        }),
+      );
+      this.#attach(conn, identity, record.id, record.generation, start, record.checkpoint, false);
+    });
+  }
+
+  /** A resume (`hello` with `resume`): takes the subscriber over for this connection. */
+  attachResume(conn: Connection, claims: ResumeClaims, lastSeq?: number, epoch?: string): Promise<void> {
+    return this.#mailbox.run(async () => {
+      await this.#ensureLoaded();
+      if (epoch !== undefined && epoch !== this.#epoch) throw new GatewayError('history_gone', 'epoch changed');
+      const { engine, clock, limits } = this.#deps;
+      const record = await this.#time('takeover', () =>
+        engine.takeoverSubscriber(this.sessionId, claims.subscriberId, clock.now(), limits.resumeWindowMs),
+      );
+      if (!record) {
+        this.#deps.metrics.resumes.inc({ outcome: 'expired' });
+        throw new GatewayError('resume_expired');
+      }
+      const start = lastSeq ?? record.checkpoint;
+      if (start > this.#head) throw new GatewayError('history_gone', 'lastSeq is beyond the stream head');
+      const previous = this.#bySubscriber.get(record.id);
+      if (previous) {
+        this.#forget(previous);
+        this.#closeConn(previous, CloseCodes.superseded, 'superseded');
+        this.#deps.metrics.resumes.inc({ outcome: 'superseded_local' });
+      }
+      this.#deps.metrics.resumes.inc({ outcome: 'ok' });
+      const identity = { userId: claims.userId, tenantId: claims.tenantId, role: claims.role };
+      this.#attach(conn, identity, record.id, record.generation, start, record.checkpoint, true);
+    });
+  }
+
+  #attach(
+    conn: Connection,
+    identity: ConnectionIdentity,
+    subscriberId: string,
+    generation: number,
+    after: number,
+    checkpoint: number,
+    resumed: boolean,
+  ): void {
+    if (conn.state === 'closed') {
+      // The socket went away while we were checking its hello: let the subscriber's
+      // resume window start now rather than leaving it "connected" forever.
+      this.#release(subscriberId, generation);
+      return;
+    }
+    conn.state = 'live';
+    conn.sessionId = this.sessionId;
+    conn.subscriberId = subscriberId;
+    conn.generation = generation;
+    conn.identity = identity;
+    conn.sentSeq = after;
+    conn.ackedSeq = after;
+    conn.savedSeq = checkpoint;
+    // Bound once per connection, so fan-out allocates nothing per subscriber.
+    conn.pump = () => this.#pumpCorked(conn);
+    this.#conns.add(conn);
+    this.#bySubscriber.set(subscriberId, conn);
+    this.#cancelIdle();
+    const { limits, issueResumeToken } = this.#deps;
+    conn.sendFrame({
+      op: 'welcome',
+      connectionId: conn.id,
+      sessionId: this.sessionId,
+      subscriberId,
+      resumeToken: issueResumeToken({ sessionId: this.sessionId, subscriberId, userId: identity.userId, tenantId: identity.tenantId, role: identity.role }),
+      resumeWindowMs: limits.resumeWindowMs,
+      epoch: this.#epoch,
+      headSeq: this.#head,
+      after,
+      resumed,
+      heartbeatMs: limits.heartbeatMs,
+      maxInFlight: limits.maxInFlight,
+    });
+    this.#pump(conn);
+  }
+
+  // ── frames from a live connection ────────────────────────────────────────────────
+
+  /** A cumulative ack (PROTOCOL.md §4). */
+  ack(conn: Connection, seq: number): void {
+    if (!conn.live || !this.#conns.has(conn)) return; // superseded or closed: ignored
+    if (seq > conn.sentSeq) {
+      conn.sendError('ack_ahead', `ack ${seq} is above the highest seq delivered (${conn.sentSeq})`);
+      return;
+    }
+    if (seq <= conn.ackedSeq) return;
+    conn.ackedSeq = seq;
+    this.#saveCheckpoint(conn);
+    this.#pump(conn);
+  }
+
+  /** `bye`: the subscriber ends; its resume token stops working at once. */
+  async bye(conn: Connection): Promise<void> {
+    if (!this.#conns.has(conn)) return;
+    this.#forget(conn);
+    this.#closeConn(conn, CloseCodes.normal, 'bye');
+    this.#saveCheckpoint(conn);
+    try {
+      await this.#time('endSubscriber', () => this.#deps.engine.endSubscriber(this.sessionId, conn.subscriberId));
+    } catch (err) {
+      this.#deps.logger.warn({ sessionId: this.sessionId, err }, 'end subscriber failed');
+    }
+  }
+
+  /** The socket closed (for any reason). */
+  detach(conn: Connection): void {
+    conn.state = 'closed';
+    conn.clearTimers();
+    if (!this.#conns.has(conn)) return;
+    this.#forget(conn);
+    this.#saveCheckpoint(conn);
+    this.#release(conn.subscriberId, conn.generation);
+  }
+
+  /** The socket drained below its limit: deliver what it missed. */
+  drained(conn: Connection): void {
+    if (!this.#conns.has(conn)) return;
+    if (conn.sink.bufferedAmount() <= this.#deps.limits.backpressureBytes) {
+      clearTimeout(conn.slowTimer);
+      conn.slowTimer = undefined;
+    }
+    this.#pump(conn);
+  }
+
+  // ── publishing ──────────────────────────────────────────────────────────────────
+
+  /**
+   * Appends an event (batched with the tick's others) and resolves once it is durable,
+   * with its seq; a duplicate eventId resolves with the original seq.
+   */
+  publish(event: Envelope): Promise<AppendOutcome> {
+    if (this.#ending || this.#endSeq !== undefined) {
+      return Promise.reject(new GatewayError('session_ended'));
+    }
+    if (this.#pending.length >= this.#deps.limits.queueMax) {
+      return Promise.reject(new GatewayError('overloaded', 'too many publishes queued for this session'));
+    }
+    return new Promise((resolve, reject) => {
+      this.#pending.push({ event, resolve, reject });
+      this.#cancelIdle();
+      this.#scheduleFlush();
+    });
+  }
+
+  #scheduleFlush(): void {
+    if (this.#flushScheduled || this.#appending) return;
+    this.#flushScheduled = true;
+    setImmediate(() => void this.#flush());
+  }
+
+  async #flush(): Promise<void> {
+    this.#flushScheduled = false;
+    if (this.#appending || this.#pending.length === 0) return;
+    this.#appending = true;
+    const batch = this.#pending.splice(0, MAX_APPEND_BATCH);
+    try {
+      await this.#ensureLoaded();
+      const events = batch.map((p) => p.event);
+      const result = await this.#time('append', () => this.#deps.engine.append(this.sessionId, events));
+      this.#applyAppend(batch, result);
+    } catch (err) {
+      const error = toGatewayError(err);
+      if (error.code === 'internal') this.#deps.logger.error({ sessionId: this.sessionId, err }, 'append failed');
+      for (const p of batch) p.reject(error);
+    } finally {
+      this.#appending = false;
+      if (this.#pending.length > 0) this.#scheduleFlush();
+      else this.#scheduleIdle();
+    }
+  }
+
+  #applyAppend(batch: PendingPublish[], result: AppendResult): void {
+    if (result.epoch !== this.#epoch) this.#resetEpoch(result);
+    let added = 0;
+    let terminal = false;
+    for (let i = 0; i < batch.length; i++) {
+      const outcome = result.outcomes[i]!;
+      if (outcome.duplicate) continue;
+      const event = batch[i]!.event;
+      this.#cache.push(new EncodedEvent({ seq: outcome.seq, event }));
+      if (TerminalEventTypes.has(event.type)) terminal = true;
+      added++;
+    }
+    const { metrics } = this.#deps;
+    metrics.eventsAppended.inc(added);
+    if (added < batch.length) metrics.eventsDuplicate.inc(batch.length - added);
+    this.#advanceHead(result);
+    for (let i = 0; i < batch.length; i++) batch[i]!.resolve(result.outcomes[i]!);
+    if (terminal) void this.#endStream();
+  }
+
+  /** Ends the stream after a terminal event: subscribers get `eos` once they have it all. */
+  async #endStream(): Promise<void> {
+    this.#ending = true;
+    try {
+      const head = await this.#time('endStream', () => this.#deps.engine.endStream(this.sessionId));
+      this.#advanceHead(head);
+    } catch (err) {
+      // The terminal event is stored; a later actor learns the end from the engine.
+      this.#deps.logger.error({ sessionId: this.sessionId, err }, 'end stream failed');
+    }
+  }
+
+  #advanceHead(head: StreamHead): void {
+    if (head.headSeq > this.#head) this.#head = head.headSeq;
+    if (head.endedAt !== undefined) this.#endSeq = head.endedAt;
+    this.#fanOut();
+  }
+
+  // ── delivery ────────────────────────────────────────────────────────────────────
+
+  #fanOut(): void {
+    for (const conn of this.#conns) this.#pump(conn);
+  }
+
+  /**
+   * Sends the connection everything it may have now: events from the cache while it has
+   * room (maxInFlight) and its socket is under its limit; an engine read when the cache
+   * does not reach back far enough; then `replayed` once it first catches up, and `eos`
+   * once it has the whole ended stream.
+   */
+  #pump(conn: Connection): void {
+    if (!conn.live || conn.reading) return;
+    conn.sink.cork(conn.pump);
+  }
+
+  #pumpCorked(conn: Connection): void {
+    const { limits, metrics } = this.#deps;
+    let sent = 0;
+    while (conn.sentSeq < this.#head) {
+      if (conn.sentSeq - conn.ackedSeq >= limits.maxInFlight) break;
+      if (conn.sink.bufferedAmount() > limits.backpressureBytes) {
+        this.#markSlow(conn);
+        break;
+      }
+      const next = this.#cache.get(conn.sentSeq + 1);
+      if (!next) {
+        void this.#catchUp(conn);
+        break;
+      }
+      conn.sink.send(next.bytes(conn.codec), conn.codec.binary);
+      conn.sentSeq = next.seq;
+      sent++;
+    }
+    if (sent > 0) metrics.eventsDelivered.inc(sent);
+    if (conn.reading || !conn.live) return;
+    if (!conn.replayedSent && conn.sentSeq >= this.#head) {
+      conn.replayedSent = true;
+      conn.sendFrame({ op: 'replayed', seq: conn.sentSeq });
+    }
+    if (this.#endSeq !== undefined && conn.sentSeq >= this.#endSeq && !conn.eosSent) {
+      conn.eosSent = true;
+      conn.sendFrame({ op: 'eos', seq: this.#endSeq });
+      this.#forget(conn);
+      this.#closeConn(conn, CloseCodes.normal, 'session ended');
+      this.#saveCheckpoint(conn);
+    }
+  }
+
+  /** Reads the events after `conn.sentSeq` that the cache no longer has. */
+  async #catchUp(conn: Connection): Promise<void> {
+    conn.reading = true;
+    const { engine, limits, metrics } = this.#deps;
+    metrics.replays.inc();
+    try {
+      const room = Math.min(limits.replayBatch, limits.maxInFlight - (conn.sentSeq - conn.ackedSeq));
+      const result = await this.#time('read', () => engine.read(this.sessionId, conn.sentSeq, room));
+      if (!conn.live) return;
+      if (result.firstSeq > conn.sentSeq + 1) {
+        this.#forget(conn);
+        this.#closeConn(conn, CloseCodes.history_gone, 'history_gone');
+        return;
+      }
+      conn.sink.cork(() => {
+        let sent = 0;
+        for (const stored of result.events) {
+          if (stored.seq !== conn.sentSeq + 1) continue; // already sent, or not contiguous
+          conn.sink.send(new EncodedEvent(stored).bytes(conn.codec), conn.codec.binary);
+          conn.sentSeq = stored.seq;
+          sent++;
+        }
+        metrics.eventsDelivered.inc(sent);
+      });
+      if (result.headSeq > this.#head) this.#advanceHead(result);
+    } catch (err) {
+      if (!conn.live) return;
+      this.#deps.logger.warn({ sessionId: this.sessionId, err }, 'catch-up read failed');
+      this.#forget(conn);
+      this.#closeConn(conn, 1013, 'unavailable');
+      return;
+    } finally {
+      conn.reading = false;
+    }
+    this.#pump(conn);
+  }
+
+  #markSlow(conn: Connection): void {
+    if (conn.slowTimer) return;
+    conn.slowTimer = setTimeout(() => {
+      conn.slowTimer = undefined;
+      if (!this.#conns.has(conn)) return;
+      if (conn.sink.bufferedAmount() <= this.#deps.limits.backpressureBytes) return this.#pump(conn);
+      this.#forget(conn);
+      this.#closeConn(conn, CloseCodes.slow_consumer, 'slow_consumer');
+      this.#saveCheckpoint(conn);
+      this.#release(conn.subscriberId, conn.generation);
+    }, this.#deps.limits.slowConsumerMs);
+    conn.slowTimer.unref();
+  }
+
+  // ── bookkeeping ─────────────────────────────────────────────────────────────────
+
+  /** Persists the connection's latest ack; one write at a time, coalescing newer acks. */
+  #saveCheckpoint(conn: Connection): void {
+    if (conn.checkpointWriting || conn.ackedSeq <= conn.savedSeq) return;
+    conn.checkpointWriting = true;
+    const target = conn.ackedSeq;
+    const write = this.#time('saveCheckpoint', () =>
+      this.#deps.engine.saveCheckpoint(this.sessionId, conn.subscriberId, conn.generation, target),
+    )
+      .then(
+        () => {
+          conn.savedSeq = Math.max(conn.savedSeq, target);
+        },
+        (err: unknown) => {
+          this.#deps.logger.warn({ sessionId: this.sessionId, err }, 'checkpoint write failed');
+        },
+      )
+      .finally(() => {
+        conn.checkpointWriting = false;
+        // Keep writing newer acks, even after the socket closed: nothing acked is lost.
+        if (conn.ackedSeq > conn.savedSeq && conn.savedSeq >= target) this.#saveCheckpoint(conn);
+      });
+    this.#track(write);
+  }
+
+  #track(write: Promise<unknown>): void {
+    this.#writes.add(write);
+    void write.finally(() => this.#writes.delete(write));
+  }
+
+  #release(subscriberId: string, generation: number): void {
+    const { engine, clock, limits, logger } = this.#deps;
+    const write = this.#time('release', () =>
+      engine.releaseSubscriber(this.sessionId, subscriberId, generation, clock.now(), limits.resumeWindowMs),
+    ).catch((err: unknown) => logger.warn({ sessionId: this.sessionId, err }, 'release subscriber failed'));
+    this.#track(write);
+  }
+
+  #forget(conn: Connection): void {
+    this.#conns.delete(conn);
+    if (this.#bySubscriber.get(conn.subscriberId) === conn) this.#bySubscriber.delete(conn.subscriberId);
+    if (this.#conns.size === 0) this.#scheduleIdle();
+  }
+
+  #closeConn(conn: Connection, code: number, reason: string): void {
+    this.#deps.metrics.closes.inc({ code: String(code) });
+    conn.close(code, reason);
+  }
+
+  #ensureLoaded(): Promise<void> {
+    if (this.#loaded) return Promise.resolve();
+    this.#loading ??= this.#time('head', () => this.#deps.engine.head(this.sessionId)).then(
+      (head) => {
+        this.#epoch = head.epoch;
+        this.#head = head.headSeq;
+        if (head.endedAt !== undefined) this.#endSeq = head.endedAt;
+        this.#loaded = true;
+      },
+      (err: unknown) => {
+        this.#loading = undefined;
+        throw err;
+      },
+    );
+    return this.#loading;
+  }
+
+  /** The engine lost this stream's history: nobody's position means anything any more. */
+  #resetEpoch(head: StreamHead): void {
+    this.#deps.logger.warn({ sessionId: this.sessionId, from: this.#epoch, to: head.epoch }, 'epoch changed');
+    this.#epoch = head.epoch;
+    this.#head = 0;
+    for (const conn of [...this.#conns]) {
+      this.#forget(conn);
+      this.#closeConn(conn, CloseCodes.history_gone, 'history_gone');
+    }
+  }
+
+  #scheduleIdle(): void {
+    if (this.#stopped || this.#idleTimer || this.#conns.size > 0 || this.#pending.length > 0) return;
+    this.#idleTimer = setTimeout(() => {
+      this.#idleTimer = undefined;
+      if (this.#conns.size === 0 && this.#pending.length === 0 && !this.#appending && this.#mailbox.idle) {
+        this.#deps.onIdle(this);
+      } else {
+        this.#scheduleIdle();
+      }
+    }, this.#deps.limits.idleMs);
+    this.#idleTimer.unref();
+  }
+
+  #cancelIdle(): void {
+    clearTimeout(this.#idleTimer);
+    this.#idleTimer = undefined;
+  }
+
+  /** Closes every connection with `code` (1001 when draining) and stops timers. */
+  stop(code: number, reason: string): void {
+    this.#stopped = true;
+    this.#cancelIdle();
+    for (const conn of [...this.#conns]) {
+      this.#forget(conn);
+      this.#closeConn(conn, code, reason);
+      this.#saveCheckpoint(conn);
+      this.#release(conn.subscriberId, conn.generation);
+    }
+    this.#cancelIdle();
+  }
+
+  /** Resolves when queued publishes and operations are done (for shutdown). */
+  async settle(): Promise<void> {
+    await this.#mailbox.drain();
+    while (this.#pending.length > 0 || this.#appending) {
+      await new Promise((r) => setImmediate(r));
+    }
+    while (this.#writes.size > 0) await Promise.allSettled([...this.#writes]);
+  }
+
+  #time<T>(op: string, call: () => Promise<T>): Promise<T> {
+    return this.#deps.metrics.time(op, call);
+  }
+}

@@ -1,0 +1,224 @@
+import type { Codec } from '../codec/index.ts';
+import { negotiate } from '../codec/index.ts';
+import type { Engine } from '../engine/engine.ts';
+import { GatewayError } from '../errors/gateway-error.ts';
+import type { Logger } from '../observability/logger.ts';
+import type { Metrics } from '../observability/metrics.ts';
+import { Connection } from '../session/connection.ts';
+import type { RealtimeHandler } from '../session/realtime-handler.ts';
+import type { Sink } from '../session/sink.ts';
+import { randomId } from '../util/ids.ts';
+import { errorReply, notFound, route, type HttpReply, type RouteHandler } from './http/context.ts';
+import * as sessions from './http/session-routes.ts';
+import type { SessionRouteDeps } from './http/session-routes.ts';
+import { transportKind, uWS, type TemplatedApp, type WebSocket, type us_listen_socket } from './uws.ts';
+
+export interface ServerOptions {
+  host: string;
+  port: number;
+  nodeId: string;
+  maxFrameBytes: number;
+  maxBodyBytes: number;
+  backpressureBytes: number;
+  heartbeatMs: number;
+}
+
+export interface ServerDeps {
+  realtime: RealtimeHandler;
+  routes: SessionRouteDeps;
+  engine: Engine;
+  metrics: Metrics;
+  logger: Logger;
+}
+
+interface SocketData {
+  codec: Codec;
+  conn: Connection | undefined;
+}
+
+/**
+ * The uWebSockets.js server: `/v1/realtime` plus the HTTP routes, on one port. This is
+ * the only place that touches uWS sockets; everything below works on Connection/Sink.
+ */
+export class GatewayServer {
+  readonly #opts: ServerOptions;
+  readonly #deps: ServerDeps;
+  readonly #app: TemplatedApp;
+  readonly #sockets = new Set<Connection>();
+  #listenSocket: us_listen_socket | undefined;
+  #port = 0;
+  #draining = false;
+
+  constructor(opts: ServerOptions, deps: ServerDeps) {
+    this.#opts = opts;
+    this.#deps = deps;
+    this.#app = uWS.App();
+    this.#routes();
+    this.#websocket();
+  }
+
+  get port(): number {
+    return this.#port;
+  }
+
+  get connectionCount(): number {
+    return this.#sockets.size;
+  }
+
+  listen(): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.#app.listen(this.#opts.host, this.#opts.port, (socket) => {
+        if (!socket) return reject(new Error(`cannot listen on ${this.#opts.host}:${this.#opts.port}`));
+        this.#listenSocket = socket;
+        this.#port = uWS.us_socket_local_port(socket as never);
+        resolve(this.#port);
+      });
+    });
+  }
+
+  /** Stops accepting connections and upgrades; open sockets stay until closed. */
+  stopAccepting(): void {
+    this.#draining = true;
+    if (this.#listenSocket) uWS.us_listen_socket_close(this.#listenSocket);
+    this.#listenSocket = undefined;
+  }
+
+  /** Closes sockets that are not attached to a session (still saying hello). */
+  closeUnattached(code: number, reason: string): void {
+    for (const conn of this.#sockets) if (!conn.live) conn.close(code, reason);
+  }
+
+
+  #routes(): void {
+    const { logger } = this.#deps;
+    const maxBodyBytes = this.#opts.maxBodyBytes;
+    const get = (path: string, handler: RouteHandler, paramCount = 0): void => {
+      this.#app.get(path, route(handler, { paramCount, maxBodyBytes, logger }));
+    };
+    const post = (path: string, handler: RouteHandler, paramCount = 0): void => {
+      this.#app.post(path, route(handler, { paramCount, body: true, maxBodyBytes, logger }));
+    };
+    const d = this.#deps.routes;
+
+    get('/healthz', () => this.#health());
+    get('/readyz', () => this.#ready());
+    get('/metrics', () => this.#metrics());
+    post('/v1/call/sessions', (ctx) => sessions.createSession(d, ctx));
+    get('/v1/call/sessions/:id', (ctx) => sessions.getSession(d, ctx), 1);
+    get('/v1/call/sessions/:id/events', (ctx) => sessions.listEvents(d, ctx), 1);
+    post('/v1/call/sessions/:id/events', (ctx) => sessions.ingestEvent(d, ctx), 1);
+    post('/v1/call/sessions/:id/end', (ctx) => sessions.endSession(d, ctx), 1);
+    this.#app.any('/*', route(() => notFound(), { maxBodyBytes, logger }));
+  }
+
+  #health(): HttpReply {
+    return {
+      status: 200,
+      body: { status: 'ok', node: this.#opts.nodeId, transport: transportKind, engine: this.#deps.engine.kind },
+    };
+  }
+
+  async #ready(): Promise<HttpReply> {
+    if (this.#draining) return errorReply(new GatewayError('draining'));
+    try {
+      await this.#deps.engine.ping();
+    } catch {
+      return errorReply(new GatewayError('unavailable', 'the engine does not answer'));
+    }
+    return { status: 200, body: { status: 'ready', engine: this.#deps.engine.kind } };
+  }
+
+  async #metrics(): Promise<HttpReply> {
+    const { registry } = this.#deps.metrics;
+    return { status: 200, body: undefined, raw: { contentType: registry.contentType, text: await registry.metrics() } };
+  }
+
+  #websocket(): void {
+    const { realtime, logger } = this.#deps;
+    const opts = this.#opts;
+    this.#app.ws<SocketData>('/v1/realtime', {
+      compression: uWS.DISABLED,
+      maxPayloadLength: opts.maxFrameBytes,
+      // We pause a connection at backpressureBytes ourselves and never queue more than one
+      // frame past it; uWS's own cap is a backstop that should never be reached.
+      maxBackpressure: opts.backpressureBytes * 2 + opts.maxFrameBytes,
+      closeOnBackpressureLimit: 0,
+      idleTimeout: Math.max(8, Math.ceil((opts.heartbeatMs * 2) / 1000)),
+      sendPingsAutomatically: true,
+      upgrade: (res, req, context) => {
+        const offered = req.getHeader('sec-websocket-protocol');
+        const codec = negotiate(offered);
+        if (!codec || this.#draining) {
+          const error = this.#draining
+            ? new GatewayError('draining')
+            : new GatewayError('bad_request', 'offer subprotocol lifeos.v1.json or lifeos.v1.msgpack');
+          res.writeStatus(this.#draining ? '503 Service Unavailable' : '400 Bad Request');
+          res.writeHeader('content-type', 'application/json');
+          res.end(JSON.stringify(errorReply(error).body));
+          return;
+        }
+        res.upgrade<SocketData>(
+          { codec, conn: undefined },
+          req.getHeader('sec-websocket-key'),
+          codec.subprotocol,
+          req.getHeader('sec-websocket-extensions'),
+          context,
+        );
+      },
+      open: (ws) => {
+        const data = ws.getUserData();
+        const conn = new Connection(randomId('conn'), data.codec, socketSink(ws));
+        data.conn = conn;
+        this.#sockets.add(conn);
+        realtime.opened(conn);
+      },
+      message: (ws, message) => {
+        const conn = ws.getUserData().conn;
+        if (conn) realtime.message(conn, message);
+      },
+      drain: (ws) => {
+        const conn = ws.getUserData().conn;
+        if (conn) realtime.drained(conn);
+      },
+      close: (ws) => {
+        const conn = ws.getUserData().conn;
+        if (!conn) return;
+        (conn.sink as SocketSink).dead = true;
+        this.#sockets.delete(conn);
+        try {
+          realtime.closed(conn);
+        } catch (err) {
+          logger.error({ err }, 'close handler failed');
+        }
+      },
+    });
+  }
+}
+
+interface SocketSink extends Sink {
+  dead: boolean;
+}
+
+/** A Sink over a uWS socket; after uWS reports the close, every call is a no-op. */
+function socketSink(ws: WebSocket<SocketData>): SocketSink {
+  const sink: SocketSink = {
+    dead: false,
+    send(bytes, binary) {
+      if (sink.dead) return false;
+      return ws.send(bytes, binary, false) === 0;
+    },
+    bufferedAmount() {
+      return sink.dead ? 0 : ws.getBufferedAmount();
+    },
+    cork(fn) {
+      if (sink.dead) return fn();
+      ws.cork(fn);
+    },
+    close(code, reason) {
+      if (sink.dead) return;
+      sink.dead = true;
+      ws.end(code, reason);
+    },
+  };
+  return sink;
+}

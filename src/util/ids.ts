@@ -1,0 +1,14 @@
+import { randomBytes } from 'node:crypto';
+import { monotonicFactory } from 'ulid';
+
+const ulid = monotonicFactory();
+
+/** A ULID: sortable by creation time, used for event ids the gateway makes itself. */
+export function newUlid(): string {
+  return ulid();
+}
+
+/** A short random id (url-safe base64), for connection, subscriber and session ids. */
+export function randomId(prefix: string, bytes = 12): string {
+  return `${prefix}_${randomBytes(bytes).toString('base64url')}`;
+}

@@ -1,0 +1,70 @@
+import { startGateway, type Gateway } from '../../src/app.ts';
+import { loadConfig } from '../../src/config/load.ts';
+import type { Config } from '../../src/config/schema.ts';
+import type { Engine } from '../../src/engine/engine.ts';
+import type { Role } from '../../src/protocol/roles.ts';
+import { silentLogger } from '../../src/observability/logger.ts';
+import type { Clock } from '../../src/util/clock.ts';
+
+export const TEST_SECRET = 'test-secret-test-secret-test-secret-0123456789';
+
+export interface TestGateway {
+  gateway: Gateway;
+  config: Config;
+  url: string;
+  wsUrl: string;
+  token(sub: string, role?: Role, tid?: string, ttlSeconds?: number): Promise<string>;
+  /** POST /v1/call/sessions as `sub` and return the session id. */
+  createSession(token: string): Promise<string>;
+  http(method: string, path: string, token?: string, body?: unknown, headers?: Record<string, string>): Promise<{ status: number; body: any }>;
+  stop(): Promise<void>;
+}
+
+/** Starts a real gateway (uWS on port 0) in this process, with test-friendly config. */
+export async function startTestGateway(
+  env: Record<string, string> = {},
+  extra: { clock?: Clock; engine?: Engine } = {},
+): Promise<TestGateway> {
+  const { config } = loadConfig({
+    HOST: '127.0.0.1',
+    PORT: '0',
+    AUTH_JWT_SECRET: TEST_SECRET,
+    LOG_LEVEL: 'silent',
+    ...env,
+  });
+  const gateway = await startGateway({ config, logger: silentLogger(), ...extra });
+  const url = `http://127.0.0.1:${gateway.port}`;
+  const http: TestGateway['http'] = async (method, path, token, body, headers = {}) => {
+    const res = await fetch(url + path, {
+      method,
+      headers: {
+        ...(token ? { authorization: `Bearer ${token}` } : {}),
+        ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+        ...headers,
+      },
+      ...(body !== undefined ? { body: typeof body === 'string' ? body : JSON.stringify(body) } : {}),
+    });
+    const text = await res.text();
+    let parsed: unknown = text;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      /* not JSON: keep the text */
+    }
+    return { status: res.status, body: parsed };
+  };
+  return {
+    gateway,
+    config,
+    url,
+    wsUrl: `ws://127.0.0.1:${gateway.port}/v1/realtime`,
+    token: (sub, role = 'user', tid = 'acme', ttl = 3600) => gateway.jwt.sign({ sub, tid, role }, ttl),
+    async createSession(token) {
+      const res = await http('POST', '/v1/call/sessions', token);
+      if (res.status !== 201) throw new Error(`create session: ${res.status} ${JSON.stringify(res.body)}`);
+      return (res.body as { id: string }).id;
+    },
+    http,
+    stop: () => gateway.shutdown(),
+  };
+}
