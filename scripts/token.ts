@@ -20,7 +20,9 @@ if (!secret) {
   process.exit(1);
 }
 if (!values.sub || !values.tid || !isRole(values.role)) {
-  process.stderr.write('usage: npm run token -- --sub <user> --tid <tenant> --role user|agent|operator|service [--ttl s]\n');
+  process.stderr.write(
+    'usage: npm run token -- --sub <user> --tid <tenant> --role user|agent|operator|service [--ttl s]\n',
+  );
   process.exit(1);
 }
 const token = await new JwtVerifier(secret).sign(

@@ -40,7 +40,10 @@ export function nodeIdFrom(config: Config): string {
 
 /** Builds the engine the configuration asks for. */
 export async function createEngine(config: Config, clock: Clock, logger: Logger): Promise<Engine> {
-  const limits = { historyMaxEvents: config.HISTORY_MAX_EVENTS, historyTtlAfterEndS: config.HISTORY_TTL_AFTER_END_S };
+  const limits = {
+    historyMaxEvents: config.HISTORY_MAX_EVENTS,
+    historyTtlAfterEndS: config.HISTORY_TTL_AFTER_END_S,
+  };
   if (config.REDIS_URL === '') return new MemoryEngine(clock, limits);
   // Loaded only when asked for: the memory engine needs no Redis client at all.
   const { RedisEngine } = await import('./engine/redis/redis-engine.ts');
@@ -115,9 +118,15 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   );
   const port = await server.listen();
   if (transportKind !== 'native') {
-    logger.warn({ transport: transportKind }, 'uWebSockets.js native build not loaded: running on the slow JS fallback');
+    logger.warn(
+      { transport: transportKind },
+      'uWebSockets.js native build not loaded: running on the slow JS fallback',
+    );
   }
-  logger.info({ port, host: config.HOST, node: nodeId, engine: engine.kind, transport: transportKind }, 'listening');
+  logger.info(
+    { port, host: config.HOST, node: nodeId, engine: engine.kind, transport: transportKind },
+    'listening',
+  );
 
   let stopping: Promise<void> | undefined;
   const shutdown = (): Promise<void> =>

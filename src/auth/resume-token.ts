@@ -44,7 +44,13 @@ export class ResumeTokens {
       if (!Array.isArray(decoded) || decoded.length !== 5 || !decoded.every((v) => typeof v === 'string')) {
         return undefined;
       }
-      const [sessionId, subscriberId, userId, tenantId, role] = decoded as string[] as [string, string, string, string, string];
+      const [sessionId, subscriberId, userId, tenantId, role] = decoded as [
+        string,
+        string,
+        string,
+        string,
+        string,
+      ];
       if (!isRole(role)) return undefined;
       return { sessionId, subscriberId, userId, tenantId, role };
     } catch {

@@ -3,7 +3,8 @@ import { assertCanRead } from '../auth/access.ts';
 import type { Engine, SessionRecord } from '../engine/engine.ts';
 import type { ActorRegistry } from '../session/actor-registry.ts';
 import type { Clock } from '../util/clock.ts';
-import { isoTimestamp } from '../protocol/envelope.ts';
+import { isoTimestamp, normalizeEnvelope, type Envelope } from '../protocol/envelope.ts';
+import { GatewayError } from '../errors/gateway-error.ts';
 import { newUlid, randomId } from '../util/ids.ts';
 
 /**
@@ -39,14 +40,10 @@ export class CallService {
       idempotencyKey,
     );
     if (result.created) {
-      await this.#registry.get(result.session.id).publish({
-        eventId: `call.created:${result.session.id}`,
-        sessionId: result.session.id,
-        ts: isoTimestamp(now),
-        type: 'call.created',
-        payload: { state: 'created' },
-        schemaVersion: 1,
-      });
+      const sessionId = result.session.id;
+      await this.#registry
+        .get(sessionId)
+        .publish(gatewayEvent(`call.created:${sessionId}`, sessionId, now, 'call.created', { state: 'created' }));
     }
     return result;
   }
@@ -64,14 +61,9 @@ export class CallService {
     const actor = this.#registry.get(sessionId);
     const head = await this.#engine.head(sessionId);
     if (head.endedAt !== undefined) return { seq: head.endedAt };
-    const outcome = await actor.publish({
-      eventId: `call.ended:${sessionId}`,
-      sessionId,
-      ts: isoTimestamp(this.#clock.now()),
-      type: 'call.ended',
-      payload: { reason },
-      schemaVersion: 1,
-    });
+    const outcome = await actor.publish(
+      gatewayEvent(`call.ended:${sessionId}`, sessionId, this.#clock.now(), 'call.ended', { reason }),
+    );
     return { seq: outcome.seq };
   }
 
@@ -79,4 +71,14 @@ export class CallService {
   newEventId(): string {
     return newUlid();
   }
+}
+
+/**
+ * An event the gateway itself emits, checked against schema v1 like any other: a bug
+ * here must fail loudly, not store an event clients cannot parse.
+ */
+function gatewayEvent(eventId: string, sessionId: string, now: number, type: string, payload: object): Envelope {
+  const result = normalizeEnvelope({ eventId, sessionId, ts: isoTimestamp(now), type, payload, schemaVersion: 1 });
+  if (!result.ok) throw new GatewayError('internal', `gateway event ${type} is invalid: ${result.message}`);
+  return result.value;
 }

@@ -24,7 +24,10 @@ export interface Engine {
    * (tenantId, ownerId, idempotencyKey). Atomic: two concurrent calls with one key
    * create one session. `created` tells which happened.
    */
-  createSession(input: NewSession, idempotencyKey?: string): Promise<{ session: SessionRecord; created: boolean }>;
+  createSession(
+    input: NewSession,
+    idempotencyKey?: string,
+  ): Promise<{ session: SessionRecord; created: boolean }>;
   getSession(sessionId: string): Promise<SessionRecord | undefined>;
 
   // ── event streams ──────────────────────────────────────────────────────────────
@@ -64,7 +67,12 @@ export interface Engine {
    * disconnected for at most `windowMs`, and not ended). Returns the updated record,
    * or undefined when it is not resumable.
    */
-  takeoverSubscriber(sessionId: string, subscriberId: string, now: number, windowMs: number): Promise<SubscriberRecord | undefined>;
+  takeoverSubscriber(
+    sessionId: string,
+    subscriberId: string,
+    now: number,
+    windowMs: number,
+  ): Promise<SubscriberRecord | undefined>;
 
   /**
    * Moves a checkpoint forward. Applied only when `generation` is still the current one
@@ -76,7 +84,13 @@ export interface Engine {
    * Records that the connection of `generation` closed at `now`. Ignored when a newer
    * generation has taken over. The record expires after `windowMs` unless resumed.
    */
-  releaseSubscriber(sessionId: string, subscriberId: string, generation: number, now: number, windowMs: number): Promise<void>;
+  releaseSubscriber(
+    sessionId: string,
+    subscriberId: string,
+    generation: number,
+    now: number,
+    windowMs: number,
+  ): Promise<void>;
 
   /** Ends a subscriber for good (`bye`): its resume token stops working at once. */
   endSubscriber(sessionId: string, subscriberId: string): Promise<void>;

@@ -24,7 +24,11 @@ export const ErrorCodes = {
     message: 'This Idempotency-Key was used with another request.',
   },
   ack_ahead: { status: 400, retryable: false, message: 'Ack above the highest seq delivered.' },
-  history_gone: { status: 410, retryable: false, message: 'That seq is no longer retained, or the epoch changed.' },
+  history_gone: {
+    status: 410,
+    retryable: false,
+    message: 'That seq is no longer retained, or the epoch changed.',
+  },
   resume_expired: { status: 401, retryable: false, message: 'Unknown or expired resume token; start fresh.' },
   // capacity and availability
   overloaded: { status: 503, retryable: true, message: 'Too many operations queued; retry.' },

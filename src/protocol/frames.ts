@@ -73,7 +73,7 @@ export function parseClientFrame(value: unknown): ParsedFrame {
     return { ok: false, message: `unknown op ${JSON.stringify(op)?.slice(0, 40) ?? 'undefined'}` };
   }
   const check = checks[op as keyof typeof checks];
-  if (check.Check(value)) return { ok: true, frame: value as ClientFrame };
+  if (check.Check(value)) return { ok: true, frame: value };
   const error = check.Errors(value).First();
   return { ok: false, message: `${op}${error?.path ?? ''}: ${error?.message ?? 'invalid'}` };
 }

@@ -29,7 +29,13 @@ export function eventFromPub(frame: PubFrame, sessionId: string, role: Role, now
  * out (the path and the clock fill them), and so may `eventId`, in which case the
  * gateway makes a ULID — but then a retried request is a new event.
  */
-export function eventFromHttp(body: unknown, sessionId: string, role: Role, now: number, newId: () => string): Envelope {
+export function eventFromHttp(
+  body: unknown,
+  sessionId: string,
+  role: Role,
+  now: number,
+  newId: () => string,
+): Envelope {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) {
     throw new GatewayError('invalid_event', 'the body must be a JSON object');
   }

@@ -84,7 +84,8 @@ export class RealtimeHandler {
     if (!parsed.ok) return this.#violation(conn, CloseCodes.bad_request, parsed.message);
     const frame = parsed.frame;
     if (conn.state === 'awaiting_hello') {
-      if (frame.op !== 'hello') return this.#violation(conn, CloseCodes.bad_request, 'the first frame must be hello');
+      if (frame.op !== 'hello')
+        return this.#violation(conn, CloseCodes.bad_request, 'the first frame must be hello');
       conn.state = 'authenticating';
       clearTimeout(conn.helloTimer);
       void this.#hello(conn, frame);
@@ -128,7 +129,8 @@ export class RealtimeHandler {
       }
     } catch (err) {
       const error = toGatewayError(err);
-      if (error.code === 'internal') this.#deps.logger.error({ err, sessionId: hello.sessionId }, 'hello failed');
+      if (error.code === 'internal')
+        this.#deps.logger.error({ err, sessionId: hello.sessionId }, 'hello failed');
       if (hello.resume) this.#deps.metrics.resumes.inc({ outcome: error.code });
       return this.#violation(conn, closeCodeFor(error.code), error.code);
     }

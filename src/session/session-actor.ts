@@ -29,9 +29,9 @@ export interface ActorDeps {
   limits: ActorLimits;
   metrics: Metrics;
   logger: Logger;
-  issueResumeToken(claims: ResumeClaims): string;
+  issueResumeToken: (claims: ResumeClaims) => string;
   /** Called once the actor has had nothing to do for `idleMs`; the registry drops it. */
-  onIdle(actor: SessionActor): void;
+  onIdle: (actor: SessionActor) => void;
 }
 
 interface PendingPublish {
@@ -122,7 +122,8 @@ export class SessionActor {
   attachResume(conn: Connection, claims: ResumeClaims, lastSeq?: number, epoch?: string): Promise<void> {
     return this.#mailbox.run(async () => {
       await this.#ensureLoaded();
-      if (epoch !== undefined && epoch !== this.#epoch) throw new GatewayError('history_gone', 'epoch changed');
+      if (epoch !== undefined && epoch !== this.#epoch)
+        throw new GatewayError('history_gone', 'epoch changed');
       const { engine, clock, limits } = this.#deps;
       const record = await this.#time('takeover', () =>
         engine.takeoverSubscriber(this.sessionId, claims.subscriberId, clock.now(), limits.resumeWindowMs),
@@ -173,13 +174,19 @@ export class SessionActor {
     this.#conns.add(conn);
     this.#bySubscriber.set(subscriberId, conn);
     this.#cancelIdle();
-    const { limits, issueResumeToken } = this.#deps;
+    const { limits } = this.#deps;
     conn.sendFrame({
       op: 'welcome',
       connectionId: conn.id,
       sessionId: this.sessionId,
       subscriberId,
-      resumeToken: issueResumeToken({ sessionId: this.sessionId, subscriberId, userId: identity.userId, tenantId: identity.tenantId, role: identity.role }),
+      resumeToken: this.#deps.issueResumeToken({
+        sessionId: this.sessionId,
+        subscriberId,
+        userId: identity.userId,
+        tenantId: identity.tenantId,
+        role: identity.role,
+      }),
       resumeWindowMs: limits.resumeWindowMs,
       epoch: this.#epoch,
       headSeq: this.#head,
@@ -213,7 +220,9 @@ export class SessionActor {
     this.#closeConn(conn, CloseCodes.normal, 'bye');
     this.#saveCheckpoint(conn);
     try {
-      await this.#time('endSubscriber', () => this.#deps.engine.endSubscriber(this.sessionId, conn.subscriberId));
+      await this.#time('endSubscriber', () =>
+        this.#deps.engine.endSubscriber(this.sessionId, conn.subscriberId),
+      );
     } catch (err) {
       this.#deps.logger.warn({ sessionId: this.sessionId, err }, 'end subscriber failed');
     }
@@ -277,7 +286,8 @@ export class SessionActor {
       this.#applyAppend(batch, result);
     } catch (err) {
       const error = toGatewayError(err);
-      if (error.code === 'internal') this.#deps.logger.error({ sessionId: this.sessionId, err }, 'append failed');
+      if (error.code === 'internal')
+        this.#deps.logger.error({ sessionId: this.sessionId, err }, 'append failed');
       for (const p of batch) p.reject(error);
     } finally {
       this.#appending = false;

@@ -70,7 +70,7 @@ export class GatewayServer {
       this.#app.listen(this.#opts.host, this.#opts.port, (socket) => {
         if (!socket) return reject(new Error(`cannot listen on ${this.#opts.host}:${this.#opts.port}`));
         this.#listenSocket = socket;
-        this.#port = uWS.us_socket_local_port(socket as never);
+        this.#port = uWS.us_socket_local_port(socket);
         resolve(this.#port);
       });
     });
@@ -87,7 +87,6 @@ export class GatewayServer {
   closeUnattached(code: number, reason: string): void {
     for (const conn of this.#sockets) if (!conn.live) conn.close(code, reason);
   }
-
 
   #routes(): void {
     const { logger } = this.#deps;
@@ -108,13 +107,21 @@ export class GatewayServer {
     get('/v1/call/sessions/:id/events', (ctx) => sessions.listEvents(d, ctx), 1);
     post('/v1/call/sessions/:id/events', (ctx) => sessions.ingestEvent(d, ctx), 1);
     post('/v1/call/sessions/:id/end', (ctx) => sessions.endSession(d, ctx), 1);
-    this.#app.any('/*', route(() => notFound(), { maxBodyBytes, logger }));
+    this.#app.any(
+      '/*',
+      route(() => notFound(), { maxBodyBytes, logger }),
+    );
   }
 
   #health(): HttpReply {
     return {
       status: 200,
-      body: { status: 'ok', node: this.#opts.nodeId, transport: transportKind, engine: this.#deps.engine.kind },
+      body: {
+        status: 'ok',
+        node: this.#opts.nodeId,
+        transport: transportKind,
+        engine: this.#deps.engine.kind,
+      },
     };
   }
 
@@ -130,7 +137,11 @@ export class GatewayServer {
 
   async #metrics(): Promise<HttpReply> {
     const { registry } = this.#deps.metrics;
-    return { status: 200, body: undefined, raw: { contentType: registry.contentType, text: await registry.metrics() } };
+    return {
+      status: 200,
+      body: undefined,
+      raw: { contentType: registry.contentType, text: await registry.metrics() },
+    };
   }
 
   #websocket(): void {

@@ -9,6 +9,8 @@ export type { HttpRequest, HttpResponse, TemplatedApp, WebSocket, us_listen_sock
  * C++ function; the fallback's is JavaScript. We report which one loaded in the start-up
  * log, /healthz and /metrics, and CI fails unless it is the native one.
  */
-export const transportKind: 'native' | 'fallback' = /\[native code\]/.test(Function.prototype.toString.call(uWS.App))
+export const transportKind: 'native' | 'fallback' = /\[native code\]/.test(
+  Function.prototype.toString.call(uWS.App),
+)
   ? 'native'
   : 'fallback';

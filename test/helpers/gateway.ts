@@ -16,7 +16,13 @@ export interface TestGateway {
   token(sub: string, role?: Role, tid?: string, ttlSeconds?: number): Promise<string>;
   /** POST /v1/call/sessions as `sub` and return the session id. */
   createSession(token: string): Promise<string>;
-  http(method: string, path: string, token?: string, body?: unknown, headers?: Record<string, string>): Promise<{ status: number; body: any }>;
+  http(
+    method: string,
+    path: string,
+    token?: string,
+    body?: unknown,
+    headers?: Record<string, string>,
+  ): Promise<{ status: number; body: any }>;
   stop(): Promise<void>;
 }
 

@@ -61,9 +61,11 @@ export class TestClient {
     for (;;) {
       const i = this.frames.findIndex(pred);
       if (i >= 0) return this.frames.splice(0, i + 1).at(-1)!;
-      if (this.closeInfo) throw new Error(`closed ${this.closeInfo.code} ${this.closeInfo.reason} while waiting`);
+      if (this.closeInfo)
+        throw new Error(`closed ${this.closeInfo.code} ${this.closeInfo.reason} while waiting`);
       const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`timeout waiting for frame; have ${JSON.stringify(this.frames).slice(0, 300)}`);
+      if (left <= 0)
+        throw new Error(`timeout waiting for frame; have ${JSON.stringify(this.frames).slice(0, 300)}`);
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, left);
         this.#waiters.push(() => {
@@ -91,7 +93,9 @@ export class TestClient {
     try {
       const info = await Promise.race([
         this.closed,
-        new Promise<never>((_, reject) => setTimeout(() => reject(new Error('socket did not close')), timeoutMs).unref()),
+        new Promise<never>((_, reject) =>
+          setTimeout(() => reject(new Error('socket did not close')), timeoutMs).unref(),
+        ),
       ]);
       return info.code;
     } finally {

@@ -44,9 +44,13 @@ export class MemoryEngine implements Engine {
     this.#sweep.unref();
   }
 
-  async createSession(input: NewSession, idempotencyKey?: string): Promise<{ session: SessionRecord; created: boolean }> {
+  async createSession(
+    input: NewSession,
+    idempotencyKey?: string,
+  ): Promise<{ session: SessionRecord; created: boolean }> {
     await tick();
-    const idemKey = idempotencyKey === undefined ? undefined : `${input.tenantId}\0${input.ownerId}\0${idempotencyKey}`;
+    const idemKey =
+      idempotencyKey === undefined ? undefined : `${input.tenantId}\0${input.ownerId}\0${idempotencyKey}`;
     if (idemKey !== undefined) {
       const existing = this.#idempotency.get(idemKey);
       const session = existing === undefined ? undefined : this.#sessions.get(existing);
@@ -141,7 +145,12 @@ export class MemoryEngine implements Engine {
     return { ...r };
   }
 
-  async saveCheckpoint(sessionId: string, subscriberId: string, generation: number, seq: number): Promise<number> {
+  async saveCheckpoint(
+    sessionId: string,
+    subscriberId: string,
+    generation: number,
+    seq: number,
+  ): Promise<number> {
     await tick();
     const entry = this.#liveSubscriber(sessionId, subscriberId);
     if (!entry) return 0;

@@ -103,10 +103,11 @@ export function buildJsonSchemaDocument(): JsonObject {
     const name = pascalName(type);
     const payload = toJson(EventTypes[type]);
     const producers = producersOf(type).join(', ');
+    const summary = typeof payload['description'] === 'string' ? payload['description'] : type;
     definitions[`${name}Payload`] = { title: `${name}Payload`, ...payload };
     definitions[`${name}Event`] = {
       title: `${name}Event`,
-      description: `${String(payload['description'] ?? type)} Produced by: ${producers}.`,
+      description: `${summary} Produced by: ${producers}.`,
       type: 'object',
       properties: {
         eventId: { $ref: '#/definitions/EventId' },

@@ -61,7 +61,8 @@ export function route(
       state.aborted = true;
     });
     const params: string[] = [];
-    for (let i = 0; i < (options.paramCount ?? 0); i++) params.push(decodeURIComponent(req.getParameter(i) ?? ''));
+    for (let i = 0; i < (options.paramCount ?? 0); i++)
+      params.push(decodeURIComponent(req.getParameter(i) ?? ''));
     const ctx: HttpContext = {
       method: req.getMethod(),
       path: req.getUrl(),
@@ -86,7 +87,9 @@ export function route(
           res.writeHeader('content-type', reply.raw.contentType).end(reply.raw.text);
         } else {
           // An oversized body may still be arriving: close rather than read it.
-          res.writeHeader('content-type', 'application/json').end(JSON.stringify(reply.body), reply.status === 413);
+          res
+            .writeHeader('content-type', 'application/json')
+            .end(JSON.stringify(reply.body), reply.status === 413);
         }
       });
     };
@@ -111,7 +114,8 @@ export function route(
     readBody(res, options.maxBodyBytes, (outcome) => {
       if (outcome === 'too_large') return fail(new GatewayError('payload_too_large'));
       if (outcome.length > 0) {
-        if (!/^application\/json\b/i.test(ctx.headers.contentType)) return fail(new GatewayError('unsupported_media_type'));
+        if (!/^application\/json\b/i.test(ctx.headers.contentType))
+          return fail(new GatewayError('unsupported_media_type'));
         try {
           ctx.body = JSON.parse(outcome.toString('utf8')) as unknown;
         } catch {

@@ -27,7 +27,11 @@ export async function createSession(deps: SessionRouteDeps, ctx: HttpContext): P
     throw new GatewayError('bad_request', 'Idempotency-Key must be 1–255 visible ASCII characters');
   }
   const metadata = parseMetadata(ctx.body);
-  const { session, created } = await deps.calls.create(principal, metadata ? { metadata } : {}, key || undefined);
+  const { session, created } = await deps.calls.create(
+    principal,
+    metadata ? { metadata } : {},
+    key || undefined,
+  );
   return { status: 201, body: session, headers: created ? {} : { 'idempotent-replayed': 'true' } };
 }
 
@@ -41,7 +45,8 @@ export async function getSession(deps: SessionRouteDeps, ctx: HttpContext): Prom
 export async function endSession(deps: SessionRouteDeps, ctx: HttpContext): Promise<HttpReply> {
   const principal = await authenticate(deps.jwt, ctx);
   const body = (ctx.body ?? {}) as { reason?: unknown };
-  const reason = typeof body.reason === 'string' && body.reason.length <= 256 ? body.reason : 'ended';
+  const reason =
+    typeof body.reason === 'string' && body.reason.length >= 1 && body.reason.length <= 256 ? body.reason : 'ended';
   const { seq } = await deps.calls.end(principal, ctx.params[0]!, reason);
   return { status: 200, body: { id: ctx.params[0], state: 'ended', seq } };
 }
@@ -72,7 +77,9 @@ export async function ingestEvent(deps: SessionRouteDeps, ctx: HttpContext): Pro
   const principal = await authenticate(deps.jwt, ctx);
   const sessionId = ctx.params[0]!;
   await deps.calls.get(principal, sessionId);
-  const event = eventFromHttp(ctx.body, sessionId, principal.role, deps.clock.now(), () => deps.calls.newEventId());
+  const event = eventFromHttp(ctx.body, sessionId, principal.role, deps.clock.now(), () =>
+    deps.calls.newEventId(),
+  );
   const outcome = await deps.registry.get(sessionId).publish(event);
   return {
     status: outcome.duplicate ? 200 : 201,
@@ -82,7 +89,8 @@ export async function ingestEvent(deps: SessionRouteDeps, ctx: HttpContext): Pro
 
 function intParam(raw: string | null, fallback: number, name: string): number {
   if (raw === null || raw === '') return fallback;
-  if (!/^\d{1,15}$/.test(raw)) throw new GatewayError('bad_request', `${name} must be a non-negative integer`);
+  if (!/^\d{1,15}$/.test(raw))
+    throw new GatewayError('bad_request', `${name} must be a non-negative integer`);
   return Number(raw);
 }
 
@@ -92,14 +100,21 @@ function parseMetadata(body: unknown): Record<string, string> | undefined {
     throw new GatewayError('bad_request', 'the body must be a JSON object');
   }
   const { metadata, ...rest } = body as { metadata?: unknown };
-  if (Object.keys(rest).length > 0) throw new GatewayError('bad_request', `unknown field "${Object.keys(rest)[0]}"`);
+  if (Object.keys(rest).length > 0)
+    throw new GatewayError('bad_request', `unknown field "${Object.keys(rest).join(', ')}"`);
   if (metadata === undefined) return undefined;
   if (typeof metadata !== 'object' || metadata === null || Array.isArray(metadata)) {
     throw new GatewayError('bad_request', 'metadata must be an object of strings');
   }
   const entries = Object.entries(metadata);
-  if (entries.length > 32 || entries.some(([k, v]) => typeof v !== 'string' || k.length > 64 || v.length > 512)) {
-    throw new GatewayError('bad_request', 'metadata: at most 32 string values (keys ≤ 64, values ≤ 512 chars)');
+  if (
+    entries.length > 32 ||
+    entries.some(([k, v]) => typeof v !== 'string' || k.length > 64 || v.length > 512)
+  ) {
+    throw new GatewayError(
+      'bad_request',
+      'metadata: at most 32 string values (keys ≤ 64, values ≤ 512 chars)',
+    );
   }
-  return Object.fromEntries(entries) as Record<string, string>;
+  return Object.fromEntries(entries);
 }

@@ -1,0 +1,352 @@
+import { randomBytes } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import type { Clock } from '../../util/clock.ts';
+import type { Envelope } from '../../protocol/envelope.ts';
+import type {
+  AppendOutcome,
+  AppendResult,
+  Engine,
+  EngineLimits,
+  NewSession,
+  NewSubscriber,
+  ReadResult,
+  SessionRecord,
+  StreamHead,
+  SubscriberRecord,
+} from '../engine.ts';
+import { createClient, scriptRunner, type ScriptRunner } from './client.ts';
+import { mapRedisError } from './errors.ts';
+import {
+  DEFAULT_KEY_PREFIX,
+  idempotencyKey,
+  sessionKeys,
+  subscriberKey,
+  subscriberMember,
+  type SessionKeys,
+} from './keys.ts';
+import { logPersistence, readPersistence, type EngineLogger, type PersistenceReport } from './persistence.ts';
+import { asArray, parseEntry, parseHead, parseSubscriber, subscriberFields, toInt } from './records.ts';
+import type { ScriptName } from './scripts/index.ts';
+
+export interface RedisEngineOptions {
+  /** redis://[user:pass@]host:port[/db] or rediss://… */
+  url: string;
+  clock: Clock;
+  limits: EngineLimits;
+  logger?: EngineLogger;
+  /** Each Redis command rejects with EngineUnavailableError after this long. Default 2000. */
+  commandTimeoutMs?: number;
+  /** Prepended to every key and channel, so runs (and tests) can share one Redis. Default 'lo:'. */
+  keyPrefix?: string;
+  /** How long an idempotency key of createSession is remembered. Default 24 h. */
+  idempotencyTtlS?: number;
+}
+
+export const DEFAULT_COMMAND_TIMEOUT_MS = 2000;
+export const DEFAULT_IDEMPOTENCY_TTL_S = 86_400;
+/** read() returns at most this many events per call, whatever `limit` asks (the contract allows fewer). */
+export const MAX_READ_LIMIT = 10_000;
+/** Redis's TTL on a released subscriber outlasts its logical window a little; the window itself is exact. */
+const RELEASE_TTL_GRACE_MS = 5_000;
+/** At most one connection-error log line per this many ms: an outage must not flood the logs. */
+const ERROR_LOG_INTERVAL_MS = 5_000;
+
+/**
+ * The engine on Redis (7.0 or newer): streams, meta, dedupe ids and subscribers of a
+ * session under one hash tag, every multi-step change as one Lua script. See keys.ts
+ * for the layout and scripts/ for what each script guarantees.
+ *
+ * Create it with `await RedisEngine.connect(options)`: it resolves once Redis answers,
+ * after checking (and logging) Redis's persistence settings, and rejects with
+ * EngineUnavailableError when Redis cannot be reached.
+ *
+ * Epochs: a session's epoch is a random 64-bit hex string, stored in its meta hash next
+ * to its head. It is created by whichever script first finds the meta missing: first
+ * use, or after the meta was lost (FLUSHALL, a restart without AOF, expiry after the
+ * session ended). Because epoch and head are stored and lost together, any state in
+ * which seqs restart from 1 carries a new epoch. With AOF on, a restart keeps both.
+ * Residual risk: with `appendfsync everysec`, a crash can drop the last ~1 s of writes
+ * while keeping the meta, so the lost seqs are reused under the same epoch; only
+ * `appendfsync always` closes that window.
+ *
+ * Outages: commands time out after `commandTimeoutMs`, nothing queues while Redis is
+ * unreachable, and every failure to reach Redis rejects with EngineUnavailableError.
+ * A timed-out script may still have run (its reply was lost); each script is atomic, so
+ * it ran entirely or not at all, and retrying an append with the same eventIds returns
+ * the original seqs.
+ */
+export class RedisEngine implements Engine {
+  readonly kind = 'redis';
+  readonly #redis: Redis;
+  readonly #script: ScriptRunner;
+  readonly #clock: Clock;
+  readonly #limits: EngineLimits;
+  readonly #prefix: string;
+  readonly #logger: EngineLogger | undefined;
+  readonly #idempotencyTtlS: number;
+  #lastErrorLog = -Infinity;
+  #closed = false;
+
+  /** Connects, checks persistence, and resolves with a ready engine. */
+  static async connect(options: RedisEngineOptions): Promise<RedisEngine> {
+    validateLimits(options.limits);
+    const redis = createClient({
+      url: options.url,
+      commandTimeoutMs: options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS,
+    });
+    const engine = new RedisEngine(redis, options);
+    try {
+      await redis.connect();
+    } catch (err) {
+      redis.disconnect();
+      throw mapRedisError(err, 'connect');
+    }
+    await engine.checkPersistence();
+    return engine;
+  }
+
+  private constructor(redis: Redis, options: RedisEngineOptions) {
+    this.#redis = redis;
+    this.#script = scriptRunner(redis);
+    this.#clock = options.clock;
+    this.#limits = options.limits;
+    this.#prefix = options.keyPrefix ?? DEFAULT_KEY_PREFIX;
+    this.#logger = options.logger;
+    this.#idempotencyTtlS = options.idempotencyTtlS ?? DEFAULT_IDEMPOTENCY_TTL_S;
+    // Without a listener ioredis prints every reconnect failure itself.
+    redis.on('error', (err: Error) => this.#logConnectionError(err));
+  }
+
+  /**
+   * Reads Redis's AOF settings and logs the loss window they imply, with a loud warning
+   * when AOF is off (ARCHITECTURE-NOTES decision 9). Never throws for a denied CONFIG.
+   */
+  async checkPersistence(): Promise<PersistenceReport> {
+    const report = await readPersistence(this.#redis);
+    logPersistence(report, this.#logger);
+    return report;
+  }
+
+  // ── call sessions ──────────────────────────────────────────────────────────────
+
+  /**
+   * With an idempotency key, in three steps, each safe to repeat:
+   * 1. claim: one script on the idempotency key stores (session id, record JSON) unless
+   *    a claim exists, and returns the claim that holds. This is where concurrent calls
+   *    are decided: exactly one of them claims.
+   * 2. write the session record with SET NX under the session's own tag. Every caller
+   *    that sees an uncommitted claim does it, so a claimant that crashed or timed out
+   *    between steps is repaired by the retry, and NX never overwrites a record that has
+   *    moved on. Both writers would write the same JSON.
+   * 3. mark the claim committed, so a later duplicate whose session has since expired
+   *    (ended + retention) does not resurrect it; it gets the claimed snapshot instead.
+   * The claim is remembered for `idempotencyTtlS`.
+   */
+  async createSession(input: NewSession, idempotencyKeyValue?: string): Promise<{ session: SessionRecord; created: boolean }> {
+    const record: SessionRecord = { ...input, state: 'created', version: 1 };
+    const json = JSON.stringify(record);
+    if (idempotencyKeyValue === undefined) {
+      await this.#call('createSession', () => this.#redis.set(this.#keys(input.id).session, json));
+      return { session: record, created: true };
+    }
+    const idem = idempotencyKey(this.#prefix, input.tenantId, input.ownerId, idempotencyKeyValue);
+    const claim = asArray(
+      await this.#run('createSession', 'loIdemClaim', [idem], [input.id, json, this.#idempotencyTtlS]),
+      'claim',
+    );
+    const created = toInt(claim[0], 'created') === 1;
+    const sessionId = String(claim[1]);
+    const claimedJson = String(claim[2]);
+    if (String(claim[3]) !== '1') {
+      await this.#call('createSession', () => this.#redis.set(this.#keys(sessionId).session, claimedJson, 'NX'));
+      await this.#run('createSession', 'loIdemCommit', [idem], []);
+    }
+    if (created) return { session: record, created: true };
+    const current = await this.getSession(sessionId);
+    return { session: current ?? (JSON.parse(claimedJson) as SessionRecord), created: false };
+  }
+
+  async getSession(sessionId: string): Promise<SessionRecord | undefined> {
+    const json = await this.#call('getSession', () => this.#redis.get(this.#keys(sessionId).session));
+    return json === null ? undefined : (JSON.parse(json) as SessionRecord);
+  }
+
+  // ── event streams ──────────────────────────────────────────────────────────────
+
+  async append(sessionId: string, events: readonly Envelope[]): Promise<AppendResult> {
+    const k = this.#keys(sessionId);
+    const args: (string | number)[] = [newEpoch(), this.#limits.historyMaxEvents, k.channel];
+    for (const event of events) args.push(event.eventId, JSON.stringify(event));
+    const reply = asArray(await this.#run('append', 'loAppend', [k.stream, k.meta, k.ids], args), 'append');
+    const flat = asArray(reply[3], 'outcomes');
+    const outcomes: AppendOutcome[] = [];
+    for (let i = 0; i + 1 < flat.length; i += 2) {
+      outcomes.push({ seq: toInt(flat[i], 'seq'), duplicate: toInt(flat[i + 1], 'duplicate') === 1 });
+    }
+    if (outcomes.length !== events.length) throw new Error('redis engine: append returned a wrong number of outcomes');
+    return { outcomes, ...parseHead(reply) };
+  }
+
+  async read(sessionId: string, after: number, limit: number): Promise<ReadResult> {
+    const k = this.#keys(sessionId);
+    const from = Number.isFinite(after) ? Math.max(0, Math.floor(after)) : 0;
+    const count = Number.isFinite(limit) ? Math.min(MAX_READ_LIMIT, Math.max(0, Math.floor(limit))) : 0;
+    const reply = asArray(
+      await this.#run('read', 'loRead', [k.stream, k.meta, k.ids], [newEpoch(), from, count]),
+      'read',
+    );
+    const events = asArray(reply[4], 'entries').map(parseEntry);
+    return { events, firstSeq: toInt(reply[3], 'firstSeq'), ...parseHead(reply) };
+  }
+
+  async head(sessionId: string): Promise<StreamHead> {
+    const k = this.#keys(sessionId);
+    return parseHead(asArray(await this.#run('head', 'loHead', [k.stream, k.meta, k.ids], [newEpoch()]), 'head'));
+  }
+
+  async endStream(sessionId: string): Promise<StreamHead> {
+    const k = this.#keys(sessionId);
+    const reply = await this.#run(
+      'endStream',
+      'loEndStream',
+      [k.stream, k.meta, k.ids, k.session, k.subs],
+      [newEpoch(), this.#limits.historyTtlAfterEndS, k.subPrefix],
+    );
+    return parseHead(asArray(reply, 'endStream'));
+  }
+
+  // ── subscribers ───────────────────────────────────────────────────────────────
+
+  async createSubscriber(sessionId: string, sub: NewSubscriber): Promise<SubscriberRecord> {
+    const k = this.#keys(sessionId);
+    await this.#run(
+      'createSubscriber',
+      'loCreateSubscriber',
+      [subscriberKey(k, sub.id), k.subs, k.meta],
+      [subscriberMember(sub.id), sub.userId, sub.tenantId, int(sub.after), k.subPrefix],
+    );
+    return { ...sub, generation: 1, checkpoint: sub.after, connected: true, disconnectedAt: 0, ended: false };
+  }
+
+  async getSubscriber(sessionId: string, subscriberId: string): Promise<SubscriberRecord | undefined> {
+    const key = subscriberKey(this.#keys(sessionId), subscriberId);
+    const fields = subscriberFields(await this.#call('getSubscriber', () => this.#redis.hgetall(key)));
+    // Same logical expiry as live_sub in the scripts; Redis's TTL removes the key later.
+    const exp = fields.get('exp');
+    if (exp !== undefined && toInt(exp, 'exp') <= this.#clock.now()) return undefined;
+    return parseSubscriber(subscriberId, fields);
+  }
+
+  async takeoverSubscriber(
+    sessionId: string,
+    subscriberId: string,
+    now: number,
+    windowMs: number,
+  ): Promise<SubscriberRecord | undefined> {
+    const k = this.#keys(sessionId);
+    const reply = await this.#run(
+      'takeoverSubscriber',
+      'loTakeoverSubscriber',
+      [subscriberKey(k, subscriberId), k.meta],
+      [int(now), int(windowMs), int(this.#clock.now())],
+    );
+    return parseSubscriber(subscriberId, subscriberFields(reply));
+  }
+
+  async saveCheckpoint(sessionId: string, subscriberId: string, generation: number, seq: number): Promise<number> {
+    const key = subscriberKey(this.#keys(sessionId), subscriberId);
+    const reply = await this.#run(
+      'saveCheckpoint',
+      'loSaveCheckpoint',
+      [key],
+      [int(generation), int(seq), int(this.#clock.now())],
+    );
+    return toInt(reply, 'checkpoint');
+  }
+
+  async releaseSubscriber(
+    sessionId: string,
+    subscriberId: string,
+    generation: number,
+    now: number,
+    windowMs: number,
+  ): Promise<void> {
+    const key = subscriberKey(this.#keys(sessionId), subscriberId);
+    const window = Math.max(0, int(windowMs));
+    await this.#run(
+      'releaseSubscriber',
+      'loReleaseSubscriber',
+      [key],
+      [int(generation), int(now), window, int(this.#clock.now()), window + RELEASE_TTL_GRACE_MS],
+    );
+  }
+
+  async endSubscriber(sessionId: string, subscriberId: string): Promise<void> {
+    const k = this.#keys(sessionId);
+    await this.#run('endSubscriber', 'loEndSubscriber', [subscriberKey(k, subscriberId), k.subs], [
+      subscriberMember(subscriberId),
+    ]);
+  }
+
+  // ── lifecycle ─────────────────────────────────────────────────────────────────
+
+  async ping(): Promise<void> {
+    await this.#call('ping', () => this.#redis.ping());
+  }
+
+  /** QUIT lets Redis answer what is in flight; if Redis is unreachable, drop the socket. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      await this.#redis.quit();
+    } catch {
+      this.#redis.disconnect();
+    }
+  }
+
+  // ── internals ─────────────────────────────────────────────────────────────────
+
+  #keys(sessionId: string): SessionKeys {
+    return sessionKeys(this.#prefix, sessionId);
+  }
+
+  async #call<T>(operation: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      throw mapRedisError(err, operation);
+    }
+  }
+
+  #run(operation: string, name: ScriptName, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
+    return this.#call(operation, () => this.#script(name, keys, args));
+  }
+
+  #logConnectionError(err: Error): void {
+    const t = performance.now();
+    if (t - this.#lastErrorLog < ERROR_LOG_INTERVAL_MS) return;
+    this.#lastErrorLog = t;
+    this.#logger?.warn({ err: err.message, status: this.#redis.status }, 'redis engine: connection error');
+  }
+}
+
+/** A fresh candidate epoch for a script to adopt if it finds the session's meta missing. */
+function newEpoch(): string {
+  return randomBytes(8).toString('hex');
+}
+
+/** Script arguments must be integers (PEXPIRE and friends reject fractions). */
+function int(n: number): number {
+  return Number.isFinite(n) ? Math.trunc(n) : 0;
+}
+
+function validateLimits(limits: EngineLimits): void {
+  // A stream that keeps no events could serve no replay at all: that is a misconfiguration.
+  if (!Number.isSafeInteger(limits.historyMaxEvents) || limits.historyMaxEvents < 1) {
+    throw new RangeError(`historyMaxEvents must be an integer ≥ 1, got ${limits.historyMaxEvents}`);
+  }
+  if (!Number.isSafeInteger(limits.historyTtlAfterEndS) || limits.historyTtlAfterEndS < 0) {
+    throw new RangeError(`historyTtlAfterEndS must be an integer ≥ 0, got ${limits.historyTtlAfterEndS}`);
+  }
+}

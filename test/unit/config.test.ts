@@ -1,0 +1,62 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { ConfigError, loadConfig } from '../../src/config/load.ts';
+import { ConfigKeys } from '../../src/config/schema.ts';
+
+const SECRET = 'x'.repeat(32);
+
+describe('config', () => {
+  it('applies defaults with an empty environment and generates a development secret', () => {
+    const { config, generatedSecret } = loadConfig({});
+    assert.equal(config.PORT, 8080);
+    assert.equal(config.REDIS_URL, '');
+    assert.equal(config.RESUME_WINDOW_MS, 120_000);
+    assert.equal(generatedSecret, true);
+    assert.ok(config.AUTH_JWT_SECRET.length >= 32);
+  });
+
+  it('converts integers and keeps strings', () => {
+    const { config } = loadConfig({ PORT: '0', RESUME_WINDOW_MS: '5000', AUTH_JWT_SECRET: SECRET, NODE_ID: 'n1' });
+    assert.equal(config.PORT, 0);
+    assert.equal(config.RESUME_WINDOW_MS, 5000);
+    assert.equal(config.NODE_ID, 'n1');
+  });
+
+  it('reports every problem at once', () => {
+    assert.throws(
+      () => loadConfig({ PORT: 'eighty', MAX_IN_FLIGHT: '0', LOG_LEVEL: 'loud', HEARTBEAT_MS: '1.5' }),
+      (err: unknown) => {
+        assert.ok(err instanceof ConfigError);
+        const text = err.problems.join('\n');
+        for (const key of ['PORT', 'MAX_IN_FLIGHT', 'LOG_LEVEL', 'HEARTBEAT_MS']) assert.match(text, new RegExp(key));
+        assert.equal(err.problems.length, 4);
+        return true;
+      },
+    );
+  });
+
+  it('refuses a generated secret in production', () => {
+    assert.throws(() => loadConfig({ NODE_ENV: 'production' }), /AUTH_JWT_SECRET: required/);
+  });
+
+  it('refuses a short secret and a non-redis URL', () => {
+    assert.throws(() => loadConfig({ AUTH_JWT_SECRET: 'short' }), /at least 32 bytes/);
+    assert.throws(() => loadConfig({ AUTH_JWT_SECRET: SECRET, REDIS_URL: 'http://x' }), /REDIS_URL/);
+  });
+
+  it('covers every variable PROTOCOL.md §8 relies on', () => {
+    for (const key of [
+      'HOST',
+      'PORT',
+      'REDIS_URL',
+      'AUTH_JWT_SECRET',
+      'RESUME_WINDOW_MS',
+      'NODE_ID',
+      'LIVEKIT_URL',
+      'LIVEKIT_API_KEY',
+      'LIVEKIT_API_SECRET',
+    ]) {
+      assert.ok(ConfigKeys.includes(key as never), key);
+    }
+  });
+});
