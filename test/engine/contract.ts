@@ -20,7 +20,11 @@ export function uniqueId(prefix: string): string {
   return `${prefix}_${randomBytes(6).toString('hex')}`;
 }
 
-export function makeEvent(sessionId: string, eventId: string, payload: Record<string, unknown> = {}): Envelope {
+export function makeEvent(
+  sessionId: string,
+  eventId: string,
+  payload: Record<string, unknown> = {},
+): Envelope {
   return {
     eventId,
     sessionId,
@@ -158,7 +162,12 @@ export function engineContract(name: string, makeEngine: EngineFactory): void {
 
       test('stores each envelope unchanged', async (engine) => {
         const sid = uniqueId('s');
-        const event = makeEvent(sid, 'rich', { text: 'héllo “wörld” 🎙️', speaker: 'agent', startMs: 10, endMs: 2500 });
+        const event = makeEvent(sid, 'rich', {
+          text: 'héllo “wörld” 🎙️',
+          speaker: 'agent',
+          startMs: 10,
+          endMs: 2500,
+        });
         await engine.append(sid, [event]);
         const read = await engine.read(sid, 0, 1);
         assert.deepEqual(read.events, [{ seq: 1, event }]);
@@ -357,7 +366,14 @@ export function engineContract(name: string, makeEngine: EngineFactory): void {
 
       test('createSubscriber: generation 1, connected, checkpoint = after', async (engine) => {
         const sid = uniqueId('s');
-        const expected = { ...sub, generation: 1, checkpoint: 7, connected: true, disconnectedAt: 0, ended: false };
+        const expected = {
+          ...sub,
+          generation: 1,
+          checkpoint: 7,
+          connected: true,
+          disconnectedAt: 0,
+          ended: false,
+        };
         assert.deepEqual(await engine.createSubscriber(sid, sub), expected);
         assert.deepEqual(await engine.getSubscriber(sid, sub.id), expected);
       });
@@ -426,8 +442,14 @@ export function engineContract(name: string, makeEngine: EngineFactory): void {
         await engine.createSubscriber(sid, sub);
         const releasedAt = clock.now();
         await engine.releaseSubscriber(sid, sub.id, 1, releasedAt, WINDOW_MS);
-        assert.equal(await engine.takeoverSubscriber(sid, sub.id, releasedAt + WINDOW_MS + 1, WINDOW_MS), undefined);
-        assert.equal((await engine.takeoverSubscriber(sid, sub.id, releasedAt + 10, WINDOW_MS))?.generation, 2);
+        assert.equal(
+          await engine.takeoverSubscriber(sid, sub.id, releasedAt + WINDOW_MS + 1, WINDOW_MS),
+          undefined,
+        );
+        assert.equal(
+          (await engine.takeoverSubscriber(sid, sub.id, releasedAt + 10, WINDOW_MS))?.generation,
+          2,
+        );
       });
 
       test('endSubscriber ends it for good: no takeover, no record, no checkpoint', async (engine, clock) => {

@@ -225,7 +225,15 @@ async function answersPing(port: number): Promise<boolean> {
 function installExitHook(): void {
   if (exitHookInstalled) return;
   exitHookInstalled = true;
-  process.once('exit', () => {
+  const killAll = (): void => {
     for (const server of live) server.killNow();
-  });
+  };
+  process.once('exit', killAll);
+  // A signal skips 'exit': clean up, then let the signal do what it would have done.
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      killAll();
+      process.kill(process.pid, signal);
+    });
+  }
 }

@@ -7,7 +7,11 @@ export interface ClientOptions {
 }
 
 /** Runs one of SCRIPTS: keys first, then arguments (numberOfKeys is fixed per script). */
-export type ScriptRunner = (name: ScriptName, keys: readonly string[], args: readonly (string | number)[]) => Promise<unknown>;
+export type ScriptRunner = (
+  name: ScriptName,
+  keys: readonly string[],
+  args: readonly (string | number)[],
+) => Promise<unknown>;
 
 /**
  * The ioredis client, configured so that an unreachable or stalled Redis turns into a

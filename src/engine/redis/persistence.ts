@@ -25,7 +25,11 @@ export async function readPersistence(redis: Redis): Promise<PersistenceReport> 
     const config = pairs(reply);
     const appendonly = config.get('appendonly');
     if (appendonly !== undefined) {
-      return { aof: appendonly === 'yes', appendfsync: config.get('appendfsync') ?? 'unknown', source: 'config' };
+      return {
+        aof: appendonly === 'yes',
+        appendfsync: config.get('appendfsync') ?? 'unknown',
+        source: 'config',
+      };
     }
   } catch {
     // CONFIG renamed or denied: fall through to INFO
@@ -44,7 +48,10 @@ export async function readPersistence(redis: Redis): Promise<PersistenceReport> 
 export function logPersistence(report: PersistenceReport, logger: EngineLogger | undefined): void {
   if (!logger) return;
   if (report.source === 'unknown') {
-    logger.warn({ redis: report }, 'redis engine: could not read Redis persistence settings; make sure AOF is on (appendonly yes, appendfsync everysec or always)');
+    logger.warn(
+      { redis: report },
+      'redis engine: could not read Redis persistence settings; make sure AOF is on (appendonly yes, appendfsync everysec or always)',
+    );
   } else if (!report.aof) {
     logger.warn(
       { redis: report },
@@ -56,7 +63,8 @@ export function logPersistence(report: PersistenceReport, logger: EngineLogger |
       'redis appendfsync is "no": the OS decides when the AOF reaches disk, so a host crash can lose tens of seconds of acknowledged events. Use everysec or always.',
     );
   } else {
-    const lossWindow = report.appendfsync === 'always' ? 'none' : report.appendfsync === 'everysec' ? 'up to ~1 s' : 'unknown';
+    const lossWindow =
+      report.appendfsync === 'always' ? 'none' : report.appendfsync === 'everysec' ? 'up to ~1 s' : 'unknown';
     logger.info({ redis: report, lossWindow }, 'redis engine: AOF persistence is on');
   }
 }

@@ -54,7 +54,8 @@ export function parseEntry(entry: unknown): StoredEvent {
 export function subscriberFields(raw: unknown): Map<string, string> {
   const fields = new Map<string, string>();
   if (Array.isArray(raw)) {
-    for (let i = 0; i + 1 < raw.length; i += 2) fields.set(toText(raw[i], 'field'), toText(raw[i + 1], 'value'));
+    for (let i = 0; i + 1 < raw.length; i += 2)
+      fields.set(toText(raw[i], 'field'), toText(raw[i + 1], 'value'));
   } else if (raw !== null && typeof raw === 'object') {
     for (const [k, v] of Object.entries(raw)) fields.set(k, toText(v, 'value'));
   }

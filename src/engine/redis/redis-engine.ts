@@ -142,7 +142,10 @@ export class RedisEngine implements Engine {
    *    (ended + retention) does not resurrect it; it gets the claimed snapshot instead.
    * The claim is remembered for `idempotencyTtlS`.
    */
-  async createSession(input: NewSession, idempotencyKeyValue?: string): Promise<{ session: SessionRecord; created: boolean }> {
+  async createSession(
+    input: NewSession,
+    idempotencyKeyValue?: string,
+  ): Promise<{ session: SessionRecord; created: boolean }> {
     const record: SessionRecord = { ...input, state: 'created', version: 1 };
     const json = JSON.stringify(record);
     if (idempotencyKeyValue === undefined) {
@@ -158,7 +161,9 @@ export class RedisEngine implements Engine {
     const sessionId = String(claim[1]);
     const claimedJson = String(claim[2]);
     if (String(claim[3]) !== '1') {
-      await this.#call('createSession', () => this.#redis.set(this.#keys(sessionId).session, claimedJson, 'NX'));
+      await this.#call('createSession', () =>
+        this.#redis.set(this.#keys(sessionId).session, claimedJson, 'NX'),
+      );
       await this.#run('createSession', 'loIdemCommit', [idem], []);
     }
     if (created) return { session: record, created: true };
@@ -183,7 +188,8 @@ export class RedisEngine implements Engine {
     for (let i = 0; i + 1 < flat.length; i += 2) {
       outcomes.push({ seq: toInt(flat[i], 'seq'), duplicate: toInt(flat[i + 1], 'duplicate') === 1 });
     }
-    if (outcomes.length !== events.length) throw new Error('redis engine: append returned a wrong number of outcomes');
+    if (outcomes.length !== events.length)
+      throw new Error('redis engine: append returned a wrong number of outcomes');
     return { outcomes, ...parseHead(reply) };
   }
 
@@ -201,7 +207,9 @@ export class RedisEngine implements Engine {
 
   async head(sessionId: string): Promise<StreamHead> {
     const k = this.#keys(sessionId);
-    return parseHead(asArray(await this.#run('head', 'loHead', [k.stream, k.meta, k.ids], [newEpoch()]), 'head'));
+    return parseHead(
+      asArray(await this.#run('head', 'loHead', [k.stream, k.meta, k.ids], [newEpoch()]), 'head'),
+    );
   }
 
   async endStream(sessionId: string): Promise<StreamHead> {
@@ -253,7 +261,12 @@ export class RedisEngine implements Engine {
     return parseSubscriber(subscriberId, subscriberFields(reply));
   }
 
-  async saveCheckpoint(sessionId: string, subscriberId: string, generation: number, seq: number): Promise<number> {
+  async saveCheckpoint(
+    sessionId: string,
+    subscriberId: string,
+    generation: number,
+    seq: number,
+  ): Promise<number> {
     const key = subscriberKey(this.#keys(sessionId), subscriberId);
     const reply = await this.#run(
       'saveCheckpoint',
@@ -283,9 +296,12 @@ export class RedisEngine implements Engine {
 
   async endSubscriber(sessionId: string, subscriberId: string): Promise<void> {
     const k = this.#keys(sessionId);
-    await this.#run('endSubscriber', 'loEndSubscriber', [subscriberKey(k, subscriberId), k.subs], [
-      subscriberMember(subscriberId),
-    ]);
+    await this.#run(
+      'endSubscriber',
+      'loEndSubscriber',
+      [subscriberKey(k, subscriberId), k.subs],
+      [subscriberMember(subscriberId)],
+    );
   }
 
   // ── lifecycle ─────────────────────────────────────────────────────────────────
@@ -319,7 +335,12 @@ export class RedisEngine implements Engine {
     }
   }
 
-  #run(operation: string, name: ScriptName, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
+  #run(
+    operation: string,
+    name: ScriptName,
+    keys: readonly string[],
+    args: readonly (string | number)[],
+  ): Promise<unknown> {
     return this.#call(operation, () => this.#script(name, keys, args));
   }
 
