@@ -297,6 +297,8 @@ interface ArmResult {
 }
 
 const nproc = machineInfo().nproc;
+/** How far ahead of time a measurement window is announced to the workers. */
+const MARK_LEAD_MS = 500;
 const ms = (us: number): number => Math.round(us) / 1000;
 const MB = (bytes: number): number => Math.round((bytes / 2 ** 20) * 10) / 10;
 
@@ -506,9 +508,14 @@ async function runStep(
 
   // open the window
   const metricsBefore = await scrapeMetrics(gateway.url);
-  const markUs = nowMicros();
-  await Promise.all(workers.map((w, i) => w.ask({ t: 'mark', markUs, offsetUs: offsets[i]! }, 'marked')));
+  // The window opens at markUs, a little in the future, so every worker has the mark
+  // before it matters even when its event loop is backlogged.
+  const markUs = nowMicros() + MARK_LEAD_MS * 1000;
   publisher.mark(markUs);
+  const marked = Promise.all(
+    workers.map((w, i) => w.ask({ t: 'mark', markUs, offsetUs: offsets[i]! }, 'marked')),
+  );
+  await sleep(Math.max(0, (markUs - nowMicros()) / 1000));
   const gatewayCpu = new CpuMeter(gateway.pid);
   const redisCpu = redisPid ? new CpuMeter(redisPid) : undefined;
   const machineStart = machineCpu();
@@ -516,6 +523,7 @@ async function runStep(
   const cpu0 = process.cpuUsage();
 
   await sleep(opts.seconds * 1000);
+  await marked;
 
   // close it
   publisher.stop();
@@ -617,6 +625,8 @@ async function runStep(
   if (published / windowSeconds < rate * 0.97) notes.push('publisher-short');
   if (step.drainBehind > 0) notes.push(`${step.drainBehind} subs not drained`);
   if (missing > 0) notes.push(`${missing} undelivered`);
+  const markLate = Math.max(...reports.map((r) => r.markLateMs));
+  if (markLate > 0) notes.push(`window mark reached a worker ${Math.round(markLate)} ms late`);
   if (step.gaps || step.duplicates) notes.push(`gaps ${step.gaps} dups ${step.duplicates}`);
   if (Object.keys(step.closes).length) notes.push(`closes ${fmtCounts(step.closes)}`);
   if (Object.keys(step.nacks).length) notes.push(`nacks ${fmtCounts(step.nacks)}`);

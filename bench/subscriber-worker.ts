@@ -36,6 +36,8 @@ let offsetUs = 0;
 let windowStartMs = 0;
 let windowMs = 0;
 let windowDeliveries = 0;
+/** How late (ms) the `mark` arrived after the window should have opened; > 0 loses samples. */
+let markLateMs = 0;
 let lateDeliveries = 0;
 const latency = new Histogram();
 let eluStart = performance.eventLoopUtilization();
@@ -220,6 +222,7 @@ function report(): WindowReport {
     workerId: init!.workerId,
     windowDeliveries,
     windowMs,
+    markLateMs,
     lateDeliveries,
     latency: latency.snapshot(),
     gaps,
@@ -243,18 +246,27 @@ process.on('message', (message: ToWorker) => {
     case 'connect':
       void connectAll().then(send, (err: unknown) => send({ t: 'fatal', message: String(err) }));
       return;
-    case 'mark':
+    case 'mark': {
+      // Latency is kept for every event stamped at or after markUs from now on; the
+      // delivery count and CPU/ELU window open at markUs (in this worker's clock).
       markUs = message.markUs;
       stopUs = Number.POSITIVE_INFINITY;
       offsetUs = message.offsetUs;
-      windowDeliveries = 0;
-      lateDeliveries = 0;
       latency.reset();
-      windowStartMs = performance.now();
-      eluStart = performance.eventLoopUtilization();
-      cpuStart = process.cpuUsage();
-      windowOpen = true;
+      const open = (): void => {
+        windowDeliveries = 0;
+        lateDeliveries = 0;
+        windowStartMs = performance.now();
+        eluStart = performance.eventLoopUtilization();
+        cpuStart = process.cpuUsage();
+        windowOpen = true;
+      };
+      const waitMs = (markUs + offsetUs - nowMicros()) / 1000;
+      markLateMs = Math.max(0, -waitMs);
+      if (waitMs > 0) setTimeout(open, waitMs);
+      else open();
       return send({ t: 'marked' });
+    }
     case 'stop': {
       windowOpen = false;
       stopUs = message.stopUs;

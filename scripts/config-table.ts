@@ -13,7 +13,8 @@ export function configTable(): string {
   const rows = ConfigKeys.map((key) => {
     const schema = ConfigSchema.properties[key] as { default?: unknown; description?: string };
     const def = schema.default === '' ? '(unset)' : `\`${String(schema.default)}\``;
-    return `| \`${key}\` | ${def} | ${schema.description ?? ''} |`;
+    const description = schema.description ?? '';
+    return `| \`${key}\` | ${def} | ${description} |`;
   });
   return ['| variable | default | meaning |', '| --- | --- | --- |', ...rows].join('\n');
 }
@@ -25,7 +26,7 @@ export function withTable(readme: string): string {
   return `${readme.slice(0, start + BEGIN.length)}\n${configTable()}\n${readme.slice(end)}`;
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
+if (import.meta.url === `file://${process.argv[1] ?? ''}`) {
   if (process.argv.includes('--write')) {
     const path = new URL('../README.md', import.meta.url);
     writeFileSync(path, withTable(readFileSync(path, 'utf8')));

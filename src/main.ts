@@ -27,16 +27,17 @@ async function main(): Promise<void> {
   const gateway = await startGateway({ config, logger });
 
   const stop = (signal: string): void => {
-    logger.info({ signal }, 'shutdown requested');
-    const deadline = setTimeout(() => {
-      logger.error({ timeoutMs: config.SHUTDOWN_TIMEOUT_MS }, 'shutdown timed out');
+    // Logging may fail here (stdout closed by a supervisor); the exit must not depend on it.
+    safely(() => logger.info({ signal }, 'shutdown requested'));
+    // Not unref'd: this deadline is what guarantees the process ends.
+    setTimeout(() => {
+      safely(() => logger.error({ timeoutMs: config.SHUTDOWN_TIMEOUT_MS }, 'shutdown timed out'));
       process.exit(2);
     }, config.SHUTDOWN_TIMEOUT_MS);
-    deadline.unref();
     gateway.shutdown().then(
       () => process.exit(0),
       (err: unknown) => {
-        logger.error({ err }, 'shutdown failed');
+        safely(() => logger.error({ err }, 'shutdown failed'));
         process.exit(2);
       },
     );
@@ -51,3 +52,11 @@ main().catch((err: unknown) => {
   );
   process.exit(1);
 });
+
+function safely(fn: () => void): void {
+  try {
+    fn();
+  } catch {
+    /* nothing left to tell it to */
+  }
+}

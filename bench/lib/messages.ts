@@ -21,7 +21,10 @@ export type ToWorker =
   | WorkerInit
   | { t: 'clock'; id: number }
   | { t: 'connect' }
-  /** Opens the measurement window; `offsetUs` is worker clock − parent clock. */
+  /**
+   * Opens the measurement window at `markUs` (parent clock, slightly in the future);
+   * `offsetUs` is worker clock − parent clock.
+   */
   | { t: 'mark'; markUs: number; offsetUs: number }
   | { t: 'stop'; stopUs: number }
   | { t: 'drain'; seq: number; timeoutMs: number }
@@ -45,6 +48,8 @@ export interface WindowReport {
   /** `ev` frames received by this worker's subscribers inside the window. */
   windowDeliveries: number;
   windowMs: number;
+  /** How late the `mark` reached the worker (ms after the window opened); > 0 loses samples. */
+  markLateMs: number;
   /** Events stamped inside the window that arrived after it closed (the tail). */
   lateDeliveries: number;
   /** Publish → deliver, µs, every event stamped inside the window. */

@@ -43,7 +43,9 @@ export class CallService {
       const sessionId = result.session.id;
       await this.#registry
         .get(sessionId)
-        .publish(gatewayEvent(`call.created:${sessionId}`, sessionId, now, 'call.created', { state: 'created' }));
+        .publish(
+          gatewayEvent(`call.created:${sessionId}`, sessionId, now, 'call.created', { state: 'created' }),
+        );
     }
     return result;
   }
@@ -77,8 +79,21 @@ export class CallService {
  * An event the gateway itself emits, checked against schema v1 like any other: a bug
  * here must fail loudly, not store an event clients cannot parse.
  */
-function gatewayEvent(eventId: string, sessionId: string, now: number, type: string, payload: object): Envelope {
-  const result = normalizeEnvelope({ eventId, sessionId, ts: isoTimestamp(now), type, payload, schemaVersion: 1 });
+function gatewayEvent(
+  eventId: string,
+  sessionId: string,
+  now: number,
+  type: string,
+  payload: object,
+): Envelope {
+  const result = normalizeEnvelope({
+    eventId,
+    sessionId,
+    ts: isoTimestamp(now),
+    type,
+    payload,
+    schemaVersion: 1,
+  });
   if (!result.ok) throw new GatewayError('internal', `gateway event ${type} is invalid: ${result.message}`);
   return result.value;
 }

@@ -24,7 +24,7 @@ async function startProcess(env: Record<string, string>): Promise<Started> {
   const lines: Record<string, unknown>[] = [];
   const port = await new Promise<number>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('no listening line')), 15_000);
-    createInterface({ input: child.stdout! }).on('line', (line) => {
+    createInterface({ input: child.stdout }).on('line', (line) => {
       let entry: Record<string, unknown>;
       try {
         entry = JSON.parse(line) as Record<string, unknown>;
@@ -37,7 +37,7 @@ async function startProcess(env: Record<string, string>): Promise<Started> {
         resolve(entry.port as number);
       }
     });
-    child.once('exit', (code) => reject(new Error(`exited early with ${code}`)));
+    child.once('exit', (code) => reject(new Error(`exited early with ${String(code)}`)));
   });
   return { child, port, lines };
 }
@@ -55,7 +55,10 @@ describe('the gateway process', () => {
       assert.ok(port > 0);
       const listening = lines.find((l) => l.msg === 'listening')!;
       assert.equal(listening.transport, 'native');
-      const health = (await (await fetch(`http://127.0.0.1:${port}/healthz`)).json()) as Record<string, unknown>;
+      const health = (await (await fetch(`http://127.0.0.1:${port}/healthz`)).json()) as Record<
+        string,
+        unknown
+      >;
       assert.equal(health.transport, 'native');
       assert.equal((await fetch(`http://127.0.0.1:${port}/readyz`)).status, 200);
       const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();

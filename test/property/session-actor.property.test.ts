@@ -156,6 +156,48 @@ class FakeSink implements Sink {
   }
 }
 
+// ── the engine, with a watchdog ──────────────────────────────────────────────────────
+
+/** Engine calls one command may cause; far above what any command needs (tens). */
+const ENGINE_CALL_BUDGET = 20_000;
+
+/**
+ * The memory engine, counting calls: an actor that loops on the engine (read → pump →
+ * read …) would starve setImmediate and hang the test; past the budget every call
+ * rejects, the loop breaks and the invariant check reports it.
+ */
+class WatchedEngine extends MemoryEngine {
+  calls = 0;
+  exceeded: string | undefined;
+
+  #spend(op: string): void {
+    if (++this.calls > ENGINE_CALL_BUDGET) {
+      this.exceeded ??= `${op} after ${ENGINE_CALL_BUDGET} engine calls in one command (a loop on the engine?)`;
+      throw new Error(this.exceeded);
+    }
+  }
+
+  override read(sessionId: string, after: number, limit: number): ReturnType<MemoryEngine['read']> {
+    this.#spend(`read(after ${after}, limit ${limit})`);
+    return super.read(sessionId, after, limit);
+  }
+
+  override append(sessionId: string, events: readonly Envelope[]): ReturnType<MemoryEngine['append']> {
+    this.#spend('append');
+    return super.append(sessionId, events);
+  }
+
+  override saveCheckpoint(
+    sessionId: string,
+    subscriberId: string,
+    generation: number,
+    seq: number,
+  ): ReturnType<MemoryEngine['saveCheckpoint']> {
+    this.#spend('saveCheckpoint');
+    return super.saveCheckpoint(sessionId, subscriberId, generation, seq);
+  }
+}
+
 // ── what the test knows ──────────────────────────────────────────────────────────────
 
 interface ConnRec {
@@ -249,7 +291,7 @@ class Harness {
   readonly limits: Limits;
   readonly mix: Mix;
   readonly clock = new ManualClock(START_MS);
-  readonly engine: MemoryEngine;
+  readonly engine: WatchedEngine;
   readonly registry: ActorRegistry;
   readonly handler: RealtimeHandler;
   readonly t: TestContext;
@@ -272,7 +314,7 @@ class Harness {
     this.t = t;
     this.limits = limits;
     this.mix = mix;
-    this.engine = new MemoryEngine(this.clock, { historyMaxEvents: 100_000, historyTtlAfterEndS: 86_400 });
+    this.engine = new WatchedEngine(this.clock, { historyMaxEvents: 100_000, historyTtlAfterEndS: 86_400 });
     const resumeTokens = new ResumeTokens('property-test-secret');
     this.registry = new ActorRegistry({
       engine: this.engine,
@@ -435,6 +477,11 @@ class Harness {
   async checkAll(label: string): Promise<void> {
     const { engine, limits } = this;
     const w = (m: string) => `[after ${label}] ${m}`;
+    this.check(
+      engine.exceeded === undefined,
+      w(`the actor kept calling the engine: ${String(engine.exceeded)}`),
+    );
+    engine.calls = 0;
 
     // Per session: seqs 1..head, contiguous, each bound to exactly one eventId; append-only.
     const read = await engine.read(SESSION, 0, 1_000_000);
@@ -757,6 +804,7 @@ abstract class Base implements Cmd {
   abstract toString(): string;
   abstract act(h: Harness): Promise<string | undefined>;
   async run(_m: Model, h: Harness): Promise<void> {
+    h.engine.calls = 0;
     const what = await this.act(h);
     h.note(`${this.toString()}${what ? `  → ${what}` : ''}`);
     h.observe();

@@ -1,10 +1,11 @@
 /**
  * PROTOCOL.md §5: the gateway's close codes are exactly the table of the contract, and
- * the "resume or not" rule follows the ranges it states.
+ * the "resume or not" rule follows the ranges it states; §3's default timings.
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
+import { loadConfig } from '../../src/config/load.ts';
 import { CloseCodes, isResumable } from '../../src/protocol/close-codes.ts';
 
 const PROTOCOL_URL = new URL('../../../shared/PROTOCOL.md', import.meta.url);
@@ -54,5 +55,13 @@ describe('§5 close codes', () => {
     }
     assert.equal(isResumable(4150), true);
     assert.equal(isResumable(4050), false);
+  });
+});
+
+describe('§3 defaults', () => {
+  it('§3 defaults: hello must come within 10 s and resumeWindowMs is 120 000 unless configured', () => {
+    const { config } = loadConfig({ AUTH_JWT_SECRET: 'x'.repeat(40) });
+    assert.equal(config.HELLO_TIMEOUT_MS, 10_000);
+    assert.equal(config.RESUME_WINDOW_MS, 120_000);
   });
 });

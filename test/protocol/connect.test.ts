@@ -212,6 +212,23 @@ for (const sub of SUBPROTOCOLS) {
       assert.deepEqual(seqs(client), [5, 6]);
     });
 
+    it('§3 after: an explicit "latest" is the same as the default', async () => {
+      const s = await newSession(gw);
+      const pub = await publisher(gw, s);
+      await publishMany(pub, 2);
+      const { client, welcome } = await hello(gw, sub, {
+        sessionId: s.sessionId,
+        token: s.ownerToken,
+        after: 'latest',
+      });
+      assert.equal(welcome.after, 3);
+      const replayed = await waitFor(client, (f) => f.op === 'replayed');
+      assert.equal(replayed.seq, 3);
+      await publishMany(pub, 1);
+      await waitSeq(client, 4);
+      assert.deepEqual(seqs(client), [4]);
+    });
+
     it('§3 after: 0 replays everything, then replayed with the last seq, then live events', async () => {
       const s = await newSession(gw);
       const pub = await publisher(gw, s);

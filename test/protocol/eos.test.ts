@@ -119,6 +119,28 @@ for (const sub of SUBPROTOCOLS) {
       assert.deepEqual(seqs(client), []);
     });
 
+    it('§4 eos: a subscriber that resumes after the end gets the rest, then eos, then close 1000', async () => {
+      const s = await newSession(gw);
+      const pub = await publisher(gw, s, sub);
+      const { client, welcome } = await hello(gw, sub, {
+        sessionId: s.sessionId,
+        token: s.ownerToken,
+        after: 0,
+      });
+      await publishMany(pub, 2);
+      await waitSeq(client, 3);
+      client.send({ op: 'ack', seq: 2 });
+      await roundTrip(client);
+      client.close();
+      await client.closed;
+      await publishMany(pub, 2);
+      const last = await end(s);
+      const r = await hello(gw, sub, { sessionId: s.sessionId, resume: { token: welcome.resumeToken } });
+      assert.equal(r.welcome.after, 2);
+      autoAck(r.client);
+      await assertEnded(r.client, 2, last);
+    });
+
     it('§4 eos: publishing after the end is refused (pub → nack session_ended, HTTP → 409) and appends nothing', async () => {
       const s = await newSession(gw);
       // An agent that never acks stays connected past the end: it has not received everything.

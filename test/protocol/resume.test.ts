@@ -156,7 +156,7 @@ for (const sub of SUBPROTOCOLS) {
       );
     });
 
-    it('§3 resume: the window counts from the last connection closing, not from the first', async () => {
+    it('§3 resume: the token stays valid as long as the subscriber has a live connection, longer than the window', async () => {
       const { s, client, welcome } = await subscribed(sub, 1);
       // stays connected longer than the window: the token stays valid while connected
       clock.advance(WINDOW_MS * 3);
@@ -194,7 +194,7 @@ for (const sub of SUBPROTOCOLS) {
         4010,
       );
       // the refused attempt did not hurt the real subscriber
-      assert.equal((await checkpointOf(gw, sub, a.s.sessionId, a.welcome.resumeToken as string)) >= 0, true);
+      assert.equal(await checkpointOf(gw, sub, a.s.sessionId, a.welcome.resumeToken as string), 0);
     });
 
     it('§3 resume: a resume with another epoch is refused with 4011 history_gone', async () => {

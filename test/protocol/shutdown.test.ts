@@ -4,6 +4,8 @@
  */
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
+import { MemoryEngine } from '../../src/engine/memory/memory-engine.ts';
+import { systemClock } from '../../src/util/clock.ts';
 import { startTestGateway } from '../helpers/gateway.ts';
 import {
   closeAll,
@@ -13,7 +15,10 @@ import {
   newSession,
   publisher,
   publishMany,
+  roundTrip,
+  seqs,
   SUBPROTOCOLS,
+  waitFor,
   waitSeq,
 } from './support.ts';
 
@@ -63,6 +68,40 @@ describe('§5 graceful shutdown', () => {
       assert.equal(record?.connected, false, 'released: its resume window runs');
     } finally {
       await gw.stop();
+    }
+  });
+
+  it('§4/§5 restart: after 1001 the subscriber resumes on a new gateway over the same engine, from its checkpoint', async () => {
+    const engine = new MemoryEngine(systemClock, { historyMaxEvents: 100_000, historyTtlAfterEndS: 3600 });
+    const gw1 = await startTestGateway({}, { engine });
+    let gw2: Awaited<ReturnType<typeof startTestGateway>> | undefined;
+    try {
+      const s = await newSession(gw1);
+      const pub = await publisher(gw1, s);
+      await publishMany(pub, 5);
+      const { client, welcome } = await hello(gw1, 'json', {
+        sessionId: s.sessionId,
+        token: s.ownerToken,
+        after: 0,
+      });
+      await waitSeq(client, 6);
+      client.send({ op: 'ack', seq: 4 });
+      await roundTrip(client);
+      await gw1.stop();
+      await expectClose(client, 1001);
+
+      gw2 = await startTestGateway({}, { engine });
+      const r = await hello(gw2, 'msgpack', {
+        sessionId: s.sessionId,
+        resume: { token: welcome.resumeToken, epoch: welcome.epoch },
+      });
+      assert.equal(r.welcome.resumed, true);
+      assert.equal(r.welcome.after, 4, 'the checkpoint survived the restart');
+      await waitFor(r.client, (f) => f.op === 'replayed');
+      assert.deepEqual(seqs(r.client), [5, 6]);
+    } finally {
+      await gw1.stop();
+      await gw2?.stop();
     }
   });
 });

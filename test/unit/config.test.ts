@@ -16,7 +16,12 @@ describe('config', () => {
   });
 
   it('converts integers and keeps strings', () => {
-    const { config } = loadConfig({ PORT: '0', RESUME_WINDOW_MS: '5000', AUTH_JWT_SECRET: SECRET, NODE_ID: 'n1' });
+    const { config } = loadConfig({
+      PORT: '0',
+      RESUME_WINDOW_MS: '5000',
+      AUTH_JWT_SECRET: SECRET,
+      NODE_ID: 'n1',
+    });
     assert.equal(config.PORT, 0);
     assert.equal(config.RESUME_WINDOW_MS, 5000);
     assert.equal(config.NODE_ID, 'n1');
@@ -28,7 +33,8 @@ describe('config', () => {
       (err: unknown) => {
         assert.ok(err instanceof ConfigError);
         const text = err.problems.join('\n');
-        for (const key of ['PORT', 'MAX_IN_FLIGHT', 'LOG_LEVEL', 'HEARTBEAT_MS']) assert.match(text, new RegExp(key));
+        for (const key of ['PORT', 'MAX_IN_FLIGHT', 'LOG_LEVEL', 'HEARTBEAT_MS'])
+          assert.match(text, new RegExp(key));
         assert.equal(err.problems.length, 4);
         return true;
       },

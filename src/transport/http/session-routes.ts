@@ -46,7 +46,9 @@ export async function endSession(deps: SessionRouteDeps, ctx: HttpContext): Prom
   const principal = await authenticate(deps.jwt, ctx);
   const body = (ctx.body ?? {}) as { reason?: unknown };
   const reason =
-    typeof body.reason === 'string' && body.reason.length >= 1 && body.reason.length <= 256 ? body.reason : 'ended';
+    typeof body.reason === 'string' && body.reason.length >= 1 && body.reason.length <= 256
+      ? body.reason
+      : 'ended';
   const { seq } = await deps.calls.end(principal, ctx.params[0]!, reason);
   return { status: 200, body: { id: ctx.params[0], state: 'ended', seq } };
 }
