@@ -2,6 +2,7 @@ import type { Codec } from '../codec/index.ts';
 import type { Role } from '../protocol/roles.ts';
 import type { ServerFrame } from '../protocol/frames.ts';
 import type { Sink } from './sink.ts';
+import type { SessionActor } from './session-actor.ts';
 
 /**
  * A connection's life: waiting for `hello`, checking it, attached to a session actor as
@@ -28,6 +29,8 @@ export class Connection {
   readonly sink: Sink;
   state: ConnectionState = 'awaiting_hello';
 
+  /** The actor this connection is attached to, from `welcome` on. */
+  actor: SessionActor | undefined;
   sessionId = '';
   subscriberId = '';
   generation = 0;

@@ -65,11 +65,11 @@ export class RealtimeHandler {
     const wasLive = conn.live;
     conn.state = 'closed';
     conn.clearTimers();
-    if (wasLive || conn.sessionId !== '') this.#deps.registry.peek(conn.sessionId)?.detach(conn);
+    if (wasLive) conn.actor?.detach(conn);
   }
 
   drained(conn: Connection): void {
-    if (conn.live) this.#deps.registry.peek(conn.sessionId)?.drained(conn);
+    if (conn.live) conn.actor?.drained(conn);
   }
 
   #dispatch(conn: Connection, decoded: unknown): void {
@@ -95,7 +95,7 @@ export class RealtimeHandler {
   }
 
   #live(conn: Connection, frame: ClientFrame): void {
-    const actor = this.#deps.registry.peek(conn.sessionId);
+    const actor = conn.actor;
     if (!actor || !conn.live) return;
     switch (frame.op) {
       case 'ack':
@@ -115,17 +115,21 @@ export class RealtimeHandler {
   async #hello(conn: Connection, hello: HelloFrame): Promise<void> {
     const { registry } = this.#deps;
     try {
-      const actor = registry.get(hello.sessionId);
+      // The actor is looked up only after the awaits: one that went idle meanwhile must not
+      // be the one this connection attaches to. Attaching queues synchronously in its
+      // mailbox, which keeps it from being evicted from then on.
       if (hello.resume) {
         const claims = this.#deps.resumeTokens.verify(hello.resume.token);
         if (!claims || claims.sessionId !== hello.sessionId) throw new GatewayError('resume_expired');
         await this.#session(hello.sessionId, claims.tenantId);
-        await actor.attachResume(conn, claims, hello.resume.lastSeq, hello.resume.epoch);
+        await registry
+          .get(hello.sessionId)
+          .attachResume(conn, claims, hello.resume.lastSeq, hello.resume.epoch);
       } else {
         if (hello.token === undefined) throw new GatewayError('unauthorized', 'hello needs a token');
         const principal = await this.#deps.jwt.verify(hello.token);
         assertCanRead(principal, await this.#session(hello.sessionId));
-        await actor.attachFresh(conn, principal, hello.after ?? 'latest');
+        await registry.get(hello.sessionId).attachFresh(conn, principal, hello.after ?? 'latest');
       }
     } catch (err) {
       const error = toGatewayError(err);
@@ -151,7 +155,7 @@ export class RealtimeHandler {
   }
 
   #publish(conn: Connection, frame: PubFrame): void {
-    const { registry, clock, maxInFlight } = this.#deps;
+    const { clock, maxInFlight } = this.#deps;
     if (conn.pendingPubs >= maxInFlight) {
       return this.#nack(conn, frame.id, new GatewayError('rate_limited', 'too many unanswered publishes'));
     }
@@ -162,9 +166,8 @@ export class RealtimeHandler {
       return this.#nack(conn, frame.id, toGatewayError(err));
     }
     conn.pendingPubs++;
-    registry
-      .get(conn.sessionId)
-      .publish(event)
+    conn
+      .actor!.publish(event)
       .then(
         (outcome) => conn.sendFrame({ op: 'puback', id: frame.id, seq: outcome.seq }),
         (err: unknown) => this.#nack(conn, frame.id, toGatewayError(err)),

@@ -102,9 +102,10 @@ export class SessionActor {
   attachFresh(conn: Connection, identity: ConnectionIdentity, after: number | 'latest'): Promise<void> {
     return this.#mailbox.run(async () => {
       await this.#ensureLoaded();
-      const start = after === 'latest' ? this.#head : after;
-      if (start > this.#head) throw new GatewayError('history_gone', 'after is beyond the stream head');
       const { engine } = this.#deps;
+      // after: 0 means "everything still retained", which starts before the oldest one kept.
+      const start = after === 'latest' ? this.#head : after === 0 ? await this.#retainedStart() : after;
+      if (start > this.#head) throw new GatewayError('history_gone', 'after is beyond the stream head');
       const subscriberId = `sub_${conn.id.slice(5)}`;
       const record = await this.#time('createSubscriber', () =>
         engine.createSubscriber(this.sessionId, {
@@ -162,6 +163,7 @@ export class SessionActor {
       return;
     }
     conn.state = 'live';
+    conn.actor = this;
     conn.sessionId = this.sessionId;
     conn.subscriberId = subscriberId;
     conn.generation = generation;
@@ -281,6 +283,8 @@ export class SessionActor {
     const batch = this.#pending.splice(0, MAX_APPEND_BATCH);
     try {
       await this.#ensureLoaded();
+      // A fresh actor learns only now (from the engine) that the stream has ended.
+      if (this.#endSeq !== undefined) throw new GatewayError('session_ended');
       const events = batch.map((p) => p.event);
       const result = await this.#time('append', () => this.#deps.engine.append(this.sessionId, events));
       this.#applyAppend(batch, result);
@@ -402,6 +406,11 @@ export class SessionActor {
         let sent = 0;
         for (const stored of result.events) {
           if (stored.seq !== conn.sentSeq + 1) continue; // already sent, or not contiguous
+          // The same socket limit as live delivery: what does not fit is read again later.
+          if (conn.sink.bufferedAmount() > limits.backpressureBytes) {
+            this.#markSlow(conn);
+            break;
+          }
           conn.sink.send(new EncodedEvent(stored).bytes(conn.codec), conn.codec.binary);
           conn.sentSeq = stored.seq;
           sent++;
@@ -483,6 +492,11 @@ export class SessionActor {
   #closeConn(conn: Connection, code: number, reason: string): void {
     this.#deps.metrics.closes.inc({ code: String(code) });
     conn.close(code, reason);
+  }
+
+  async #retainedStart(): Promise<number> {
+    const page = await this.#time('read', () => this.#deps.engine.read(this.sessionId, 0, 1));
+    return page.firstSeq - 1;
   }
 
   #ensureLoaded(): Promise<void> {

@@ -4,6 +4,7 @@ import type { Engine } from '../engine/engine.ts';
 import { GatewayError } from '../errors/gateway-error.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
+import { CloseCodes } from '../protocol/close-codes.ts';
 import { Connection } from '../session/connection.ts';
 import type { RealtimeHandler } from '../session/realtime-handler.ts';
 import type { Sink } from '../session/sink.ts';
@@ -149,7 +150,9 @@ export class GatewayServer {
     const opts = this.#opts;
     this.#app.ws<SocketData>('/v1/realtime', {
       compression: uWS.DISABLED,
-      maxPayloadLength: opts.maxFrameBytes,
+      // uWS cuts a frame above its own cap with no close frame (1006). Let frames up to
+      // 4× the limit in so we can close them properly with 1009; beyond that, uWS cuts.
+      maxPayloadLength: opts.maxFrameBytes * 4,
       // We pause a connection at backpressureBytes ourselves and never queue more than one
       // frame past it; uWS's own cap is a backstop that should never be reached.
       maxBackpressure: opts.backpressureBytes * 2 + opts.maxFrameBytes,
@@ -185,7 +188,12 @@ export class GatewayServer {
       },
       message: (ws, message) => {
         const conn = ws.getUserData().conn;
-        if (conn) realtime.message(conn, message);
+        if (!conn) return;
+        if (message.byteLength > opts.maxFrameBytes) {
+          conn.close(MESSAGE_TOO_BIG, 'frame too large');
+          return;
+        }
+        realtime.message(conn, message);
       },
       drain: (ws) => {
         const conn = ws.getUserData().conn;
@@ -206,6 +214,9 @@ export class GatewayServer {
   }
 }
 
+/** RFC 6455 "message too big". */
+const MESSAGE_TOO_BIG = 1009;
+
 interface SocketSink extends Sink {
   dead: boolean;
 }
@@ -216,7 +227,15 @@ function socketSink(ws: WebSocket<SocketData>): SocketSink {
     dead: false,
     send(bytes, binary) {
       if (sink.dead) return false;
-      return ws.send(bytes, binary, false) === 0;
+      // uWS: 1 sent, 0 queued (backpressure), 2 dropped at maxBackpressure. A dropped
+      // frame would be a silent gap, so the connection is cut instead; the client resumes
+      // from its checkpoint and loses nothing.
+      const result = ws.send(bytes, binary, false);
+      if (result === 2) {
+        sink.close(CloseCodes.slow_consumer, 'slow_consumer');
+        return false;
+      }
+      return result === 1;
     },
     bufferedAmount() {
       return sink.dead ? 0 : ws.getBufferedAmount();

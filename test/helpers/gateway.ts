@@ -44,6 +44,8 @@ export async function startTestGateway(
     const res = await fetch(url + path, {
       method,
       headers: {
+        // No keep-alive: a pooled socket would hold the test process open after stop().
+        connection: 'close',
         ...(token ? { authorization: `Bearer ${token}` } : {}),
         ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
         ...headers,

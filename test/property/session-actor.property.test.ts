@@ -88,7 +88,8 @@ type OutFrame =
   | { op: 'hello'; sessionId: string; token?: string; after?: number | 'latest'; resume?: ResumeSpec }
   | { op: 'ack'; seq: number }
   | { op: 'pub'; id: string; type: string; payload: unknown }
-  | { op: 'bye' };
+  | { op: 'bye' }
+  | { op: 'frobnicate' };
 
 interface ResumeSpec {
   token: string;
@@ -206,6 +207,8 @@ interface ConnRec {
   sink: FakeSink;
   kind: 'fresh' | 'resume';
   sub: SubRec | undefined;
+  /** The client broke the protocol on this connection (it must be closed with 4000). */
+  violated?: boolean;
 }
 
 /** The model of one subscriber, from the protocol's point of view. */
@@ -282,6 +285,8 @@ interface Mix {
   /** Time passes while a hello is being checked (the idle timer may fire meanwhile). */
   helloRace: boolean;
   bye: boolean;
+  /** Live connections break the protocol (closed with 4000). */
+  violations: boolean;
   end: boolean;
   /** Publishes arrive in the same tick as the terminal event, after it. */
   endTrailing: boolean;
@@ -579,6 +584,18 @@ class Harness {
         record.checkpoint >= sub.lastCheckpoint,
         w(`${sub.id}: checkpoint went back from ${sub.lastCheckpoint} to ${record.checkpoint}`),
       );
+      // Tighter: the checkpoint is what the client acknowledged (an accepted ack, or the
+      // position it claimed: its fresh `after` or a resume's lastSeq), never merely sent.
+      const maxClaimed = Math.max(
+        sub.maxAcceptedAck,
+        ...sub.conns.filter((c) => welcomeOf(c)).map((c) => num(welcomeOf(c)!, 'after')),
+      );
+      this.check(
+        record.checkpoint <= maxClaimed,
+        w(
+          `${sub.id}: checkpoint ${record.checkpoint} is above everything the client acknowledged (${maxClaimed})`,
+        ),
+      );
       this.check(
         record.checkpoint <= maxDelivered,
         w(`${sub.id}: checkpoint ${record.checkpoint} is above everything delivered to it (${maxDelivered})`),
@@ -653,7 +670,10 @@ class Harness {
       const byeSent = sink.log.some((e) => e.dir === 'out' && e.open && e.frame.op === 'bye');
       const eos = frames.some((f) => f.op === 'eos');
       this.check(
-        code === 4009 || (code === 1000 && (byeSent || eos)) || code === 4101,
+        code === 4009 ||
+          (code === 1000 && (byeSent || eos)) ||
+          code === 4101 ||
+          (code === 4000 && rec.violated),
         w(`${rec.name} was closed with ${code} (${sink.closed.reason}) for no reason the model knows`),
       );
       if (code === 4101) {
@@ -1141,6 +1161,41 @@ class Bye extends Base {
   }
 }
 
+type ViolationKind = 'hello-again' | 'bad-ack' | 'unknown-op';
+
+/** A live connection breaks the protocol: closed with 4000, and its subscriber released. */
+class Violate extends Base {
+  constructor(
+    readonly conn: number,
+    readonly kind: ViolationKind,
+  ) {
+    super();
+  }
+  toString(): string {
+    return `violate(c${this.conn}, ${this.kind})`;
+  }
+  async act(h: Harness): Promise<string | undefined> {
+    const open = h.openConns();
+    if (open.length === 0) return undefined;
+    const rec = open[this.conn % open.length]!;
+    rec.violated = true;
+    h.send(
+      rec,
+      this.kind === 'hello-again'
+        ? { op: 'hello', sessionId: SESSION, token: AGENT_TOKEN }
+        : this.kind === 'bad-ack'
+          ? { op: 'ack', seq: -1 }
+          : { op: 'frobnicate' },
+    );
+    await h.settle();
+    h.check(
+      rec.sink.closed?.code === 4000,
+      `${rec.name}: a protocol violation should close with 4000, got ${String(rec.sink.closed?.code)}`,
+    );
+    return rec.name;
+  }
+}
+
 class Advance extends Base {
   constructor(readonly ms: number) {
     super();
@@ -1286,6 +1341,16 @@ function commandsArb(mix: Mix): fc.Arbitrary<Iterable<Cmd>> {
     arbs.push(resume, resume);
   }
   if (mix.bye) arbs.push(connIdx.map((c) => new Bye(c)));
+  if (mix.violations) {
+    arbs.push(
+      fc
+        .record({
+          conn: connIdx,
+          kind: fc.constantFrom<ViolationKind>('hello-again', 'bad-ack', 'unknown-op'),
+        })
+        .map((r) => new Violate(r.conn, r.kind)),
+    );
+  }
   if (mix.end) {
     arbs.push(mix.endTrailing ? fc.nat(2).map((n) => new End(n)) : fc.constant(new End()));
   }
@@ -1325,6 +1390,7 @@ function params(numRuns: number): fc.Parameters<[Limits, Iterable<Cmd>]> {
 }
 
 async function property(t: TestContext, mix: Mix, numRuns: number): Promise<void> {
+  stats = newStats();
   t.mock.timers.enable({ apis: ['setTimeout'] });
   await fc.assert(
     fc.asyncProperty(limitsArb(mix), commandsArb(mix), async (limits, cmds) => {
@@ -1354,6 +1420,7 @@ const base: Mix = {
   lastSeqBeyondHead: false,
   helloRace: false,
   bye: false,
+  violations: false,
   end: false,
   endTrailing: false,
 };
@@ -1384,4 +1451,8 @@ test('session actor vs model: the session ends, its actor goes idle, server-side
 
 test('session actor vs model: time passes while a hello is being checked', async (t) => {
   await property(t, { ...base, helloRace: true }, 200);
+});
+
+test('session actor vs model: live connections break the protocol (closed with 4000)', async (t) => {
+  await property(t, { ...base, resume: true, bye: true, violations: true }, 200);
 });
