@@ -62,10 +62,11 @@ export class RealtimeHandler {
 
   closed(conn: Connection): void {
     this.#deps.metrics.connections.dec({ codec: conn.codec.name });
-    const wasLive = conn.live;
     conn.state = 'closed';
     conn.clearTimers();
-    if (wasLive) conn.actor?.detach(conn);
+    // Also after closes the gateway started itself (state already 'closed'): detach is
+    // idempotent, and it is what writes the last acks and starts the resume window.
+    conn.actor?.detach(conn);
   }
 
   drained(conn: Connection): void {

@@ -10,6 +10,7 @@ import type { ResumeClaims } from '../auth/resume-token.ts';
 import { EncodedEvent, EventCache } from './event-cache.ts';
 import type { Connection, ConnectionIdentity } from './connection.ts';
 import { Mailbox } from './mailbox.ts';
+import { TRY_AGAIN_LATER } from './close-reason.ts';
 
 export interface ActorLimits {
   maxInFlight: number;
@@ -123,9 +124,23 @@ export class SessionActor {
   attachResume(conn: Connection, claims: ResumeClaims, lastSeq?: number, epoch?: string): Promise<void> {
     return this.#mailbox.run(async () => {
       await this.#ensureLoaded();
+      // Every refusal is decided before the takeover: a refused resume must leave the
+      // subscriber (and its current connection) exactly as it was.
       if (epoch !== undefined && epoch !== this.#epoch)
         throw new GatewayError('history_gone', 'epoch changed');
       const { engine, clock, limits } = this.#deps;
+      if (lastSeq !== undefined && lastSeq > this.#head) {
+        // Rare: look before refusing, so a dead token still reads as resume_expired.
+        const current = await this.#time('getSubscriber', () =>
+          engine.getSubscriber(this.sessionId, claims.subscriberId),
+        );
+        const alive =
+          current !== undefined &&
+          !current.ended &&
+          (current.connected || clock.now() - current.disconnectedAt <= limits.resumeWindowMs);
+        if (!alive) throw new GatewayError('resume_expired');
+        throw new GatewayError('history_gone', 'lastSeq is beyond the stream head');
+      }
       const record = await this.#time('takeover', () =>
         engine.takeoverSubscriber(this.sessionId, claims.subscriberId, clock.now(), limits.resumeWindowMs),
       );
@@ -134,7 +149,6 @@ export class SessionActor {
         throw new GatewayError('resume_expired');
       }
       const start = lastSeq ?? record.checkpoint;
-      if (start > this.#head) throw new GatewayError('history_gone', 'lastSeq is beyond the stream head');
       const previous = this.#bySubscriber.get(record.id);
       if (previous) {
         this.#forget(previous);
@@ -263,6 +277,8 @@ export class SessionActor {
     if (this.#pending.length >= this.#deps.limits.queueMax) {
       return Promise.reject(new GatewayError('overloaded', 'too many publishes queued for this session'));
     }
+    // Once a terminal event is queued nothing may follow it into the stream.
+    if (TerminalEventTypes.has(event.type)) this.#ending = true;
     return new Promise((resolve, reject) => {
       this.#pending.push({ event, resolve, reject });
       this.#cancelIdle();
@@ -293,6 +309,10 @@ export class SessionActor {
       if (error.code === 'internal')
         this.#deps.logger.error({ sessionId: this.sessionId, err }, 'append failed');
       for (const p of batch) p.reject(error);
+      // A terminal event that was not stored does not end anything: publishing reopens.
+      if (this.#endSeq === undefined && batch.some((p) => TerminalEventTypes.has(p.event.type))) {
+        this.#ending = false;
+      }
     } finally {
       this.#appending = false;
       if (this.#pending.length > 0) this.#scheduleFlush();
@@ -382,9 +402,7 @@ export class SessionActor {
     if (this.#endSeq !== undefined && conn.sentSeq >= this.#endSeq && !conn.eosSent) {
       conn.eosSent = true;
       conn.sendFrame({ op: 'eos', seq: this.#endSeq });
-      this.#forget(conn);
-      this.#closeConn(conn, CloseCodes.normal, 'session ended');
-      this.#saveCheckpoint(conn);
+      this.#drop(conn, CloseCodes.normal, 'session ended');
     }
   }
 
@@ -398,8 +416,7 @@ export class SessionActor {
       const result = await this.#time('read', () => engine.read(this.sessionId, conn.sentSeq, room));
       if (!conn.live) return;
       if (result.firstSeq > conn.sentSeq + 1) {
-        this.#forget(conn);
-        this.#closeConn(conn, CloseCodes.history_gone, 'history_gone');
+        this.#drop(conn, CloseCodes.history_gone, 'history_gone');
         return;
       }
       conn.sink.cork(() => {
@@ -421,8 +438,7 @@ export class SessionActor {
     } catch (err) {
       if (!conn.live) return;
       this.#deps.logger.warn({ sessionId: this.sessionId, err }, 'catch-up read failed');
-      this.#forget(conn);
-      this.#closeConn(conn, 1013, 'unavailable');
+      this.#drop(conn, TRY_AGAIN_LATER, 'unavailable');
       return;
     } finally {
       conn.reading = false;
@@ -436,10 +452,7 @@ export class SessionActor {
       conn.slowTimer = undefined;
       if (!this.#conns.has(conn)) return;
       if (conn.sink.bufferedAmount() <= this.#deps.limits.backpressureBytes) return this.#pump(conn);
-      this.#forget(conn);
-      this.#closeConn(conn, CloseCodes.slow_consumer, 'slow_consumer');
-      this.#saveCheckpoint(conn);
-      this.#release(conn.subscriberId, conn.generation);
+      this.#drop(conn, CloseCodes.slow_consumer, 'slow_consumer');
     }, this.#deps.limits.slowConsumerMs);
     conn.slowTimer.unref();
   }
@@ -489,6 +502,17 @@ export class SessionActor {
     if (this.#conns.size === 0) this.#scheduleIdle();
   }
 
+  /**
+   * The gateway ends a live connection: it leaves the actor, its last acks are written,
+   * and its subscriber's resume window starts (the client may resume elsewhere).
+   */
+  #drop(conn: Connection, code: number, reason: string): void {
+    this.#forget(conn);
+    this.#closeConn(conn, code, reason);
+    this.#saveCheckpoint(conn);
+    this.#release(conn.subscriberId, conn.generation);
+  }
+
   #closeConn(conn: Connection, code: number, reason: string): void {
     this.#deps.metrics.closes.inc({ code: String(code) });
     conn.close(code, reason);
@@ -522,8 +546,7 @@ export class SessionActor {
     this.#epoch = head.epoch;
     this.#head = 0;
     for (const conn of [...this.#conns]) {
-      this.#forget(conn);
-      this.#closeConn(conn, CloseCodes.history_gone, 'history_gone');
+      this.#drop(conn, CloseCodes.history_gone, 'history_gone');
     }
   }
 
@@ -550,10 +573,7 @@ export class SessionActor {
     this.#stopped = true;
     this.#cancelIdle();
     for (const conn of [...this.#conns]) {
-      this.#forget(conn);
-      this.#closeConn(conn, code, reason);
-      this.#saveCheckpoint(conn);
-      this.#release(conn.subscriberId, conn.generation);
+      this.#drop(conn, code, reason);
     }
     this.#cancelIdle();
   }

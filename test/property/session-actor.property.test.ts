@@ -673,7 +673,7 @@ class Harness {
         code === 4009 ||
           (code === 1000 && (byeSent || eos)) ||
           code === 4101 ||
-          (code === 4000 && rec.violated),
+          (code === 4000 && rec.violated === true),
         w(`${rec.name} was closed with ${code} (${sink.closed.reason}) for no reason the model knows`),
       );
       if (code === 4101) {
