@@ -1,4 +1,4 @@
-import { startGateway, nodeIdFrom } from './app.ts';
+import { startGateway, nodeIdFrom, type Gateway } from './app.ts';
 import { ConfigError, loadConfig } from './config/load.ts';
 import { createLogger } from './observability/logger.ts';
 
@@ -24,8 +24,9 @@ async function main(): Promise<void> {
       'AUTH_JWT_SECRET is not set: generated a random development secret. Tokens die with this process; never run like this in production.',
     );
   }
-  const gateway = await startGateway({ config, logger });
-
+  // Signals are handled from before the first "listening" line: a supervisor that stops
+  // us right after start must get a clean drain, not the default kill.
+  const started: Promise<Gateway> = startGateway({ config, logger });
   const stop = (signal: string): void => {
     // Logging may fail here (stdout closed by a supervisor); the exit must not depend on it.
     safely(() => logger.info({ signal }, 'shutdown requested'));
@@ -34,16 +35,19 @@ async function main(): Promise<void> {
       safely(() => logger.error({ timeoutMs: config.SHUTDOWN_TIMEOUT_MS }, 'shutdown timed out'));
       process.exit(2);
     }, config.SHUTDOWN_TIMEOUT_MS);
-    gateway.shutdown().then(
-      () => process.exit(0),
-      (err: unknown) => {
-        safely(() => logger.error({ err }, 'shutdown failed'));
-        process.exit(2);
-      },
-    );
+    started
+      .then((gateway) => gateway.shutdown())
+      .then(
+        () => process.exit(0),
+        (err: unknown) => {
+          safely(() => logger.error({ err }, 'shutdown failed'));
+          process.exit(2);
+        },
+      );
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
+  await started;
 }
 
 main().catch((err: unknown) => {
