@@ -297,7 +297,7 @@ interface ArmResult {
 }
 
 const nproc = machineInfo().nproc;
-/** How far ahead of time a measurement window is announced to the workers. */
+/** Shortest notice the workers get of a measurement window (when --warmup is shorter). */
 const MARK_LEAD_MS = 500;
 const ms = (us: number): number => Math.round(us) / 1000;
 const MB = (bytes: number): number => Math.round((bytes / 2 ** 20) * 10) / 10;
@@ -503,18 +503,16 @@ async function runStep(
   offsets: number[],
   publisher: Publisher,
 ): Promise<StepResult> {
-  publisher.start(rate);
-  await sleep(opts.warmup * 1000);
-
-  // open the window
-  const metricsBefore = await scrapeMetrics(gateway.url);
-  // The window opens at markUs, a little in the future, so every worker has the mark
-  // before it matters even when its event loop is backlogged.
-  const markUs = nowMicros() + MARK_LEAD_MS * 1000;
+  // The window opens at markUs, after the warm-up. The workers are told now, so that even
+  // one whose event loop is backlogged by then knows which events to measure.
+  const markUs = nowMicros() + Math.max(opts.warmup * 1000, MARK_LEAD_MS) * 1000;
   publisher.mark(markUs);
   const marked = Promise.all(
     workers.map((w, i) => w.ask({ t: 'mark', markUs, offsetUs: offsets[i]! }, 'marked')),
   );
+  publisher.start(rate);
+  await sleep(Math.max(0, (markUs - nowMicros()) / 1000 - 200));
+  const metricsBefore = await scrapeMetrics(gateway.url); // also restarts its loop-lag histogram
   await sleep(Math.max(0, (markUs - nowMicros()) / 1000));
   const gatewayCpu = new CpuMeter(gateway.pid);
   const redisCpu = redisPid ? new CpuMeter(redisPid) : undefined;

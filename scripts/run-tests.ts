@@ -11,7 +11,11 @@
  *   npm test -- test/unit                     # one folder
  *   npm test -- --test-name-pattern=resume    # extra flags go to `node --test`
  *
+ * A full run (no paths given) then runs test/protocol again with TEST_ENGINE=redis, so
+ * the protocol suite holds on both engines, and ends with one `tests: N passed, N failed`.
+ *
  * Environment: TEST_CONCURRENCY (default 2), TEST_TIMEOUT_MS (per-test timeout, default 120000).
+ * TEST_ENGINES=memory skips the redis pass.
  */
 import { spawn } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
@@ -62,31 +66,71 @@ if (unique.length === 0) {
   process.exit(1);
 }
 
-const nodeArgs = [
-  '--test',
-  `--test-concurrency=${positiveInt('TEST_CONCURRENCY', 2)}`,
-  `--test-timeout=${positiveInt('TEST_TIMEOUT_MS', 120_000)}`,
-  '--import',
-  'tsx',
-  ...flags,
-  ...unique,
-];
-
-const child = spawn(process.execPath, nodeArgs, { stdio: 'inherit' });
-
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(signal, () => child.kill(signal));
+/**
+ * One `node --test` run. Output passes through untouched; its `pass`/`fail` summary
+ * lines (TAP `# pass N` or spec `ℹ pass N`) are counted so several runs can be totalled.
+ */
+function run(
+  testFiles: string[],
+  env: NodeJS.ProcessEnv,
+): Promise<{ code: number; pass: number; fail: number }> {
+  const nodeArgs = [
+    '--test',
+    `--test-concurrency=${positiveInt('TEST_CONCURRENCY', 2)}`,
+    `--test-timeout=${positiveInt('TEST_TIMEOUT_MS', 120_000)}`,
+    '--import',
+    'tsx',
+    ...flags,
+    ...testFiles,
+  ];
+  const child = spawn(process.execPath, nodeArgs, { stdio: ['ignore', 'pipe', 'inherit'], env });
+  current = child;
+  const counts = { pass: 0, fail: 0 };
+  let tail = '';
+  child.stdout.on('data', (chunk: Buffer) => {
+    process.stdout.write(chunk);
+    const lines = (tail + chunk.toString()).split('\n');
+    tail = lines.pop() ?? '';
+    for (const line of lines) {
+      const m = /^(?:# |\u2139 )(pass|fail) (\d+)\s*$/.exec(line);
+      if (m) counts[m[1] as 'pass' | 'fail'] = Number(m[2]);
+    }
+  });
+  return new Promise((resolve) => {
+    child.on('error', (err) => {
+      console.error('run-tests: failed to start node --test:', err);
+      resolve({ code: 1, ...counts });
+    });
+    child.on('exit', (code, signal) => {
+      if (signal !== null) console.error(`run-tests: node --test was killed by ${signal}`);
+      resolve({ code: signal !== null ? 1 : (code ?? 1), ...counts });
+    });
+  });
 }
 
-child.on('error', (err) => {
-  console.error('run-tests: failed to start node --test:', err);
-  process.exit(1);
-});
+let current: ReturnType<typeof spawn> | undefined;
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => current?.kill(signal));
+}
 
-child.on('exit', (code, signal) => {
-  if (signal !== null) {
-    console.error(`run-tests: node --test was killed by ${signal}`);
-    process.exit(1);
-  }
-  process.exit(code ?? 1);
-});
+// The default run also holds the protocol suite to the redis engine (TEST_ENGINE=redis
+// makes every test gateway use a private redis-server). TEST_ENGINES=memory skips it.
+const runs: { files: string[]; env: NodeJS.ProcessEnv }[] = [{ files: unique, env: process.env }];
+const protocolFiles = unique.filter((f) => f.split(path.sep).includes('protocol'));
+if (roots.length === 0 && process.env.TEST_ENGINES !== 'memory' && protocolFiles.length > 0) {
+  runs.push({ files: protocolFiles, env: { ...process.env, TEST_ENGINE: 'redis' } });
+}
+
+let pass = 0;
+let fail = 0;
+let exitCode = 0;
+for (const [i, r] of runs.entries()) {
+  if (i > 0)
+    console.log(`\n# run-tests: the protocol suite again, on the redis engine (${r.files.length} files)`);
+  const result = await run(r.files, r.env);
+  pass += result.pass;
+  fail += result.fail;
+  if (result.code !== 0) exitCode = result.code;
+}
+if (runs.length > 1) console.log(`\ntests: ${pass} passed, ${fail} failed`);
+process.exit(exitCode);

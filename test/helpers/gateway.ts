@@ -6,6 +6,24 @@ import type { Role } from '../../src/protocol/roles.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
 import type { Clock } from '../../src/util/clock.ts';
 
+import { RedisServer } from './redis-server.ts';
+
+/**
+ * TEST_ENGINE=redis runs the same gateway tests on the redis engine: one private
+ * redis-server per test process (killed on exit), a fresh key prefix per gateway.
+ */
+let sharedRedis: Promise<RedisServer> | undefined;
+let prefixCounter = 0;
+async function engineEnv(env: Record<string, string>, explicitEngine: boolean): Promise<Record<string, string>> {
+  if (process.env.TEST_ENGINE !== 'redis' || explicitEngine || env.REDIS_URL !== undefined) return {};
+  sharedRedis ??= RedisServer.start({ appendonly: true, appendfsync: 'everysec' }).then((server) => {
+    server.unref();
+    return server;
+  });
+  const server = await sharedRedis;
+  return { REDIS_URL: server.url, REDIS_KEY_PREFIX: `t${process.pid}-${++prefixCounter}:` };
+}
+
 export const TEST_SECRET = 'test-secret-test-secret-test-secret-0123456789';
 
 export interface TestGateway {
@@ -36,6 +54,7 @@ export async function startTestGateway(
     PORT: '0',
     AUTH_JWT_SECRET: TEST_SECRET,
     LOG_LEVEL: 'silent',
+    ...(await engineEnv(env, extra.engine !== undefined)),
     ...env,
   });
   const gateway = await startGateway({ config, logger: silentLogger(), ...extra });

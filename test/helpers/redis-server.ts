@@ -73,6 +73,16 @@ export class RedisServer {
     live.delete(this);
   }
 
+  /**
+   * Lets the test process exit while this server still runs (the exit hook then kills
+   * it): for a server shared by every test of a file.
+   */
+  unref(): void {
+    this.#child?.unref();
+    (this.#child?.stdout as { unref?: () => void } | null)?.unref?.();
+    (this.#child?.stderr as { unref?: () => void } | null)?.unref?.();
+  }
+
   /** SIGKILL, like a crash. Keeps the dir so restart() can recover from it. */
   async kill(): Promise<void> {
     await this.#terminate('SIGKILL');

@@ -46,9 +46,12 @@ describe('§5 graceful shutdown', () => {
   });
 
   it('§5 going_away: the drain keeps acknowledged checkpoints and releases subscribers (their resume window starts)', async () => {
-    // With the memory engine nothing outlives the process, so this checks the drain itself:
+    // An engine of our own that outlives the gateway, so we can read it after the drain:
     // every socket gets 1001 and stop() resolves after pending checkpoint writes.
-    const gw = await startTestGateway();
+    const gw = await startTestGateway(
+      {},
+      { engine: new MemoryEngine(systemClock, { historyMaxEvents: 100_000, historyTtlAfterEndS: 3600 }) },
+    );
     try {
       const s = await newSession(gw);
       const pub = await publisher(gw, s);
