@@ -28,10 +28,20 @@ export class Metrics {
     help: 'Publishes of an eventId already stored (answered with the original seq).',
     registers: [this.registry],
   });
+  /**
+   * Counted per subscriber per event, so it is a plain number on the hot path (no
+   * prom-client call, which allocates) and folded into the counter at scrape time.
+   */
+  delivered = 0;
+  #deliveredReported = 0;
   readonly eventsDelivered = new Counter({
     name: 'lifeos_events_delivered_total',
     help: 'Event frames sent to subscribers (live and catch-up).',
     registers: [this.registry],
+    collect: () => {
+      this.eventsDelivered.inc(this.delivered - this.#deliveredReported);
+      this.#deliveredReported = this.delivered;
+    },
   });
   readonly replays = new Counter({
     name: 'lifeos_replays_total',

@@ -393,7 +393,7 @@ export class SessionActor {
       conn.sentSeq = next.seq;
       sent++;
     }
-    if (sent > 0) metrics.eventsDelivered.inc(sent);
+    metrics.delivered += sent;
     if (conn.reading || !conn.live) return;
     if (!conn.replayedSent && conn.sentSeq >= this.#head) {
       conn.replayedSent = true;
@@ -432,7 +432,7 @@ export class SessionActor {
           conn.sentSeq = stored.seq;
           sent++;
         }
-        metrics.eventsDelivered.inc(sent);
+        metrics.delivered += sent;
       });
       if (result.headSeq > this.#head) this.#advanceHead(result);
     } catch (err) {
