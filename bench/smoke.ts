@@ -23,7 +23,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { JwtVerifier } from '../src/auth/jwt.ts';
 import { RedisServer } from '../test/helpers/redis-server.ts';
-import { GatewayProcess } from './lib/gateway-process.ts';
+import { GatewayProcess, repoRoot } from './lib/gateway-process.ts';
 import { Histogram } from './lib/histogram.ts';
 import type {
   CodecName,
@@ -34,6 +34,7 @@ import type {
   WindowReport,
 } from './lib/messages.ts';
 import {
+  codeVersion,
   CpuMeter,
   machineCpu,
   machineCpuPercent,
@@ -272,6 +273,8 @@ interface StepResult {
   errorFrames: Record<string, number>;
   gatewayCloses: Record<string, number>;
   gatewayReplays: number;
+  gatewayGapFills: number;
+  gatewayHeadNotices: number;
   gatewayLoopLagP99Ms: number;
   notes: string[];
 }
@@ -302,11 +305,21 @@ const MARK_LEAD_MS = 500;
 const ms = (us: number): number => Math.round(us) / 1000;
 const MB = (bytes: number): number => Math.round((bytes / 2 ** 20) * 10) / 10;
 
-async function scrapeMetrics(
-  url: string,
-): Promise<{ closes: Record<string, number>; replays: number; lagP99Ms: number }> {
+interface GatewayCounters {
+  closes: Record<string, number>;
+  /** Per-connection catch-up reads from the engine. */
+  replays: number;
+  /** Shared cache fills from the engine after a cross-node head notice (0 if the gateway has none). */
+  gapFills: number;
+  headNotices: number;
+  lagP99Ms: number;
+}
+
+async function scrapeMetrics(url: string): Promise<GatewayCounters> {
   const closes: Record<string, number> = {};
   let replays = 0;
+  let gapFills = 0;
+  let headNotices = 0;
   let lagP99Ms = Number.NaN;
   try {
     const text = await (await fetch(`${url}/metrics`)).text();
@@ -315,13 +328,17 @@ async function scrapeMetrics(
       if (close) closes[close[1]!] = Number(close[2]);
       const replay = /^lifeos_replays_total (\S+)/.exec(line);
       if (replay) replays = Number(replay[1]);
+      const fill = /^lifeos_gap_fills_total (\S+)/.exec(line);
+      if (fill) gapFills = Number(fill[1]);
+      const notice = /^lifeos_remote_notices_total\{kind="head"\} (\S+)/.exec(line);
+      if (notice) headNotices = Number(notice[1]);
       const lag = /^nodejs_eventloop_lag_p99_seconds(?:\{[^}]*\})? (\S+)/.exec(line);
       if (lag) lagP99Ms = Number(lag[1]) * 1000;
     }
   } catch {
     /* the gateway is gone: report what we have */
   }
-  return { closes, replays, lagP99Ms };
+  return { closes, replays, gapFills, headNotices, lagP99Ms };
 }
 
 function diffCounts(after: Record<string, number>, before: Record<string, number>): Record<string, number> {
@@ -606,6 +623,8 @@ async function runStep(
     errorFrames: sumCounts(reports.map((r) => r.errorFrames)),
     gatewayCloses: diffCounts(metricsAfter.closes, metricsBefore.closes),
     gatewayReplays: metricsAfter.replays - metricsBefore.replays,
+    gatewayGapFills: metricsAfter.gapFills - metricsBefore.gapFills,
+    gatewayHeadNotices: metricsAfter.headNotices - metricsBefore.headNotices,
     gatewayLoopLagP99Ms: Math.round(metricsAfter.lagP99Ms * 100) / 100,
     notes: [],
   };
@@ -630,6 +649,7 @@ async function runStep(
   if (Object.keys(step.nacks).length) notes.push(`nacks ${fmtCounts(step.nacks)}`);
   if (Object.keys(step.errorFrames).length) notes.push(`errors ${fmtCounts(step.errorFrames)}`);
   if (step.gatewayReplays > 0) notes.push(`${step.gatewayReplays} engine catch-ups`);
+  if (step.gatewayGapFills > 0) notes.push(`${step.gatewayGapFills} gap fills`);
   return step;
 }
 
@@ -719,9 +739,13 @@ function report(arm: ArmResult): void {
 
 async function main(): Promise<void> {
   const machine: MachineInfo = machineInfo();
+  const code = codeVersion(repoRoot);
   const started = new Date();
   console.log(
     `bench:smoke ${started.toISOString()} — ${machine.nproc} cores (${machine.cpuModel}), ${machine.memoryGiB} GiB, node ${machine.node}, open files ${machine.openFilesLimit}`,
+  );
+  console.log(
+    `  gateway code: HEAD ${code.head}${code.srcDirty ? ' + uncommitted changes in src/' : ''} (src digest ${code.srcDigest})`,
   );
   console.log(
     `  ${opts.subscribers} subscribers, rate ${opts.rates.join(',')} ev/s, ${opts.seconds} s measured (+${opts.warmup} s warm-up) per rate, codec ${opts.codec}, parse ${opts.parse}, ack every ${opts.ackEvery}, ${opts.workers} worker(s)`,
@@ -747,7 +771,7 @@ async function main(): Promise<void> {
   if (opts.out) {
     writeFileSync(
       opts.out,
-      `${JSON.stringify({ date: started.toISOString(), machine, options: opts, arms }, null, 2)}\n`,
+      `${JSON.stringify({ date: started.toISOString(), machine, code, options: opts, arms }, null, 2)}\n`,
     );
     console.log(`\nwrote ${opts.out}`);
   }

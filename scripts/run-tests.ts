@@ -92,8 +92,9 @@ function run(
     const lines = (tail + chunk.toString()).split('\n');
     tail = lines.pop() ?? '';
     for (const line of lines) {
-      const m = /^(?:# |\u2139 )(pass|fail) (\d+)\s*$/.exec(line);
-      if (m) counts[m[1] as 'pass' | 'fail'] = Number(m[2]);
+      const m = /^(?:# |\u2139 )(pass|fail|cancelled) (\d+)\s*$/.exec(line);
+      // A cancelled test (a file that timed out) is a failure.
+      if (m) counts[m[1] === 'pass' ? 'pass' : 'fail'] += Number(m[2]);
     }
   });
   return new Promise((resolve) => {

@@ -1,7 +1,9 @@
 /** Linux /proc readings for the benchmark: a process's CPU time and RSS, and the machine. */
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
+import path from 'node:path';
 
 let clockTicks: number | undefined;
 
@@ -127,4 +129,43 @@ export function machineCpuPercent(from: MachineCpu, to: MachineCpu): { busy: num
   const total = to.total - from.total;
   if (!(total > 0)) return { busy: Number.NaN, steal: Number.NaN };
   return { busy: ((to.busy - from.busy) / total) * 100, steal: ((to.steal - from.steal) / total) * 100 };
+}
+
+/**
+ * Which gateway code was measured: the git HEAD, whether src/ has uncommitted changes, and
+ * a digest of every file under src/ (so two runs on the same working tree can be matched).
+ */
+export function codeVersion(repoRoot: string): { head: string; srcDirty: boolean; srcDigest: string } {
+  const git = (...args: string[]): string => {
+    try {
+      return execFileSync('git', args, {
+        cwd: repoRoot,
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'ignore'],
+      }).trim();
+    } catch {
+      return '';
+    }
+  };
+  const hash = createHash('sha256');
+  const walk = (dir: string): void => {
+    for (const entry of readdirSync(dir, { withFileTypes: true }).sort((a, b) =>
+      a.name < b.name ? -1 : 1,
+    )) {
+      const full = path.join(dir, entry.name);
+      if (entry.isDirectory()) walk(full);
+      else if (entry.isFile())
+        hash.update(path.relative(repoRoot, full)).update('\0').update(readFileSync(full));
+    }
+  };
+  try {
+    walk(path.join(repoRoot, 'src'));
+  } catch {
+    /* no src/ */
+  }
+  return {
+    head: git('rev-parse', '--short', 'HEAD') || 'unknown',
+    srcDirty: git('status', '--porcelain', '--', 'src') !== '',
+    srcDigest: hash.digest('hex').slice(0, 12),
+  };
 }

@@ -95,11 +95,34 @@ export interface Engine {
   /** Ends a subscriber for good (`bye`): its resume token stops working at once. */
   endSubscriber(sessionId: string, subscriberId: string): Promise<void>;
 
+  // ── cross-node notifications ──────────────────────────────────────────────────
+  /**
+   * Tells `listener` about changes to a session made by any node, this one included: a
+   * new head after an append, a subscriber takeover. This is the fast path only
+   * (ARCHITECTURE-NOTES decision 6): notices can be lost, so a listener treats a head
+   * notice as "read up to here from the stream", and `resync` as "you may have missed
+   * notices: re-read the head". `ready` resolves once every later change is certain to
+   * be noticed (the subscription is active); `stop` ends the watch.
+   */
+  watch(sessionId: string, listener: SessionListener): Watch;
+
   // ── lifecycle ─────────────────────────────────────────────────────────────────
   /** Resolves when the backing store answers; rejects otherwise. */
   ping(): Promise<void>;
   /** Flushes pending writes and releases connections. */
   close(): Promise<void>;
+}
+
+export type SessionNotice =
+  | { kind: 'head'; headSeq: number; epoch: string }
+  | { kind: 'takeover'; subscriberId: string; generation: number }
+  | { kind: 'resync' };
+
+export type SessionListener = (notice: SessionNotice) => void;
+
+export interface Watch {
+  ready: Promise<void>;
+  stop(): void;
 }
 
 export interface NewSession {

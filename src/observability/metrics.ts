@@ -43,6 +43,17 @@ export class Metrics {
       this.#deliveredReported = this.delivered;
     },
   });
+  readonly remoteNotices = new Counter({
+    name: 'lifeos_remote_notices_total',
+    help: 'Cross-node notices that moved a session forward on this node, by kind.',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
+  readonly gapFills = new Counter({
+    name: 'lifeos_gap_fills_total',
+    help: 'Engine reads that filled the cache with events other nodes appended.',
+    registers: [this.registry],
+  });
   readonly replays = new Counter({
     name: 'lifeos_replays_total',
     help: 'Catch-up reads from the engine (a connection behind the live head).',

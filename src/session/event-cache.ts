@@ -44,10 +44,15 @@ export class EventCache {
     return this.#ring.length;
   }
 
-  /** Adds the next event. A seq that does not follow the cached ones restarts the cache. */
+  /**
+   * Adds the next event. A seq already cached is ignored (an append's reply and the
+   * gap fill its own notice started can both bring it); a seq that does not follow the
+   * cached ones restarts the cache.
+   */
   push(event: EncodedEvent): void {
     const cap = this.#ring.length;
     if (cap === 0) return;
+    if (this.#size > 0 && event.seq >= this.#first && event.seq < this.#first + this.#size) return;
     if (this.#size === 0 || event.seq !== this.#first + this.#size) {
       this.#ring.fill(undefined);
       this.#first = event.seq;
@@ -56,6 +61,16 @@ export class EventCache {
     this.#ring[event.seq % cap] = event;
     if (this.#size === cap) this.#first += 1;
     else this.#size += 1;
+  }
+
+  /** The highest cached seq, or undefined when the cache is empty. */
+  get lastSeq(): number | undefined {
+    return this.#size === 0 ? undefined : this.#first + this.#size - 1;
+  }
+
+  clear(): void {
+    this.#ring.fill(undefined);
+    this.#size = 0;
   }
 
   get(seq: number): EncodedEvent | undefined {

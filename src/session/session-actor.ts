@@ -1,4 +1,11 @@
-import type { Engine, AppendOutcome, AppendResult, StreamHead } from '../engine/engine.ts';
+import type {
+  Engine,
+  AppendOutcome,
+  AppendResult,
+  SessionNotice,
+  StreamHead,
+  Watch,
+} from '../engine/engine.ts';
 import type { Envelope } from '../protocol/envelope.ts';
 import { TerminalEventTypes } from '../protocol/event-types.ts';
 import { CloseCodes } from '../protocol/close-codes.ts';
@@ -41,6 +48,12 @@ interface PendingPublish {
   reject(err: GatewayError): void;
 }
 
+/** Wait before retrying a failed gap fill. */
+const GAP_FILL_RETRY_MS = 250;
+
+/** Takeover generations remembered per actor (see #noticedGenerations). */
+const MAX_NOTICED_GENERATIONS = 4096;
+
 /** Most events one engine append carries; the rest wait for the next tick. */
 const MAX_APPEND_BATCH = 512;
 
@@ -71,6 +84,17 @@ export class SessionActor {
   #flushScheduled = false;
   #loading: Promise<void> | undefined;
   #loaded = false;
+  /** Set while this node watches the session's cross-node notices (while it has connections). */
+  #watch: Watch | undefined;
+  /**
+   * The newest generation a takeover notice announced, per subscriber. A notice can
+   * overtake this node's own takeover of the same subscriber; then the connection it
+   * attaches is already superseded and is closed at once.
+   */
+  readonly #noticedGenerations = new Map<string, number>();
+  #filling = false;
+  /** Attaches under way (fresh or resume): they keep the actor and its watch alive. */
+  #attaching = 0;
   #head = 0;
   #epoch = '';
   /** Seq of the stream's last event once it ended; undefined while it is open. */
@@ -101,8 +125,10 @@ export class SessionActor {
 
   /** A fresh subscription (`hello` without `resume`). Rejects with a GatewayError. */
   attachFresh(conn: Connection, identity: ConnectionIdentity, after: number | 'latest'): Promise<void> {
-    return this.#mailbox.run(async () => {
-      await this.#ensureLoaded();
+    // Fresh subscribers share nothing, so they attach concurrently (a reconnect storm is
+    // not serialised behind one engine round trip each); only resumes use the mailbox.
+    return this.#busy(async () => {
+      await this.#prepareAttach();
       const { engine } = this.#deps;
       // after: 0 means "everything still retained", which starts before the oldest one kept.
       const start = after === 'latest' ? this.#head : after === 0 ? await this.#retainedStart() : after;
@@ -122,8 +148,8 @@ export class SessionActor {
 
   /** A resume (`hello` with `resume`): takes the subscriber over for this connection. */
   attachResume(conn: Connection, claims: ResumeClaims, lastSeq?: number, epoch?: string): Promise<void> {
-    return this.#mailbox.run(async () => {
-      await this.#ensureLoaded();
+    return this.#serial(async () => {
+      await this.#prepareAttach();
       // Every refusal is decided before the takeover: a refused resume must leave the
       // subscriber (and its current connection) exactly as it was.
       if (epoch !== undefined && epoch !== this.#epoch)
@@ -156,6 +182,12 @@ export class SessionActor {
         this.#deps.metrics.resumes.inc({ outcome: 'superseded_local' });
       }
       this.#deps.metrics.resumes.inc({ outcome: 'ok' });
+      if ((this.#noticedGenerations.get(record.id) ?? 0) > record.generation) {
+        // Another node took the subscriber over after us, and we heard of it first.
+        this.#deps.metrics.resumes.inc({ outcome: 'superseded_remote' });
+        this.#closeConn(conn, CloseCodes.superseded, 'superseded');
+        return;
+      }
       const identity = { userId: claims.userId, tenantId: claims.tenantId, role: claims.role };
       this.#attach(conn, identity, record.id, record.generation, start, record.checkpoint, true);
     });
@@ -386,7 +418,10 @@ export class SessionActor {
       }
       const next = this.#cache.get(conn.sentSeq + 1);
       if (!next) {
-        void this.#catchUp(conn);
+        // Newer than anything cached: one shared gap fill fetches it for everyone.
+        // Older than the cache: this connection reads the engine on its own.
+        if (conn.sentSeq >= (this.#cache.lastSeq ?? Infinity)) void this.#fillGap();
+        else void this.#catchUp(conn);
         break;
       }
       conn.sink.send(next.bytes(conn.codec), conn.codec.binary);
@@ -499,7 +534,10 @@ export class SessionActor {
   #forget(conn: Connection): void {
     this.#conns.delete(conn);
     if (this.#bySubscriber.get(conn.subscriberId) === conn) this.#bySubscriber.delete(conn.subscriberId);
-    if (this.#conns.size === 0) this.#scheduleIdle();
+    if (this.#conns.size === 0) {
+      this.#maybeStopWatching();
+      this.#scheduleIdle();
+    }
   }
 
   /**
@@ -521,6 +559,138 @@ export class SessionActor {
   async #retainedStart(): Promise<number> {
     const page = await this.#time('read', () => this.#deps.engine.read(this.sessionId, 0, 1));
     return page.firstSeq - 1;
+  }
+
+  /**
+   * Before the first connection attaches, start watching cross-node notices, then read
+   * the head: appends other nodes made while nobody here was watching are then known.
+   */
+  async #prepareAttach(): Promise<void> {
+    if (this.#watch) {
+      await this.#watch.ready;
+      return this.#ensureLoaded();
+    }
+    this.#watch = this.#deps.engine.watch(this.sessionId, this.#onNotice);
+    this.#loaded = false;
+    this.#loading = undefined;
+    // Subscribed first, then read: no change can fall between the two. On failure the
+    // attach fails, and #serial stops the watch if nobody is left.
+    await this.#watch.ready;
+    await this.#ensureLoaded();
+  }
+
+  /**
+   * Stops watching once no connection is here and no attach is under way: an attach in
+   * flight must keep hearing of other nodes' takeovers.
+   */
+  #maybeStopWatching(): void {
+    if (this.#conns.size === 0 && this.#attaching === 0) this.#stopWatching();
+  }
+
+  #stopWatching(): void {
+    this.#watch?.stop();
+    this.#watch = undefined;
+    this.#noticedGenerations.clear();
+  }
+
+  /** A change made by some node (maybe this one): see ARCHITECTURE-NOTES decision 6. */
+  readonly #onNotice = (notice: SessionNotice): void => {
+    if (this.#stopped) return;
+    switch (notice.kind) {
+      case 'head':
+        if (!this.#loaded) return;
+        if (notice.epoch !== this.#epoch) return void this.#resync();
+        if (notice.headSeq > this.#head) {
+          this.#head = notice.headSeq;
+          this.#deps.metrics.remoteNotices.inc({ kind: 'head' });
+          void this.#fillGap();
+        }
+        return;
+      case 'takeover': {
+        this.#noteGeneration(notice.subscriberId, notice.generation);
+        const conn = this.#bySubscriber.get(notice.subscriberId);
+        if (!conn || conn.generation >= notice.generation) return;
+        // Another node resumed this subscriber: this connection is fenced in the engine
+        // already; close it so the client stops talking to the wrong node.
+        this.#forget(conn);
+        this.#closeConn(conn, CloseCodes.superseded, 'superseded');
+        this.#deps.metrics.resumes.inc({ outcome: 'superseded_remote' });
+        return;
+      }
+      case 'resync':
+        void this.#resync();
+        return;
+    }
+  };
+
+  #noteGeneration(subscriberId: string, generation: number): void {
+    if ((this.#noticedGenerations.get(subscriberId) ?? 0) >= generation) return;
+    this.#noticedGenerations.delete(subscriberId);
+    this.#noticedGenerations.set(subscriberId, generation);
+    // Bounded: the oldest entries are the least likely to matter.
+    if (this.#noticedGenerations.size > MAX_NOTICED_GENERATIONS) {
+      this.#noticedGenerations.delete(this.#noticedGenerations.keys().next().value!);
+    }
+  }
+
+  /** Notices may have been missed: the stream is the truth, so read its head again. */
+  async #resync(): Promise<void> {
+    try {
+      const head = await this.#time('head', () => this.#deps.engine.head(this.sessionId));
+      if (head.epoch !== this.#epoch) {
+        this.#resetEpoch(head);
+        this.#advanceHead(head);
+        return;
+      }
+      if (head.headSeq > this.#head || (head.endedAt !== undefined && this.#endSeq === undefined)) {
+        this.#head = Math.max(this.#head, head.headSeq);
+        if (head.endedAt !== undefined) this.#endSeq = head.endedAt;
+        void this.#fillGap();
+      }
+    } catch (err) {
+      this.#deps.logger.warn({ sessionId: this.sessionId, err }, 'resync failed');
+    }
+  }
+
+  /**
+   * Events other nodes appended: read them once into the cache (encoded once, shared),
+   * then fan out. One fill at a time; it loops until the cache reaches the head.
+   */
+  async #fillGap(): Promise<void> {
+    if (this.#filling) return;
+    if (this.#cache.capacity === 0) return this.#fanOut();
+    this.#filling = true;
+    const { engine, limits } = this.#deps;
+    try {
+      for (;;) {
+        const from = this.#cache.lastSeq ?? this.#lowestCursor();
+        if (from >= this.#head) break;
+        const page = await this.#time('read', () => engine.read(this.sessionId, from, limits.replayBatch));
+        if (page.epoch !== this.#epoch) {
+          this.#resetEpoch(page);
+          break;
+        }
+        for (const stored of page.events) this.#cache.push(new EncodedEvent(stored));
+        this.#deps.metrics.gapFills.inc();
+        if (page.headSeq > this.#head) this.#head = page.headSeq;
+        if (page.endedAt !== undefined) this.#endSeq = page.endedAt;
+        this.#fanOut();
+        if (page.events.length === 0) break;
+      }
+    } catch (err) {
+      this.#deps.logger.warn({ sessionId: this.sessionId, err }, 'gap fill failed');
+      // Connections waiting on it would otherwise wait for the next event or ack.
+      setTimeout(() => void this.#fillGap(), GAP_FILL_RETRY_MS).unref();
+    } finally {
+      this.#filling = false;
+    }
+  }
+
+  /** Where a gap fill with an empty cache starts: the furthest-behind live cursor. */
+  #lowestCursor(): number {
+    let lowest = this.#head;
+    for (const conn of this.#conns) if (conn.sentSeq < lowest) lowest = conn.sentSeq;
+    return lowest;
   }
 
   #ensureLoaded(): Promise<void> {
@@ -545,6 +715,8 @@ export class SessionActor {
     this.#deps.logger.warn({ sessionId: this.sessionId, from: this.#epoch, to: head.epoch }, 'epoch changed');
     this.#epoch = head.epoch;
     this.#head = 0;
+    this.#endSeq = head.endedAt;
+    this.#cache.clear();
     for (const conn of [...this.#conns]) {
       this.#drop(conn, CloseCodes.history_gone, 'history_gone');
     }
@@ -554,7 +726,7 @@ export class SessionActor {
     if (this.#stopped || this.#idleTimer || this.#conns.size > 0 || this.#pending.length > 0) return;
     this.#idleTimer = setTimeout(() => {
       this.#idleTimer = undefined;
-      if (this.#conns.size === 0 && this.#pending.length === 0 && !this.#appending && this.#mailbox.idle) {
+      if (this.#conns.size === 0 && this.#pending.length === 0 && !this.#appending && this.#attaching === 0) {
         this.#deps.onIdle(this);
       } else {
         this.#scheduleIdle();
@@ -585,6 +757,22 @@ export class SessionActor {
       await new Promise((r) => setImmediate(r));
     }
     while (this.#writes.size > 0) await Promise.allSettled([...this.#writes]);
+  }
+
+  /** Runs a resume in the mailbox, one at a time. */
+  #serial(op: () => Promise<void>): Promise<void> {
+    return this.#busy(() => this.#mailbox.run(op));
+  }
+
+  /** Counts an attach as work under way; afterwards, stop watching if nobody is left. */
+  #busy(op: () => Promise<void>): Promise<void> {
+    this.#attaching++;
+    const done = op().finally(() => this.#attaching--);
+    void done.then(
+      () => this.#maybeStopWatching(),
+      () => this.#maybeStopWatching(),
+    );
+    return done;
   }
 
   #time<T>(op: string, call: () => Promise<T>): Promise<T> {

@@ -14,7 +14,10 @@ import { RedisServer } from './redis-server.ts';
  */
 let sharedRedis: Promise<RedisServer> | undefined;
 let prefixCounter = 0;
-async function engineEnv(env: Record<string, string>, explicitEngine: boolean): Promise<Record<string, string>> {
+async function engineEnv(
+  env: Record<string, string>,
+  explicitEngine: boolean,
+): Promise<Record<string, string>> {
   if (process.env.TEST_ENGINE !== 'redis' || explicitEngine || env.REDIS_URL !== undefined) return {};
   sharedRedis ??= RedisServer.start({ appendonly: true, appendfsync: 'everysec' }).then((server) => {
     server.unref();

@@ -8,7 +8,10 @@ import type {
   NewSession,
   NewSubscriber,
   ReadResult,
+  SessionListener,
+  SessionNotice,
   SessionRecord,
+  Watch,
   StoredEvent,
   StreamHead,
   SubscriberRecord,
@@ -36,6 +39,7 @@ export class MemoryEngine implements Engine {
   readonly #streams = new Map<string, Stream>();
   readonly #subscribers = new Map<string, SubscriberEntry>();
   readonly #sweep: NodeJS.Timeout;
+  readonly #watchers = new Map<string, Set<SessionListener>>();
 
   constructor(clock: Clock, limits: EngineLimits) {
     this.#clock = clock;
@@ -80,6 +84,9 @@ export class MemoryEngine implements Engine {
       return { seq, duplicate: false };
     });
     this.#trim(stream);
+    if (outcomes.some((o) => !o.duplicate)) {
+      this.#notify(sessionId, { kind: 'head', headSeq: stream.head, epoch: this.#epoch });
+    }
     return { outcomes, ...headOf(stream, this.#epoch) };
   }
 
@@ -142,6 +149,7 @@ export class MemoryEngine implements Engine {
     r.connected = true;
     r.disconnectedAt = 0;
     entry.expiresAt = Infinity;
+    this.#notify(sessionId, { kind: 'takeover', subscriberId, generation: r.generation });
     return { ...r };
   }
 
@@ -177,6 +185,29 @@ export class MemoryEngine implements Engine {
   async endSubscriber(sessionId: string, subscriberId: string): Promise<void> {
     await tick();
     this.#subscribers.delete(subKey(sessionId, subscriberId));
+  }
+
+  watch(sessionId: string, listener: SessionListener): Watch {
+    let set = this.#watchers.get(sessionId);
+    if (!set) this.#watchers.set(sessionId, (set = new Set()));
+    set.add(listener);
+    return {
+      ready: Promise.resolve(),
+      stop: () => {
+        set.delete(listener);
+        if (set.size === 0 && this.#watchers.get(sessionId) === set) this.#watchers.delete(sessionId);
+      },
+    };
+  }
+
+  /** Delivered on a later tick, like a message from Redis would be. */
+  #notify(sessionId: string, notice: SessionNotice): void {
+    const set = this.#watchers.get(sessionId);
+    if (!set) return;
+    const listeners = [...set];
+    setImmediate(() => {
+      for (const listener of listeners) listener(notice);
+    });
   }
 
   async ping(): Promise<void> {}

@@ -53,3 +53,19 @@ export function scriptRunner(redis: Redis): ScriptRunner {
   const commands = redis as unknown as Record<ScriptName, (...args: (string | number)[]) => Promise<unknown>>;
   return (name, keys, args) => commands[name].call(redis, ...keys, ...args);
 }
+
+/**
+ * The pub/sub connection for cross-node notices. Unlike the command client it may queue
+ * while disconnected (SUBSCRIBE and UNSUBSCRIBE only: bounded by the sessions watched),
+ * and it re-subscribes by itself after a reconnect.
+ */
+export function subscriberClient(commands: Redis): Redis {
+  return commands.duplicate({
+    lazyConnect: false,
+    enableOfflineQueue: true,
+    autoResubscribe: true,
+    maxRetriesPerRequest: null,
+    commandTimeout: undefined,
+    connectionName: 'lifeos-gateway-notices',
+  });
+}

@@ -10,11 +10,14 @@ import type {
   NewSession,
   NewSubscriber,
   ReadResult,
+  SessionListener,
+  Watch,
   SessionRecord,
   StreamHead,
   SubscriberRecord,
 } from '../engine.ts';
-import { createClient, scriptRunner, type ScriptRunner } from './client.ts';
+import { createClient, scriptRunner, subscriberClient, type ScriptRunner } from './client.ts';
+import { Notifications } from './notifications.ts';
 import { mapRedisError } from './errors.ts';
 import {
   DEFAULT_KEY_PREFIX,
@@ -84,6 +87,7 @@ export class RedisEngine implements Engine {
   readonly #prefix: string;
   readonly #logger: EngineLogger | undefined;
   readonly #idempotencyTtlS: number;
+  readonly #notifications: Notifications;
   #lastErrorLog = -Infinity;
   #closed = false;
 
@@ -99,6 +103,7 @@ export class RedisEngine implements Engine {
       await redis.connect();
     } catch (err) {
       redis.disconnect();
+      engine.#notifications.close();
       throw mapRedisError(err, 'connect');
     }
     await engine.checkPersistence();
@@ -115,6 +120,7 @@ export class RedisEngine implements Engine {
     this.#idempotencyTtlS = options.idempotencyTtlS ?? DEFAULT_IDEMPOTENCY_TTL_S;
     // Without a listener ioredis prints every reconnect failure itself.
     redis.on('error', (err: Error) => this.#logConnectionError(err));
+    this.#notifications = new Notifications(subscriberClient(redis), (err) => this.#logConnectionError(err));
   }
 
   /**
@@ -256,7 +262,7 @@ export class RedisEngine implements Engine {
       'takeoverSubscriber',
       'loTakeoverSubscriber',
       [subscriberKey(k, subscriberId), k.meta],
-      [int(now), int(windowMs), int(this.#clock.now())],
+      [int(now), int(windowMs), int(this.#clock.now()), k.channel, subscriberId],
     );
     return parseSubscriber(subscriberId, subscriberFields(reply));
   }
@@ -306,6 +312,10 @@ export class RedisEngine implements Engine {
 
   // ── lifecycle ─────────────────────────────────────────────────────────────────
 
+  watch(sessionId: string, listener: SessionListener): Watch {
+    return this.#notifications.watch(this.#keys(sessionId).channel, listener);
+  }
+
   async ping(): Promise<void> {
     await this.#call('ping', () => this.#redis.ping());
   }
@@ -314,6 +324,7 @@ export class RedisEngine implements Engine {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#notifications.close();
     try {
       await this.#redis.quit();
     } catch {

@@ -29,7 +29,9 @@ return 1
 `;
 
 /**
- * takeover — KEYS: sub, meta. ARGV: now, windowMs, clockNow.
+ * takeover — KEYS: sub, meta. ARGV: now, windowMs, clockNow, channel, subscriberId.
+ * Publishes "t <generation> <subscriberId>" so the node holding the old connection
+ * closes it promptly (the generation already fences it).
  * Returns the updated hash as a flat field/value list, or an empty list when not resumable.
  */
 export const TAKEOVER_SUBSCRIBER_LUA = `${SHEBANG}${SUBSCRIBER_LIB}
@@ -42,6 +44,7 @@ redis.call('HSET', KEYS[1], 'conn', 1, 'disc', 0)
 redis.call('HDEL', KEYS[1], 'exp')
 -- resumed: no longer on the release window's TTL
 follow_session_ttl(KEYS[1], KEYS[2])
+redis.call('PUBLISH', ARGV[4], 't ' .. redis.call('HGET', KEYS[1], 'gen') .. ' ' .. ARGV[5])
 return redis.call('HGETALL', KEYS[1])
 `;
 
