@@ -62,7 +62,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const { config, logger } = options;
   const clock = options.clock ?? systemClock;
   const nodeId = nodeIdFrom(config);
-  const metrics = new Metrics();
+  const metrics = new Metrics(nodeId);
   metrics.transport.set({ transport: transportKind }, 1);
   const engine = options.engine ?? (await createEngine(config, clock, logger));
   const jwt = new JwtVerifier(config.AUTH_JWT_SECRET, () => clock.now());

@@ -85,7 +85,16 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  constructor() {
+  readonly engineErrors = new Counter({
+    name: 'lifeos_engine_errors_total',
+    help: 'Engine calls that failed, by operation and error code (unavailable = Redis trouble).',
+    labelNames: ['op', 'code'] as const,
+    registers: [this.registry],
+  });
+
+  /** `node` labels every series, so metrics of several nodes can be told apart. */
+  constructor(nodeId = '') {
+    if (nodeId !== '') this.registry.setDefaultLabels({ node: nodeId });
     collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 10 });
   }
 
@@ -94,6 +103,10 @@ export class Metrics {
     const end = this.engineLatency.startTimer({ op });
     try {
       return await call();
+    } catch (err) {
+      const code = (err as { code?: unknown }).code;
+      this.engineErrors.inc({ op, code: typeof code === 'string' ? code : 'internal' });
+      throw err;
     } finally {
       end();
     }

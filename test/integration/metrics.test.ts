@@ -4,7 +4,7 @@ import { startTestGateway } from '../helpers/gateway.ts';
 import { subscribe, TestClient } from '../helpers/ws-client.ts';
 
 function metric(text: string, name: string): number {
-  const line = text.split('\n').find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
+  const line = text.split('\n').find((l) => l.startsWith(`${name}{`));
   assert.ok(line, `metric ${name} missing`);
   return Number(line.slice(line.lastIndexOf(' ') + 1));
 }
@@ -47,11 +47,11 @@ describe('/metrics', () => {
       assert.equal(metric(text, 'lifeos_events_duplicate_total'), 1);
       assert.ok(metric(text, 'lifeos_events_delivered_total') >= 15, 'three subscribers × five events');
       // two subscribers and the resumer; the superseded one is gone
-      assert.match(text, /lifeos_ws_connections\{codec="json"\} 3/);
-      assert.match(text, /lifeos_ws_connections\{codec="msgpack"\} 1/);
-      assert.match(text, /lifeos_resumes_total\{outcome="ok"\} 1/);
-      assert.match(text, /lifeos_ws_closes_total\{code="4009"\} 1/);
-      assert.match(text, /lifeos_engine_call_seconds_count\{op="append"\} \d+/);
+      assert.match(text, /lifeos_ws_connections\{codec="json",node="[^"]+"\} 3/);
+      assert.match(text, /lifeos_ws_connections\{codec="msgpack",node="[^"]+"\} 1/);
+      assert.match(text, /lifeos_resumes_total\{outcome="ok",node="[^"]+"\} 1/);
+      assert.match(text, /lifeos_ws_closes_total\{code="4009",node="[^"]+"\} 1/);
+      assert.match(text, /lifeos_engine_call_seconds_count\{node="[^"]+",op="append"\} \d+/);
       assert.equal(metric(text, 'lifeos_session_actors'), 1);
       for (const { client } of subs) client.close();
       pub.close();

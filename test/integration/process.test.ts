@@ -62,7 +62,7 @@ describe('the gateway process', () => {
       assert.equal(health.transport, 'native');
       assert.equal((await fetch(`http://127.0.0.1:${port}/readyz`)).status, 200);
       const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-      assert.match(metrics, /lifeos_transport_info\{transport="native"\} 1/);
+      assert.match(metrics, /lifeos_transport_info\{transport="native",node="[^"]+"\} 1/);
       assert.match(metrics, /nodejs_eventloop_lag_seconds/);
 
       const token = await new JwtVerifier(SECRET).sign({ sub: 'alice', tid: 'acme', role: 'user' });
