@@ -367,9 +367,14 @@ export class SessionActor {
     const { metrics } = this.#deps;
     metrics.eventsAppended.inc(added);
     if (added < batch.length) metrics.eventsDuplicate.inc(batch.length - added);
-    this.#advanceHead(result);
+    // Publishers hear back before the fan-out: their puback jobs are queued first, so a
+    // publish is not held up by delivering to every subscriber (and agents do not run
+    // into their in-flight limit because a session has many listeners).
     for (let i = 0; i < batch.length; i++) batch[i]!.resolve(result.outcomes[i]!);
-    if (terminal) void this.#endStream();
+    queueMicrotask(() => {
+      this.#advanceHead(result);
+      if (terminal) void this.#endStream();
+    });
   }
 
   /** Ends the stream after a terminal event: subscribers get `eos` once they have it all. */
