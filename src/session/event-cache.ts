@@ -78,3 +78,35 @@ export class EventCache {
     return this.#ring[seq % this.#ring.length];
   }
 }
+
+/**
+ * Older events that catch-up reads brought back from the engine, shared by every
+ * connection of the session: when many subscribers are behind at similar positions, one
+ * engine read and one encoding serve them all. Bounded; the oldest entry goes first.
+ */
+export class RecentReads {
+  readonly #capacity: number;
+  readonly #events = new Map<number, EncodedEvent>();
+
+  constructor(capacity: number) {
+    this.#capacity = Math.max(0, capacity);
+  }
+
+  get(seq: number): EncodedEvent | undefined {
+    return this.#events.get(seq);
+  }
+
+  /** Returns the shared instance for this seq, keeping the first one seen. */
+  share(event: EncodedEvent): EncodedEvent {
+    const known = this.#events.get(event.seq);
+    if (known) return known;
+    if (this.#capacity === 0) return event;
+    this.#events.set(event.seq, event);
+    if (this.#events.size > this.#capacity) this.#events.delete(this.#events.keys().next().value!);
+    return event;
+  }
+
+  clear(): void {
+    this.#events.clear();
+  }
+}

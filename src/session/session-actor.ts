@@ -14,7 +14,7 @@ import type { Clock } from '../util/clock.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { ResumeClaims } from '../auth/resume-token.ts';
-import { EncodedEvent, EventCache } from './event-cache.ts';
+import { EncodedEvent, EventCache, RecentReads } from './event-cache.ts';
 import type { Connection, ConnectionIdentity } from './connection.ts';
 import { Mailbox } from './mailbox.ts';
 import { TRY_AGAIN_LATER } from './close-reason.ts';
@@ -76,6 +76,7 @@ export class SessionActor {
   readonly sessionId: string;
   readonly #deps: ActorDeps;
   readonly #cache: EventCache;
+  readonly #recentReads: RecentReads;
   readonly #mailbox: Mailbox;
   readonly #conns = new Set<Connection>();
   readonly #bySubscriber = new Map<string, Connection>();
@@ -109,6 +110,7 @@ export class SessionActor {
     this.sessionId = sessionId;
     this.#deps = deps;
     this.#cache = new EventCache(deps.limits.cacheEvents);
+    this.#recentReads = new RecentReads(deps.limits.cacheEvents);
     this.#mailbox = new Mailbox(deps.limits.queueMax);
     this.#scheduleIdle();
   }
@@ -421,7 +423,7 @@ export class SessionActor {
         this.#markSlow(conn);
         break;
       }
-      const next = this.#cache.get(conn.sentSeq + 1);
+      const next = this.#cache.get(conn.sentSeq + 1) ?? this.#recentReads.get(conn.sentSeq + 1);
       if (!next) {
         // Newer than anything cached: one shared gap fill fetches it for everyone.
         // Older than the cache: this connection reads the engine on its own.
@@ -468,7 +470,9 @@ export class SessionActor {
             this.#markSlow(conn);
             break;
           }
-          conn.sink.send(new EncodedEvent(stored).bytes(conn.codec), conn.codec.binary);
+          const encoded =
+            this.#recentReads.get(stored.seq) ?? this.#recentReads.share(new EncodedEvent(stored));
+          conn.sink.send(encoded.bytes(conn.codec), conn.codec.binary);
           conn.sentSeq = stored.seq;
           sent++;
         }
@@ -722,6 +726,7 @@ export class SessionActor {
     this.#head = 0;
     this.#endSeq = head.endedAt;
     this.#cache.clear();
+    this.#recentReads.clear();
     for (const conn of [...this.#conns]) {
       this.#drop(conn, CloseCodes.history_gone, 'history_gone');
     }
