@@ -44,11 +44,12 @@ export async function createEngine(config: Config, clock: Clock, logger: Logger)
     historyMaxEvents: config.HISTORY_MAX_EVENTS,
     historyTtlAfterEndS: config.HISTORY_TTL_AFTER_END_S,
   };
-  if (config.REDIS_URL === '') return new MemoryEngine(clock, limits);
+  if (config.REDIS_URL === '' && config.REDIS_CLUSTER_NODES === '') return new MemoryEngine(clock, limits);
   // Loaded only when asked for: the memory engine needs no Redis client at all.
   const { RedisEngine } = await import('./engine/redis/redis-engine.ts');
   return RedisEngine.connect({
     url: config.REDIS_URL,
+    clusterNodes: config.REDIS_CLUSTER_NODES.split(',').filter((seed) => seed.trim() !== ''),
     clock,
     limits,
     logger,

@@ -1,24 +1,58 @@
-import { startGateway, nodeIdFrom, type Gateway } from './app.ts';
-import { ConfigError, loadConfig } from './config/load.ts';
-import { createLogger } from './observability/logger.ts';
+import { hostname } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { ConfigError, loadConfig, type LoadedConfig } from './config/load.ts';
+import { createLogger, type Logger } from './observability/logger.ts';
+import { CliError, parseCli } from './supervisor/cli.ts';
+import { reportListening, workerIndex } from './supervisor/ipc.ts';
+import { pickFreePort } from './supervisor/port.ts';
+import { resolveWorkerCount, Supervisor, workerExecArgv } from './supervisor/supervisor.ts';
 
 /**
- * The process entry point: config, logger, gateway, signals. Exit codes: 0 after a clean
- * drain, 1 on bad configuration or a failed start, 2 when a drain overran its deadline.
+ * The process entry point: command line, config, then one of three roles.
+ *
+ * - `WORKERS=1` (the default): the gateway runs in this process.
+ * - `WORKERS=N > 1` (or `--workers N`): this process is the primary. It validates the
+ *   configuration, picks the port, and forks N workers of this same entry point, which
+ *   all listen on that port (SO_REUSEPORT); it restarts workers that die and drains them
+ *   all on SIGTERM. It never serves traffic itself.
+ * - a worker (forked by a primary): the gateway in this process, reporting "listening"
+ *   to the primary and draining when the primary goes away.
+ *
+ * Exit codes: 0 after a clean drain, 1 on bad configuration or a failed start (or, for a
+ * primary, workers that keep crashing), 2 when a drain overran its deadline.
  */
 async function main(): Promise<void> {
-  let loaded;
+  const loaded = configure();
+  const worker = workerIndex();
+  if (worker !== undefined) return runGateway(loaded, worker);
+  const workers = resolveWorkerCount(loaded.config.WORKERS);
+  if (workers === 1) return runGateway(loaded, undefined);
+  return runPrimary(loaded, workers);
+}
+
+/** Command line and environment, validated; every problem on stderr and exit 1. */
+function configure(): LoadedConfig {
   try {
-    loaded = loadConfig();
+    const cli = parseCli(process.argv.slice(2));
+    // The flag overrides the variable and is validated as if it were the variable.
+    const env = cli.workers === undefined ? process.env : { ...process.env, WORKERS: cli.workers };
+    return loadConfig(env);
   } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`${err.message}\n`);
-      process.exit(1);
-    }
+    if (err instanceof ConfigError) fail(err.message);
+    if (err instanceof CliError) fail(`invalid command line: ${err.message}\nusage: main [--workers N]`);
     throw err;
   }
-  const { config, generatedSecret } = loaded;
-  const logger = createLogger({ level: config.LOG_LEVEL, nodeId: nodeIdFrom(config) });
+}
+
+/** The gateway in this process: on its own (`worker` undefined) or as a primary's worker. */
+async function runGateway(
+  { config, generatedSecret }: LoadedConfig,
+  worker: number | undefined,
+): Promise<void> {
+  // Loaded here, not at the top: a primary never needs uWS, the engines or the actors.
+  const { startGateway, nodeIdFrom } = await import('./app.ts');
+  let logger: Logger = createLogger({ level: config.LOG_LEVEL, nodeId: nodeIdFrom(config) });
+  if (worker !== undefined) logger = logger.child({ worker });
   if (generatedSecret) {
     logger.warn(
       'AUTH_JWT_SECRET is not set: generated a random development secret. Tokens die with this process; never run like this in production.',
@@ -26,8 +60,12 @@ async function main(): Promise<void> {
   }
   // Signals are handled from before the first "listening" line: a supervisor that stops
   // us right after start must get a clean drain, not the default kill.
-  const started: Promise<Gateway> = startGateway({ config, logger });
+  const started = startGateway({ config, logger });
+  let stopping = false;
   const stop = (signal: string): void => {
+    // SIGINT from a terminal reaches the workers and their primary's SIGTERM follows.
+    if (stopping) return;
+    stopping = true;
     // Logging may fail here (stdout closed by a supervisor); the exit must not depend on it.
     safely(() => logger.info({ signal }, 'shutdown requested'));
     // Not unref'd: this deadline is what guarantees the process ends.
@@ -45,9 +83,81 @@ async function main(): Promise<void> {
         },
       );
   };
-  process.once('SIGTERM', () => stop('SIGTERM'));
-  process.once('SIGINT', () => stop('SIGINT'));
-  await started;
+  if (worker === undefined) {
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  } else {
+    // A worker can get the same signal twice (a signal to the process group, then the
+    // primary's SIGTERM): a repeat must not kill it mid-drain. Its primary enforces the
+    // deadline with SIGKILL.
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+    // A worker whose primary is gone (killed with -9) drains instead of running unsupervised.
+    process.once('disconnect', () => stop('primary gone'));
+  }
+  const gateway = await started;
+  if (worker !== undefined) {
+    const { transportKind } = await import('./transport/uws.ts');
+    reportListening({
+      port: gateway.port,
+      node: gateway.nodeId,
+      engine: gateway.engine.kind,
+      transport: transportKind,
+    });
+  }
+}
+
+/** The primary of N workers: serves nothing, supervises. */
+async function runPrimary({ config, generatedSecret }: LoadedConfig, workers: number): Promise<void> {
+  // The same rule as createEngine: no Redis configured means the memory engine.
+  if (config.REDIS_URL === '' && config.REDIS_CLUSTER_NODES === '') {
+    const means = config.WORKERS === 0 ? ` (WORKERS=0 means one per core: ${workers} here)` : '';
+    fail(
+      new ConfigError([
+        `WORKERS > 1 needs the redis engine: the memory engine lives in one process${means}. Set REDIS_URL (or REDIS_CLUSTER_NODES), or run WORKERS=1.`,
+      ]).message,
+    );
+  }
+  const nodeIdBase = config.NODE_ID || `${hostname()}-${process.pid}`;
+  const logger = createLogger({ level: config.LOG_LEVEL, nodeId: nodeIdBase }).child({ role: 'primary' });
+  if (generatedSecret) {
+    logger.warn(
+      { workers },
+      'AUTH_JWT_SECRET is not set: generated a random development secret, shared by every worker. Tokens die with this primary; never run like this in production.',
+    );
+  }
+  let supervisor: Supervisor | undefined = undefined;
+  const stop = (signal: string): void => {
+    if (supervisor) return supervisor.stop(signal);
+    // No worker forked yet: nothing to drain.
+    safely(() => logger.info({ signal }, 'shutdown requested'));
+    process.exit(0);
+  };
+  // Repeats are ignored: the drain has its deadline (SHUTDOWN_TIMEOUT_MS, then SIGKILL).
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+
+  // Every worker must bind the same port; with PORT=0 each would get its own.
+  const port = config.PORT === 0 ? await pickFreePort(config.HOST) : config.PORT;
+  supervisor = new Supervisor({
+    workers,
+    entry: fileURLToPath(import.meta.url),
+    execArgv: workerExecArgv(process.execArgv),
+    // The workers validate this same environment again; a generated secret is passed
+    // down so every worker verifies the same tokens.
+    env: { ...process.env, PORT: String(port), AUTH_JWT_SECRET: config.AUTH_JWT_SECRET },
+    nodeIdBase,
+    host: config.HOST,
+    port,
+    shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
+    logger,
+  });
+  process.exit(await supervisor.run());
+}
+
+function fail(message: string): never {
+  process.stderr.write(`${message}\n`);
+  process.exit(1);
 }
 
 main().catch((err: unknown) => {

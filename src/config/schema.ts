@@ -34,6 +34,11 @@ export const ConfigSchema = Type.Object(
       default: '',
       description: 'redis:// URL; unset: the embedded in-memory engine.',
     }),
+    REDIS_CLUSTER_NODES: Type.String({
+      default: '',
+      description:
+        'Redis Cluster seed nodes, comma-separated `host:port` (or `redis://[user:pass@]host:port`, `rediss://…`): the redis engine on a cluster. Set this or `REDIS_URL`, not both.',
+    }),
     REDIS_KEY_PREFIX: Type.String({ default: 'lo:', description: 'Prefix of every Redis key.' }),
     REDIS_COMMAND_TIMEOUT_MS: Int({
       minimum: 50,
@@ -121,6 +126,13 @@ export const ConfigSchema = Type.Object(
       minimum: 100,
       default: 10_000,
       description: 'Longest graceful shutdown before forced exit.',
+    }),
+    WORKERS: Int({
+      minimum: 0,
+      maximum: 1024,
+      default: 1,
+      description:
+        'Gateway processes on this machine, sharing `PORT` (`--workers N` overrides); 0: one per core. Above 1 needs the redis engine.',
     }),
     LIVEKIT_URL: Type.String({ default: '', description: 'LiveKit server URL (the LiveKit bridge).' }),
     LIVEKIT_API_KEY: Type.String({ default: '', description: 'LiveKit API key.' }),

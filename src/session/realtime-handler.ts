@@ -120,9 +120,11 @@ export class RealtimeHandler {
       // be the one this connection attaches to. Attaching queues synchronously in its
       // mailbox, which keeps it from being evicted from then on.
       if (hello.resume) {
+        // The token is signed and bound to session, user and tenant, so the session record
+        // is not needed: the engine's subscriber decides (4010), and a stream that lost its
+        // history answers with its new epoch (4011) even where the record was lost with it.
         const claims = this.#deps.resumeTokens.verify(hello.resume.token);
         if (!claims || claims.sessionId !== hello.sessionId) throw new GatewayError('resume_expired');
-        await this.#session(hello.sessionId, claims.tenantId);
         await registry
           .get(hello.sessionId)
           .attachResume(conn, claims, hello.resume.lastSeq, hello.resume.epoch);

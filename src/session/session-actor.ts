@@ -48,6 +48,10 @@ interface PendingPublish {
   reject(err: GatewayError): void;
 }
 
+/** First wait before retrying a failed resync; it doubles up to the max. */
+const RESYNC_RETRY_MS = 200;
+const RESYNC_RETRY_MAX_MS = 5_000;
+
 /** Wait before retrying a failed gap fill. */
 const GAP_FILL_RETRY_MS = 250;
 
@@ -643,7 +647,8 @@ export class SessionActor {
   }
 
   /** Notices may have been missed: the stream is the truth, so read its head again. */
-  async #resync(): Promise<void> {
+  async #resync(attempt = 0): Promise<void> {
+    if (this.#stopped || !this.#watch) return;
     try {
       const head = await this.#time('head', () => this.#deps.engine.head(this.sessionId));
       if (head.epoch !== this.#epoch) {
@@ -651,14 +656,39 @@ export class SessionActor {
         this.#advanceHead(head);
         return;
       }
+      await this.#checkGenerations();
       if (head.headSeq > this.#head || (head.endedAt !== undefined && this.#endSeq === undefined)) {
         this.#head = Math.max(this.#head, head.headSeq);
         if (head.endedAt !== undefined) this.#endSeq = head.endedAt;
         void this.#fillGap();
       }
     } catch (err) {
-      this.#deps.logger.warn({ sessionId: this.sessionId, err }, 'resync failed');
+      // The pub/sub connection can be back before the command connection is: keep trying,
+      // or missed notices would stall this session until its next event.
+      this.#deps.logger.warn({ sessionId: this.sessionId, err, attempt }, 'resync failed');
+      const delay = Math.min(RESYNC_RETRY_MS * 2 ** attempt, RESYNC_RETRY_MAX_MS);
+      setTimeout(() => void this.#resync(attempt + 1), delay).unref();
     }
+  }
+
+  /**
+   * Takeover notices may have been lost too: ask the engine whether each local
+   * connection is still its subscriber's current one, and close the ones that are not.
+   */
+  async #checkGenerations(): Promise<void> {
+    const conns = [...this.#conns];
+    const records = await Promise.all(
+      conns.map((conn) =>
+        this.#time('getSubscriber', () => this.#deps.engine.getSubscriber(this.sessionId, conn.subscriberId)),
+      ),
+    );
+    conns.forEach((conn, i) => {
+      const record = records[i];
+      if (!this.#conns.has(conn) || (record && record.generation <= conn.generation && !record.ended)) return;
+      this.#forget(conn);
+      this.#closeConn(conn, CloseCodes.superseded, 'superseded');
+      this.#deps.metrics.resumes.inc({ outcome: 'superseded_remote' });
+    });
   }
 
   /**

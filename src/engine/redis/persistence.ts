@@ -44,6 +44,30 @@ export async function readPersistence(redis: Redis): Promise<PersistenceReport> 
   return { aof: false, appendfsync: 'unknown', source: 'unknown' };
 }
 
+const FSYNC_STRENGTH: Record<string, number> = { always: 3, everysec: 2, no: 1 };
+const SOURCE_STRENGTH: Record<PersistenceReport['source'], number> = { config: 2, info: 1, unknown: 0 };
+
+/**
+ * One report for several Redis servers (the masters of a cluster): the weakest of them,
+ * since each holds a share of the sessions. AOF counts as on only if it is on everywhere.
+ */
+export function combinePersistence(reports: readonly PersistenceReport[]): PersistenceReport {
+  if (reports.length === 0) return { aof: false, appendfsync: 'unknown', source: 'unknown' };
+  const weakest = <T>(values: T[], strength: (v: T) => number): T =>
+    values.reduce((a, b) => (strength(b) < strength(a) ? b : a));
+  return {
+    aof: reports.every((r) => r.aof),
+    appendfsync: weakest(
+      reports.map((r) => r.appendfsync),
+      (v) => FSYNC_STRENGTH[v] ?? 0,
+    ),
+    source: weakest(
+      reports.map((r) => r.source),
+      (v) => SOURCE_STRENGTH[v],
+    ),
+  };
+}
+
 /** Logs the loss window the found settings imply; loudly when it is not acceptable. */
 export function logPersistence(report: PersistenceReport, logger: EngineLogger | undefined): void {
   if (!logger) return;

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { Cluster } from 'ioredis';
 import type { Clock } from '../../util/clock.ts';
 import type { Envelope } from '../../protocol/envelope.ts';
 import type {
@@ -16,7 +16,15 @@ import type {
   StreamHead,
   SubscriberRecord,
 } from '../engine.ts';
-import { createClient, scriptRunner, subscriberClient, type ScriptRunner } from './client.ts';
+import {
+  clusterSubscriberClient,
+  createClient,
+  createClusterClient,
+  scriptRunner,
+  subscriberClient,
+  type EngineClient,
+  type ScriptRunner,
+} from './client.ts';
 import { Notifications } from './notifications.ts';
 import { mapRedisError } from './errors.ts';
 import {
@@ -27,13 +35,25 @@ import {
   subscriberMember,
   type SessionKeys,
 } from './keys.ts';
-import { logPersistence, readPersistence, type EngineLogger, type PersistenceReport } from './persistence.ts';
+import {
+  combinePersistence,
+  logPersistence,
+  readPersistence,
+  type EngineLogger,
+  type PersistenceReport,
+} from './persistence.ts';
 import { asArray, parseEntry, parseHead, parseSubscriber, subscriberFields, toInt } from './records.ts';
 import type { ScriptName } from './scripts/index.ts';
+import { PRUNE_THRESHOLD } from './scripts/subscriber-scripts.ts';
 
 export interface RedisEngineOptions {
-  /** redis://[user:pass@]host:port[/db] or rediss://… */
-  url: string;
+  /** One Redis: redis://[user:pass@]host:port[/db] or rediss://…. Give this or clusterNodes. */
+  url?: string;
+  /**
+   * A Redis Cluster: seed nodes, each `host:port` or `redis://[user:pass@]host:port`
+   * (`rediss://` for TLS), see parseClusterNodes. Give this or url, not both.
+   */
+  clusterNodes?: readonly string[];
   clock: Clock;
   limits: EngineLimits;
   logger?: EngineLogger;
@@ -53,6 +73,11 @@ export const MAX_READ_LIMIT = 10_000;
 const RELEASE_TTL_GRACE_MS = 5_000;
 /** At most one connection-error log line per this many ms: an outage must not flood the logs. */
 const ERROR_LOG_INTERVAL_MS = 5_000;
+/**
+ * endStream passes the subscriber keys it read; a subscriber created between that read
+ * and the script is reported back and covered by one more call (see END_STREAM_LUA).
+ */
+const END_STREAM_MAX_PASSES = 4;
 
 /**
  * The engine on Redis (7.0 or newer): streams, meta, dedupe ids and subscribers of a
@@ -77,10 +102,17 @@ const ERROR_LOG_INTERVAL_MS = 5_000;
  * A timed-out script may still have run (its reply was lost); each script is atomic, so
  * it ran entirely or not at all, and retrying an append with the same eventIds returns
  * the original seqs.
+ *
+ * Redis Cluster (`clusterNodes`): the same scripts and layout. Every script touches only
+ * keys it declares, all in one slot (the session's hash tag; the tenant's for the
+ * idempotency claim, which no script combines with session keys), and notices go over
+ * sharded pub/sub (SPUBLISH from the scripts, SSUBSCRIBE per master), since a channel
+ * with the session's hash tag lives on the master that runs the session's scripts.
+ * See client.ts for the client options and docs/operations.md for what is not supported.
  */
 export class RedisEngine implements Engine {
   readonly kind = 'redis';
-  readonly #redis: Redis;
+  readonly #redis: EngineClient;
   readonly #script: ScriptRunner;
   readonly #clock: Clock;
   readonly #limits: EngineLimits;
@@ -94,13 +126,46 @@ export class RedisEngine implements Engine {
   /** Connects, checks persistence, and resolves with a ready engine. */
   static async connect(options: RedisEngineOptions): Promise<RedisEngine> {
     validateLimits(options.limits);
-    const redis = createClient({
-      url: options.url,
-      commandTimeoutMs: options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS,
-    });
-    const engine = new RedisEngine(redis, options);
+    const url = options.url ?? '';
+    const clusterNodes = options.clusterNodes ?? [];
+    if ((url === '') === (clusterNodes.length === 0)) {
+      throw new RangeError(
+        'redis engine: set exactly one of url (REDIS_URL) and clusterNodes (REDIS_CLUSTER_NODES)',
+      );
+    }
+    const commandTimeoutMs = options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS;
+    let engine: RedisEngine;
+    if (clusterNodes.length > 0) {
+      const cluster = createClusterClient({ nodes: clusterNodes, commandTimeoutMs });
+      engine = new RedisEngine(
+        cluster,
+        options,
+        (onError) =>
+          new Notifications(
+            clusterSubscriberClient({ nodes: clusterNodes, commandTimeoutMs }),
+            onError,
+            'sharded',
+          ),
+      );
+    } else {
+      const redis = createClient({ url, commandTimeoutMs });
+      engine = new RedisEngine(
+        redis,
+        options,
+        (onError) => new Notifications(subscriberClient(redis), onError),
+      );
+    }
+    const redis = engine.#redis;
     try {
-      await redis.connect();
+      // ioredis's Cluster#connect never settles while the nodes answer but the cluster is
+      // not ok (its ready check fails and it retries for ever): bound it.
+      await (isCluster(redis)
+        ? withDeadline(
+            redis.connect(),
+            clusterConnectDeadlineMs(commandTimeoutMs),
+            'the cluster was not ready',
+          )
+        : redis.connect());
     } catch (err) {
       redis.disconnect();
       engine.#notifications.close();
@@ -110,7 +175,11 @@ export class RedisEngine implements Engine {
     return engine;
   }
 
-  private constructor(redis: Redis, options: RedisEngineOptions) {
+  private constructor(
+    redis: EngineClient,
+    options: RedisEngineOptions,
+    notifications: (onError: (err: Error) => void) => Notifications,
+  ) {
     this.#redis = redis;
     this.#script = scriptRunner(redis);
     this.#clock = options.clock;
@@ -120,7 +189,14 @@ export class RedisEngine implements Engine {
     this.#idempotencyTtlS = options.idempotencyTtlS ?? DEFAULT_IDEMPOTENCY_TTL_S;
     // Without a listener ioredis prints every reconnect failure itself.
     redis.on('error', (err: Error) => this.#logConnectionError(err));
-    this.#notifications = new Notifications(subscriberClient(redis), (err) => this.#logConnectionError(err));
+    // A cluster reports a failing node (refused connection, failed slot refresh) here.
+    redis.on('node error', (err: Error) => this.#logConnectionError(err));
+    this.#notifications = notifications((err) => this.#logConnectionError(err));
+  }
+
+  /** 'cluster' on a Redis Cluster, 'single' on one Redis. */
+  get topology(): 'single' | 'cluster' {
+    return isCluster(this.#redis) ? 'cluster' : 'single';
   }
 
   /**
@@ -128,7 +204,12 @@ export class RedisEngine implements Engine {
    * when AOF is off (ARCHITECTURE-NOTES decision 9). Never throws for a denied CONFIG.
    */
   async checkPersistence(): Promise<PersistenceReport> {
-    const report = await readPersistence(this.#redis);
+    // On a cluster every master holds a share of the sessions: the weakest one counts.
+    const report = isCluster(this.#redis)
+      ? combinePersistence(
+          await Promise.all(this.#redis.nodes('master').map((node) => readPersistence(node))),
+        )
+      : await readPersistence(this.#redis);
     logPersistence(report, this.#logger);
     return report;
   }
@@ -220,26 +301,50 @@ export class RedisEngine implements Engine {
 
   async endStream(sessionId: string): Promise<StreamHead> {
     const k = this.#keys(sessionId);
-    const reply = await this.#run(
-      'endStream',
-      'loEndStream',
-      [k.stream, k.meta, k.ids, k.session, k.subs],
-      [newEpoch(), this.#limits.historyTtlAfterEndS, k.subPrefix],
-    );
-    return parseHead(asArray(reply, 'endStream'));
+    const epoch = newEpoch();
+    // The script may only touch keys it is given, so it gets the subscriber keys from the
+    // subs index read just before; members it reports as missing (created in between)
+    // are added for another pass. See END_STREAM_LUA.
+    let members = await this.#call('endStream', () => this.#redis.smembers(k.subs));
+    for (let pass = 1; ; pass++) {
+      const reply = asArray(
+        await this.#run(
+          'endStream',
+          'loEndStream',
+          [k.stream, k.meta, k.ids, k.session, k.subs, ...members.map((m) => k.subPrefix + m)],
+          [epoch, this.#limits.historyTtlAfterEndS, ...members],
+        ),
+        'endStream',
+      );
+      const missing = asArray(reply[3], 'missing').map(String);
+      if (missing.length === 0 || pass >= END_STREAM_MAX_PASSES) return parseHead(reply);
+      members = [...members, ...missing];
+    }
   }
 
   // ── subscribers ───────────────────────────────────────────────────────────────
 
   async createSubscriber(sessionId: string, sub: NewSubscriber): Promise<SubscriberRecord> {
     const k = this.#keys(sessionId);
-    await this.#run(
+    const indexed = await this.#run(
       'createSubscriber',
       'loCreateSubscriber',
       [subscriberKey(k, sub.id), k.subs, k.meta],
-      [subscriberMember(sub.id), sub.userId, sub.tenantId, int(sub.after), k.subPrefix],
+      [subscriberMember(sub.id), sub.userId, sub.tenantId, int(sub.after)],
     );
+    if (toInt(indexed, 'subs') > PRUNE_THRESHOLD) await this.#pruneSubscribers(k);
     return { ...sub, generation: 1, checkpoint: sub.after, connected: true, disconnectedAt: 0, ended: false };
+  }
+
+  /** Keeps the subs index proportional to live subscribers: drops members whose key expired. */
+  async #pruneSubscribers(k: SessionKeys): Promise<void> {
+    const members = await this.#call('createSubscriber', () => this.#redis.smembers(k.subs));
+    await this.#run(
+      'createSubscriber',
+      'loPruneSubscribers',
+      [k.subs, ...members.map((m) => k.subPrefix + m)],
+      members,
+    );
   }
 
   async getSubscriber(sessionId: string, subscriberId: string): Promise<SubscriberRecord | undefined> {
@@ -363,6 +468,19 @@ export class RedisEngine implements Engine {
   }
 }
 
+/** How long connect waits for a cluster to be ready: a few command timeouts (slot map, ready check). */
+function clusterConnectDeadlineMs(commandTimeoutMs: number): number {
+  return Math.max(2000, commandTimeoutMs * 3);
+}
+
+function withDeadline<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
+}
+
 /** A fresh candidate epoch for a script to adopt if it finds the session's meta missing. */
 function newEpoch(): string {
   return randomBytes(8).toString('hex');
@@ -371,6 +489,10 @@ function newEpoch(): string {
 /** Script arguments must be integers (PEXPIRE and friends reject fractions). */
 function int(n: number): number {
   return Number.isFinite(n) ? Math.trunc(n) : 0;
+}
+
+function isCluster(client: EngineClient): client is Cluster {
+  return (client as { isCluster?: boolean }).isCluster === true;
 }
 
 function validateLimits(limits: EngineLimits): void {

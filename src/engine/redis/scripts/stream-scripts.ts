@@ -1,16 +1,19 @@
 import { SHEBANG, STREAM_LIB } from './lua-lib.ts';
+import type { PublishCommand } from './index.ts';
 
 /**
  * append — one call per batch (ARCHITECTURE-NOTES decision 1).
  * KEYS: stream, meta, ids. ARGV: candidateEpoch, maxLen, channel, then eventId, json pairs.
  * Returns { epoch, head, endedAt|'', { seq1, dup1, seq2, dup2, … } }.
+ * The channel carries the session's hash tag: on a cluster the notice is an SPUBLISH,
+ * which Redis allows in a script only on a channel of the script's own slot.
  *
  * Atomic: the dedupe lookups, seq assignment, XADDs, trim, head update and notification
  * run as one script, on keys of one hash tag. The only step that could fail after a
  * write is an XADD whose ID is not above the stream's newest entry; the guard below
  * rules that out before anything is written.
  */
-export const APPEND_LUA = `${SHEBANG}${STREAM_LIB}
+export const appendLua = (publish: PublishCommand): string => `${SHEBANG}${STREAM_LIB}
 local stream, meta, ids = KEYS[1], KEYS[2], KEYS[3]
 local epoch, head, ended = load_meta(stream, meta, ids, ARGV[1])
 
@@ -54,7 +57,7 @@ if added > 0 then
     end
   end
   -- fast path for other nodes; the stream stays the truth (decision 6)
-  redis.call('PUBLISH', ARGV[3], head .. ' ' .. epoch)
+  redis.call('${publish}', ARGV[3], head .. ' ' .. epoch)
 end
 return { epoch, head, ended, outcomes }
 `;
@@ -89,30 +92,52 @@ return { epoch, head, ended }
 `;
 
 /**
- * endStream — KEYS: stream, meta, ids, session, subs. ARGV: candidateEpoch, ttlSeconds,
- * subscriberKeyPrefix. Returns { epoch, head, endedAt }.
+ * endStream — KEYS: stream, meta, ids, session, subs, then one key per subscriber.
+ * ARGV: candidateEpoch, ttlSeconds, then the subscriber members, in the order of their keys.
+ * Called with a variable number of keys (numkeys first). Returns
+ * { epoch, head, endedAt, { members of subs that were not passed } }.
  *
- * Idempotent: only the first call sets endedAt and the TTLs, so repeating it neither moves
- * endedAt nor pushes the expiry out. Subscriber keys are built from the `subs` index
- * inside the script; they share the session's hash tag, so they are in this slot.
+ * The first call sets endedAt and puts the five session keys on the retention TTL; a
+ * repeat neither moves endedAt nor pushes the expiry out. Every call caps the passed
+ * subscriber keys at that TTL (what is left of it, on a repeat): a subscriber key never
+ * outlives its session, and a released one that expires sooner keeps its own TTL.
+ *
+ * Subscriber keys are passed by the caller, not built here from the subs index, so the
+ * script touches declared keys only (a Redis Cluster requirement). The caller reads the
+ * index first; a subscriber created between that read and this script is reported back
+ * as missing and the caller runs the script again with it. Subscribers created after
+ * the end follow the TTL on their own (follow_session_ttl), so one more call suffices.
  */
 export const END_STREAM_LUA = `${SHEBANG}${STREAM_LIB}
 local epoch, head, ended = load_meta(KEYS[1], KEYS[2], KEYS[3], ARGV[1])
+local ttl_ms, cap
 if ended == '' then
   ended = head
   redis.call('HSET', KEYS[2], 'endedAt', head)
-  local ttl_ms = tonumber(ARGV[2]) * 1000
+  ttl_ms = tonumber(ARGV[2]) * 1000
   for i = 1, 5 do
     redis.call('PEXPIRE', KEYS[i], ttl_ms)
   end
-  for _, member in ipairs(redis.call('SMEMBERS', KEYS[5])) do
-    local key = ARGV[3] .. member
-    local ttl = redis.call('PTTL', key)
+  cap = true
+else
+  -- a repeat: what is left of the session's TTL (none if meta has none)
+  ttl_ms = redis.call('PTTL', KEYS[2])
+  cap = ttl_ms > 0
+end
+local passed = {}
+for i = 6, #KEYS do
+  passed[ARGV[i - 3]] = true
+  if cap then
+    local ttl = redis.call('PTTL', KEYS[i])
     -- a released subscriber may already expire sooner; never extend that
     if ttl == -1 or ttl > ttl_ms then
-      redis.call('PEXPIRE', key, ttl_ms)
+      redis.call('PEXPIRE', KEYS[i], ttl_ms)
     end
   end
 end
-return { epoch, head, ended }
+local missing = {}
+for _, member in ipairs(redis.call('SMEMBERS', KEYS[5])) do
+  if not passed[member] then missing[#missing + 1] = member end
+end
+return { epoch, head, ended, missing }
 `;

@@ -1,4 +1,5 @@
 import { SHEBANG, SUBSCRIBER_LIB } from './lua-lib.ts';
+import type { PublishCommand } from './index.ts';
 
 /**
  * Subscriber scripts (ARCHITECTURE-NOTES decision 7). Each one reads and updates one
@@ -9,32 +10,49 @@ import { SHEBANG, SUBSCRIBER_LIB } from './lua-lib.ts';
  * user, tenant, after, exp (logical expiry, only while released).
  */
 
-/** create — KEYS: sub, subs, meta. ARGV: member, userId, tenantId, after, subscriberKeyPrefix. */
+/**
+ * create — KEYS: sub, subs, meta. ARGV: member, userId, tenantId, after.
+ * Returns the size of the subs index; above PRUNE_THRESHOLD the caller prunes it
+ * (loPruneSubscribers), which needs the subscriber keys declared, so it cannot happen here.
+ */
 export const CREATE_SUBSCRIBER_LUA = `${SHEBANG}${SUBSCRIBER_LIB}
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'gen', 1, 'cp', ARGV[4], 'conn', 1, 'disc', 0, 'ended', 0,
   'user', ARGV[2], 'tenant', ARGV[3], 'after', ARGV[4])
 follow_session_ttl(KEYS[1], KEYS[3])
 redis.call('SADD', KEYS[2], ARGV[1])
--- keep the index proportional to live subscribers: drop members whose key expired
-if redis.call('SCARD', KEYS[2]) > 64 then
-  for _, member in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-    if redis.call('EXISTS', ARGV[5] .. member) == 0 then
-      redis.call('SREM', KEYS[2], member)
-    end
+follow_session_ttl(KEYS[2], KEYS[3])
+return redis.call('SCARD', KEYS[2])
+`;
+
+/** The subs index is pruned once it holds more members than this. */
+export const PRUNE_THRESHOLD = 64;
+
+/**
+ * prune — KEYS: subs, then one key per member to check. ARGV: those members, in order.
+ * Called with a variable number of keys (numkeys first). Keeps the index proportional to
+ * live subscribers: drops each passed member whose key has expired. The check and the
+ * SREM are one step, so a subscriber (re)created since the caller read the index stays.
+ * Returns how many members were dropped.
+ */
+export const PRUNE_SUBSCRIBERS_LUA = `${SHEBANG}
+local dropped = 0
+for i = 2, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 0 then
+    dropped = dropped + redis.call('SREM', KEYS[1], ARGV[i - 1])
   end
 end
-follow_session_ttl(KEYS[2], KEYS[3])
-return 1
+return dropped
 `;
 
 /**
  * takeover — KEYS: sub, meta. ARGV: now, windowMs, clockNow, channel, subscriberId.
  * Publishes "t <generation> <subscriberId>" so the node holding the old connection
- * closes it promptly (the generation already fences it).
+ * closes it promptly (the generation already fences it); the channel carries the
+ * session's hash tag, so an SPUBLISH on a cluster stays in the script's slot.
  * Returns the updated hash as a flat field/value list, or an empty list when not resumable.
  */
-export const TAKEOVER_SUBSCRIBER_LUA = `${SHEBANG}${SUBSCRIBER_LIB}
+export const takeoverSubscriberLua = (publish: PublishCommand): string => `${SHEBANG}${SUBSCRIBER_LIB}
 if not live_sub(KEYS[1], tonumber(ARGV[3])) then return {} end
 local r = redis.call('HMGET', KEYS[1], 'ended', 'conn', 'disc')
 if r[1] == '1' then return {} end
@@ -44,7 +62,7 @@ redis.call('HSET', KEYS[1], 'conn', 1, 'disc', 0)
 redis.call('HDEL', KEYS[1], 'exp')
 -- resumed: no longer on the release window's TTL
 follow_session_ttl(KEYS[1], KEYS[2])
-redis.call('PUBLISH', ARGV[4], 't ' .. redis.call('HGET', KEYS[1], 'gen') .. ' ' .. ARGV[5])
+redis.call('${publish}', ARGV[4], 't ' .. redis.call('HGET', KEYS[1], 'gen') .. ' ' .. ARGV[5])
 return redis.call('HGETALL', KEYS[1])
 `;
 

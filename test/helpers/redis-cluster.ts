@@ -1,0 +1,327 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { freePort } from './redis-server.ts';
+import { RespClient, type RespValue } from './resp.ts';
+
+/**
+ * A private Redis Cluster for one test file: `masters` redis-server processes started
+ * with `--cluster-enabled yes` on free ports in one temp dir (no RDB, no AOF), joined by
+ * `redis-cli --cluster create … --cluster-replicas 0`, and ready once every node reports
+ * `cluster_state:ok`. Killed (and its dir removed) when the process exits, even if a test
+ * forgot to stop it; the children never keep the test process alive.
+ *
+ * Binaries: REDIS_SERVER_BIN / REDIS_CLI_BIN, default `redis-server` / `redis-cli`.
+ */
+export interface RedisClusterOptions {
+  /** Number of masters (no replicas). Default 3, the minimum `redis-cli --cluster create` accepts. */
+  masters?: number;
+  /** false: start the nodes but never join them (every node answers cluster_state:fail). */
+  create?: boolean;
+}
+
+const REDIS_BINARY = process.env['REDIS_SERVER_BIN'] ?? 'redis-server';
+const CLI_BINARY = process.env['REDIS_CLI_BIN'] ?? 'redis-cli';
+const START_TIMEOUT_MS = 15_000;
+const live = new Set<RedisCluster>();
+let exitHookInstalled = false;
+
+interface Node {
+  port: number;
+  busPort: number;
+  child: ChildProcess;
+  exited: Promise<void>;
+  output: string;
+}
+
+export class RedisCluster {
+  readonly dir: string;
+  readonly #nodes: Node[] = [];
+  #stopped = false;
+
+  private constructor(dir: string) {
+    this.dir = dir;
+  }
+
+  /** Seeds for the engine: `127.0.0.1:<port>` of every master. */
+  get nodes(): string[] {
+    return this.#nodes.map((n) => `127.0.0.1:${n.port}`);
+  }
+
+  get ports(): number[] {
+    return this.#nodes.map((n) => n.port);
+  }
+
+  /** Starts the nodes, creates the cluster and waits until every node serves it. */
+  static async start(options: RedisClusterOptions = {}): Promise<RedisCluster> {
+    installExitHook();
+    const masters = options.masters ?? 3;
+    let lastError: unknown;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const cluster = new RedisCluster(mkdtempSync(path.join(tmpdir(), 'lo-redis-cluster-')));
+      live.add(cluster);
+      try {
+        await cluster.#launch(masters, options.create ?? true);
+        return cluster;
+      } catch (err) {
+        // most likely a port taken between freePort() and the bind: try other ports
+        lastError = err;
+        await cluster.stop();
+      }
+    }
+    throw new Error(`could not start a redis cluster: ${String(lastError)}`);
+  }
+
+  /** Lets the test process exit while the nodes still run (the exit hook then kills them). */
+  unref(): void {
+    for (const node of this.#nodes) unrefChild(node.child);
+  }
+
+  /** SIGKILL every node (no data to keep), waits for the exits, removes the dir. */
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    for (const node of this.#nodes) {
+      if (node.child.exitCode === null && node.child.signalCode === null) node.child.kill('SIGKILL');
+    }
+    await Promise.all(this.#nodes.map((n) => n.exited));
+    rmSync(this.dir, { recursive: true, force: true });
+    live.delete(this);
+  }
+
+  /**
+   * Stops one node (SIGTERM) and starts it again on the same ports and cluster config
+   * file, so it rejoins with the same id and slots (and no data: nothing persists).
+   * Resolves once the whole cluster is ok again.
+   */
+  async restart(port: number): Promise<void> {
+    const index = this.#nodes.findIndex((n) => n.port === port);
+    const node = this.#nodes[index];
+    if (!node) throw new Error(`no node on port ${port}`);
+    node.child.kill('SIGTERM');
+    await node.exited;
+    const again = this.#spawn(node.port, node.busPort);
+    this.#nodes[index] = again;
+    await this.#waitForPing(again);
+    await this.#waitForState();
+  }
+
+  /**
+   * MONITOR on one node: every command it runs, scripts' own commands included (as
+   * `[0 lua] "CMD" …` lines), until `stop()`. Lines are kept without the leading `+`.
+   */
+  async monitor(port: number): Promise<{ lines: string[]; stop(): void }> {
+    const socket = connect({ port, host: '127.0.0.1' });
+    await new Promise<void>((resolve, reject) => {
+      socket.once('connect', resolve);
+      socket.once('error', reject);
+    });
+    const lines: string[] = [];
+    let buffer = '';
+    let started!: () => void;
+    const ok = new Promise<void>((resolve) => (started = resolve));
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => {
+      buffer += chunk;
+      let end: number;
+      while ((end = buffer.indexOf('\r\n')) >= 0) {
+        const line = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        if (line === '+OK') started();
+        else lines.push(line.startsWith('+') ? line.slice(1) : line);
+      }
+    });
+    socket.on('error', () => {});
+    socket.write('MONITOR\r\n');
+    await ok;
+    return { lines, stop: () => socket.destroy() };
+  }
+
+  /** Runs one command on one node (by port; default the first) over a fresh connection. */
+  async command(port: number | undefined, ...args: (string | number)[]): Promise<RespValue> {
+    const client = await RespClient.open(port ?? this.#nodes[0]!.port);
+    try {
+      return await client.command(...args);
+    } finally {
+      client.close();
+    }
+  }
+
+  /** The hash slot of a key, as Redis computes it (CLUSTER KEYSLOT). */
+  async keyslot(key: string): Promise<number> {
+    return Number(await this.command(undefined, 'CLUSTER', 'KEYSLOT', key));
+  }
+
+  /** The port of the master serving `slot`, from CLUSTER SLOTS. */
+  async masterOf(slot: number): Promise<number> {
+    const ranges = (await this.command(undefined, 'CLUSTER', 'SLOTS')) as RespValue[][];
+    for (const range of ranges) {
+      const [start, end, master] = range as [number, number, RespValue[]];
+      if (slot >= start && slot <= end) return Number(master[1]);
+    }
+    throw new Error(`slot ${slot} is not served`);
+  }
+
+  /** Keys matching `pattern` on each node, by port (SCAN, so a big node is no problem). */
+  async keysByNode(pattern: string): Promise<Map<number, string[]>> {
+    const out = new Map<number, string[]>();
+    for (const port of this.ports) {
+      const keys: string[] = [];
+      let cursor = '0';
+      do {
+        const reply = (await this.command(port, 'SCAN', cursor, 'MATCH', pattern, 'COUNT', 1000)) as [
+          string,
+          string[],
+        ];
+        cursor = reply[0];
+        keys.push(...reply[1]);
+      } while (cursor !== '0');
+      out.set(port, keys);
+    }
+    return out;
+  }
+
+  /** Synchronous last resort for the exit hook. */
+  killNow(): void {
+    for (const node of this.#nodes) {
+      try {
+        node.child.kill('SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  async #launch(masters: number, create: boolean): Promise<void> {
+    for (let i = 0; i < masters; i++) this.#nodes.push(this.#spawn(await freePort(), await freePort()));
+    await Promise.all(this.#nodes.map((n) => this.#waitForPing(n)));
+    if (!create) return;
+    await this.#create();
+    await this.#waitForState();
+  }
+
+  #spawn(port: number, busPort: number): Node {
+    const args = [
+      '--port',
+      String(port),
+      '--cluster-port',
+      String(busPort),
+      '--bind',
+      '127.0.0.1',
+      '--cluster-enabled',
+      'yes',
+      '--cluster-config-file',
+      path.join(this.dir, `nodes-${port}.conf`),
+      '--cluster-node-timeout',
+      '2000',
+      '--dir',
+      this.dir,
+      '--appendonly',
+      'no',
+      '--save',
+      '',
+      '--daemonize',
+      'no',
+      '--protected-mode',
+      'no',
+      '--logfile',
+      '',
+    ];
+    const child = spawn(REDIS_BINARY, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const node: Node = {
+      port,
+      busPort,
+      child,
+      exited: new Promise((resolve) => child.once('exit', () => resolve())),
+      output: '',
+    };
+    const keep = (chunk: Buffer): void => {
+      node.output = (node.output + chunk.toString()).slice(-4000);
+    };
+    child.stdout?.on('data', keep);
+    child.stderr?.on('data', keep);
+    child.once('error', (err) => keep(Buffer.from(`spawn failed: ${err.message}\n`)));
+    return node;
+  }
+
+  async #waitForPing(node: Node): Promise<void> {
+    const deadline = Date.now() + START_TIMEOUT_MS;
+    while (Date.now() < deadline) {
+      if (node.child.exitCode !== null || node.child.signalCode !== null)
+        throw new Error(`redis-server :${node.port} exited on start:\n${node.output}`);
+      try {
+        if ((await this.command(node.port, 'PING')) === 'PONG') return;
+      } catch {
+        // not listening yet
+      }
+      await sleep(25);
+    }
+    throw new Error(`redis-server :${node.port} did not answer PING:\n${node.output}`);
+  }
+
+  #create(): Promise<void> {
+    const args = ['--cluster', 'create', ...this.nodes, '--cluster-replicas', '0', '--cluster-yes'];
+    return new Promise((resolve, reject) => {
+      const cli = spawn(CLI_BINARY, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+      let output = '';
+      cli.stdout?.on('data', (c: Buffer) => (output += c.toString()));
+      cli.stderr?.on('data', (c: Buffer) => (output += c.toString()));
+      const timer = setTimeout(() => cli.kill('SIGKILL'), START_TIMEOUT_MS);
+      cli.once('error', (err) => {
+        clearTimeout(timer);
+        reject(err);
+      });
+      cli.once('exit', (code) => {
+        clearTimeout(timer);
+        if (code === 0 && /All 16384 slots covered/.test(output)) resolve();
+        else reject(new Error(`redis-cli --cluster create failed (${String(code)}):\n${output}`));
+      });
+    });
+  }
+
+  /** Every node must see the whole slot map before a client may rely on it. */
+  async #waitForState(): Promise<void> {
+    const deadline = Date.now() + START_TIMEOUT_MS;
+    for (;;) {
+      const states = await Promise.all(
+        this.ports.map(async (port) => {
+          try {
+            const info = String(await this.command(port, 'CLUSTER', 'INFO'));
+            return /^cluster_state:ok/m.test(info) && /^cluster_known_nodes:(\d+)/m.exec(info)?.[1];
+          } catch {
+            return false;
+          }
+        }),
+      );
+      if (states.every((s) => s === String(this.#nodes.length))) return;
+      if (Date.now() > deadline) throw new Error(`cluster not ok within ${START_TIMEOUT_MS} ms`);
+      await sleep(50);
+    }
+  }
+}
+
+function unrefChild(child: ChildProcess): void {
+  child.unref();
+  (child.stdout as { unref?: () => void } | null)?.unref?.();
+  (child.stderr as { unref?: () => void } | null)?.unref?.();
+}
+
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  const killAll = (): void => {
+    for (const cluster of live) cluster.killNow();
+  };
+  process.once('exit', killAll);
+  // A signal skips 'exit': clean up, then let the signal do what it would have done.
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      killAll();
+      process.kill(process.pid, signal);
+    });
+  }
+}
