@@ -38,7 +38,7 @@ export interface Engine {
    * are contiguous and increasing in input order. Appending to an ended session's
    * stream is allowed only for the event that ends it (the caller checks that).
    */
-  append(sessionId: string, events: readonly Envelope[]): Promise<AppendResult>;
+  append(sessionId: string, events: readonly Envelope[], seen?: SeenPosition): Promise<AppendResult>;
 
   /**
    * Reads up to `limit` events with seq > after, in seq order. `firstSeq` is the
@@ -48,7 +48,7 @@ export interface Engine {
   read(sessionId: string, after: number, limit: number): Promise<ReadResult>;
 
   /** The stream's current head and epoch without reading events. */
-  head(sessionId: string): Promise<StreamHead>;
+  head(sessionId: string, seen?: SeenPosition): Promise<StreamHead>;
 
   /**
    * Marks the stream ended at its current head and schedules its data to expire after
@@ -136,6 +136,16 @@ export interface NewSession {
 export interface SessionRecord extends NewSession {
   state: 'created' | 'connecting' | 'active' | 'ending' | 'ended' | 'failed';
   version: number;
+}
+
+/**
+ * The furthest position a caller has seen of a stream. When the stored head is behind
+ * it under the same epoch, stored history was lost (a truncated AOF, a restore): the
+ * engine moves the stream to a new epoch instead of handing out those seqs again.
+ */
+export interface SeenPosition {
+  epoch: string;
+  headSeq: number;
 }
 
 export interface StoredEvent {

@@ -340,7 +340,8 @@ export class SessionActor {
       // A fresh actor learns only now (from the engine) that the stream has ended.
       if (this.#endSeq !== undefined) throw new GatewayError('session_ended');
       const events = batch.map((p) => p.event);
-      const result = await this.#time('append', () => this.#deps.engine.append(this.sessionId, events));
+      const seen = { epoch: this.#epoch, headSeq: this.#head };
+      const result = await this.#time('append', () => this.#deps.engine.append(this.sessionId, events, seen));
       this.#applyAppend(batch, result);
     } catch (err) {
       const error = toGatewayError(err);
@@ -650,7 +651,8 @@ export class SessionActor {
   async #resync(attempt = 0): Promise<void> {
     if (this.#stopped || !this.#watch) return;
     try {
-      const head = await this.#time('head', () => this.#deps.engine.head(this.sessionId));
+      const seen = { epoch: this.#epoch, headSeq: this.#head };
+      const head = await this.#time('head', () => this.#deps.engine.head(this.sessionId, seen));
       if (head.epoch !== this.#epoch) {
         this.#resetEpoch(head);
         this.#advanceHead(head);

@@ -10,6 +10,7 @@ import type {
   NewSession,
   NewSubscriber,
   ReadResult,
+  SeenPosition,
   SessionListener,
   Watch,
   SessionRecord,
@@ -265,9 +266,15 @@ export class RedisEngine implements Engine {
 
   // ── event streams ──────────────────────────────────────────────────────────────
 
-  async append(sessionId: string, events: readonly Envelope[]): Promise<AppendResult> {
+  async append(sessionId: string, events: readonly Envelope[], seen?: SeenPosition): Promise<AppendResult> {
     const k = this.#keys(sessionId);
-    const args: (string | number)[] = [newEpoch(), this.#limits.historyMaxEvents, k.channel];
+    const args: (string | number)[] = [
+      newEpoch(),
+      this.#limits.historyMaxEvents,
+      k.channel,
+      seen?.epoch ?? '',
+      seen?.headSeq ?? 0,
+    ];
     for (const event of events) args.push(event.eventId, JSON.stringify(event));
     const reply = asArray(await this.#run('append', 'loAppend', [k.stream, k.meta, k.ids], args), 'append');
     const flat = asArray(reply[3], 'outcomes');
@@ -292,11 +299,10 @@ export class RedisEngine implements Engine {
     return { events, firstSeq: toInt(reply[3], 'firstSeq'), ...parseHead(reply) };
   }
 
-  async head(sessionId: string): Promise<StreamHead> {
+  async head(sessionId: string, seen?: SeenPosition): Promise<StreamHead> {
     const k = this.#keys(sessionId);
-    return parseHead(
-      asArray(await this.#run('head', 'loHead', [k.stream, k.meta, k.ids], [newEpoch()]), 'head'),
-    );
+    const args = [newEpoch(), seen?.epoch ?? '', seen?.headSeq ?? 0];
+    return parseHead(asArray(await this.#run('head', 'loHead', [k.stream, k.meta, k.ids], args), 'head'));
   }
 
   async endStream(sessionId: string): Promise<StreamHead> {

@@ -35,6 +35,17 @@ local function load_meta(stream, meta, ids, candidate)
   redis.call('HSET', meta, 'epoch', candidate, 'head', 0)
   return candidate, 0, ''
 end
+
+-- A caller that has seen this epoch reach seen_head proves the stored head was rolled
+-- back (truncated AOF, restore): those seqs must not be handed out again under the same
+-- epoch, so the stream starts over under a new one.
+local function check_seen(stream, meta, ids, candidate, epoch, head, ended, seen_epoch, seen_head)
+  if seen_epoch == epoch and head < (tonumber(seen_head) or 0) then
+    redis.call('DEL', stream, ids, meta)
+    return load_meta(stream, meta, ids, candidate)
+  end
+  return epoch, head, ended
+end
 `;
 
 /** Subscriber helpers: logical expiry and following the session's retention TTL. */

@@ -3,7 +3,8 @@ import type { PublishCommand } from './index.ts';
 
 /**
  * append — one call per batch (ARCHITECTURE-NOTES decision 1).
- * KEYS: stream, meta, ids. ARGV: candidateEpoch, maxLen, channel, then eventId, json pairs.
+ * KEYS: stream, meta, ids. ARGV: candidateEpoch, maxLen, channel, seenEpoch, seenHead,
+ * then eventId, json pairs.
  * Returns { epoch, head, endedAt|'', { seq1, dup1, seq2, dup2, … } }.
  * The channel carries the session's hash tag: on a cluster the notice is an SPUBLISH,
  * which Redis allows in a script only on a channel of the script's own slot.
@@ -16,6 +17,7 @@ import type { PublishCommand } from './index.ts';
 export const appendLua = (publish: PublishCommand): string => `${SHEBANG}${STREAM_LIB}
 local stream, meta, ids = KEYS[1], KEYS[2], KEYS[3]
 local epoch, head, ended = load_meta(stream, meta, ids, ARGV[1])
+epoch, head, ended = check_seen(stream, meta, ids, ARGV[1], epoch, head, ended, ARGV[4], ARGV[5])
 
 -- Guard: meta's head must cover every stored entry. If it does not, meta was rolled back
 -- behind its stream (partial restore, manual edits): that history cannot be trusted and
@@ -28,7 +30,7 @@ end
 
 local outcomes = {}
 local added = 0
-for i = 4, #ARGV, 2 do
+for i = 6, #ARGV, 2 do
   local event_id, json = ARGV[i], ARGV[i + 1]
   local known = redis.call('HGET', ids, event_id)
   if known then
@@ -83,11 +85,13 @@ return { epoch, head, ended, first_seq, entries }
 `;
 
 /**
- * head — KEYS: stream, meta, ids. ARGV: candidateEpoch. Returns { epoch, head, endedAt|'' }.
+ * head — KEYS: stream, meta, ids. ARGV: candidateEpoch, seenEpoch, seenHead.
+ * Returns { epoch, head, endedAt|'' }.
  * A script (not HMGET) because the first look at a stream must create its epoch.
  */
 export const HEAD_LUA = `${SHEBANG}${STREAM_LIB}
 local epoch, head, ended = load_meta(KEYS[1], KEYS[2], KEYS[3], ARGV[1])
+epoch, head, ended = check_seen(KEYS[1], KEYS[2], KEYS[3], ARGV[1], epoch, head, ended, ARGV[2], ARGV[3])
 return { epoch, head, ended }
 `;
 
