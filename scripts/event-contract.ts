@@ -7,36 +7,7 @@
  *
  * test/unit/event-contract.test.ts runs the same check in CI.
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { isDeepStrictEqual } from 'node:util';
-import { buildEventContract, EventContractFile, formatJson } from '../src/protocol/events/contract.ts';
+import { buildEventContract, EventContractFile } from '../src/protocol/events/contract.ts';
+import { generatedFileCli } from './generated-file.ts';
 
-const path = fileURLToPath(new URL(`../${EventContractFile}`, import.meta.url));
-const generated = buildEventContract();
-const mode = process.argv[2];
-
-if (mode === '--write') {
-  mkdirSync(dirname(path), { recursive: true });
-  writeFileSync(path, formatJson(generated));
-  console.error(`wrote ${EventContractFile}`);
-} else if (mode === '--check') {
-  let committed: unknown;
-  try {
-    committed = JSON.parse(readFileSync(path, 'utf8'));
-  } catch {
-    committed = undefined;
-  }
-  if (!isDeepStrictEqual(committed, generated)) {
-    console.error(
-      `${EventContractFile} is out of date: run \`npx tsx scripts/event-contract.ts --write\` and commit it`,
-    );
-    process.exitCode = 1;
-  }
-} else if (mode === undefined) {
-  process.stdout.write(formatJson(generated));
-} else {
-  console.error('usage: tsx scripts/event-contract.ts [--write | --check]');
-  process.exitCode = 2;
-}
+generatedFileCli(EventContractFile, 'scripts/event-contract.ts', buildEventContract);

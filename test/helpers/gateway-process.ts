@@ -1,3 +1,4 @@
+import { httpJson, type HttpResult } from './http.ts';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
@@ -25,10 +26,7 @@ export interface ExitInfo {
   signal: NodeJS.Signals | null;
 }
 
-export interface HttpResult {
-  status: number;
-  body: any;
-}
+export type { HttpResult } from './http.ts';
 
 const live = new Set<GatewayProcess>();
 let exitHookInstalled = false;
@@ -241,26 +239,7 @@ export class GatewayProcess {
     path: string,
     options: { token?: string; body?: unknown; timeoutMs?: number; headers?: Record<string, string> } = {},
   ): Promise<HttpResult> {
-    const { token, body, timeoutMs = 5000, headers = {} } = options;
-    const res = await fetch(this.url + path, {
-      method,
-      signal: AbortSignal.timeout(timeoutMs),
-      headers: {
-        connection: 'close',
-        ...(token ? { authorization: `Bearer ${token}` } : {}),
-        ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
-        ...headers,
-      },
-      ...(body !== undefined ? { body: typeof body === 'string' ? body : JSON.stringify(body) } : {}),
-    });
-    const text = await res.text();
-    let parsed: unknown = text;
-    try {
-      parsed = JSON.parse(text);
-    } catch {
-      /* not JSON: keep the text */
-    }
-    return { status: res.status, body: parsed };
+    return httpJson(this.url, method, path, options);
   }
 
   /** POST /v1/call/sessions and return the new session id. */

@@ -1,3 +1,4 @@
+import { httpJson } from './http.ts';
 import { startGateway, type Gateway } from '../../src/app.ts';
 import { loadConfig } from '../../src/config/load.ts';
 import type { Config } from '../../src/config/schema.ts';
@@ -62,27 +63,8 @@ export async function startTestGateway(
   });
   const gateway = await startGateway({ config, logger: silentLogger(), ...extra });
   const url = `http://127.0.0.1:${gateway.port}`;
-  const http: TestGateway['http'] = async (method, path, token, body, headers = {}) => {
-    const res = await fetch(url + path, {
-      method,
-      headers: {
-        // No keep-alive: a pooled socket would hold the test process open after stop().
-        connection: 'close',
-        ...(token ? { authorization: `Bearer ${token}` } : {}),
-        ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
-        ...headers,
-      },
-      ...(body !== undefined ? { body: typeof body === 'string' ? body : JSON.stringify(body) } : {}),
-    });
-    const text = await res.text();
-    let parsed: unknown = text;
-    try {
-      parsed = JSON.parse(text);
-    } catch {
-      /* not JSON: keep the text */
-    }
-    return { status: res.status, body: parsed };
-  };
+  const http: TestGateway['http'] = (method, path, token, body, headers = {}) =>
+    httpJson(url, method, path, { token, body, headers });
   return {
     gateway,
     config,

@@ -41,6 +41,7 @@ export class RedisCluster {
   readonly dir: string;
   readonly #nodes: Node[] = [];
   #stopped = false;
+  #unrefed = false;
 
   private constructor(dir: string) {
     this.dir = dir;
@@ -77,6 +78,7 @@ export class RedisCluster {
 
   /** Lets the test process exit while the nodes still run (the exit hook then kills them). */
   unref(): void {
+    this.#unrefed = true;
     for (const node of this.#nodes) unrefChild(node.child);
   }
 
@@ -85,6 +87,8 @@ export class RedisCluster {
     if (this.#stopped) return;
     this.#stopped = true;
     for (const node of this.#nodes) {
+      // an unref'd child's exit would not keep the event loop waiting for it
+      node.child.ref();
       if (node.child.exitCode === null && node.child.signalCode === null) node.child.kill('SIGKILL');
     }
     await Promise.all(this.#nodes.map((n) => n.exited));
@@ -101,10 +105,12 @@ export class RedisCluster {
     const index = this.#nodes.findIndex((n) => n.port === port);
     const node = this.#nodes[index];
     if (!node) throw new Error(`no node on port ${port}`);
+    node.child.ref();
     node.child.kill('SIGTERM');
     await node.exited;
     const again = this.#spawn(node.port, node.busPort);
     this.#nodes[index] = again;
+    if (this.#unrefed) unrefChild(again.child);
     await this.#waitForPing(again);
     await this.#waitForState();
   }
