@@ -62,6 +62,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LoadedConfig {
     if (config.REDIS_URL !== '' && !/^rediss?:\/\//.test(config.REDIS_URL)) {
       problems.push('REDIS_URL: must start with redis:// or rediss://');
     }
+    if (config.REDIS_URL !== '' && config.REDIS_CLUSTER_NODES !== '') {
+      problems.push('REDIS_URL and REDIS_CLUSTER_NODES: set one of them, not both');
+    }
   }
   if (problems.length > 0) throw new ConfigError(problems);
   return { config, generatedSecret };

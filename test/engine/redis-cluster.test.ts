@@ -477,8 +477,10 @@ describe('gateways on a cluster', () => {
         events.slice(1).map((e) => e.event.eventId),
         Array.from({ length: 10 }, (_, i) => `x${i}`),
       );
+      // the clients' closes complete before the gateways stop
       watcher.client.close();
       pub.close();
+      await Promise.all([watcher.client.closed, pub.closed]);
     } finally {
       await Promise.allSettled(gateways.map((g) => g.stop()));
     }

@@ -48,6 +48,10 @@ describe('config', () => {
   it('refuses a short secret and a non-redis URL', () => {
     assert.throws(() => loadConfig({ AUTH_JWT_SECRET: 'short' }), /at least 32 bytes/);
     assert.throws(() => loadConfig({ AUTH_JWT_SECRET: SECRET, REDIS_URL: 'http://x' }), /REDIS_URL/);
+    assert.throws(
+      () => loadConfig({ AUTH_JWT_SECRET: SECRET, REDIS_URL: 'redis://a:1', REDIS_CLUSTER_NODES: 'b:2' }),
+      /set one of them, not both/,
+    );
   });
 
   it('covers every variable PROTOCOL.md §8 relies on', () => {

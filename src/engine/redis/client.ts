@@ -25,6 +25,9 @@ export type ScriptRunner = (
   args: readonly (string | number)[],
 ) => Promise<unknown>;
 
+/** How often a cluster client re-reads the slot map (topology changes, failovers). */
+const SLOTS_REFRESH_INTERVAL_MS = 5000;
+
 /** Reconnect backoff of the command client: capped, never gives up. */
 const retryStrategy = (attempt: number): number => Math.min(50 * 2 ** Math.min(attempt, 6), 2000);
 
@@ -95,7 +98,23 @@ export function createClusterClient(options: ClusterClientOptions): Cluster {
     enableOfflineQueue: false,
   });
   defineScripts(cluster, scriptsFor('SPUBLISH'));
+  refreshSlotsPeriodically(cluster);
   return cluster;
+}
+
+/**
+ * The periodic slot-map refresh, done here instead of by ioredis (`slotsRefreshInterval:
+ * 0` in clusterOptions). ioredis 6.0.0 re-arms its own refresh timer from the callback of
+ * a refresh in flight even after quit()/disconnect(), so a client closed at the wrong
+ * moment keeps refreshing an empty pool every 5 s for ever, holding the process open.
+ * This timer is unref'd and stops once the client has ended.
+ */
+function refreshSlotsPeriodically(cluster: Cluster): void {
+  const timer = setInterval(() => {
+    if (cluster.status === 'end') clearInterval(timer);
+    else if (cluster.status === 'ready') cluster.refreshSlotsCache();
+  }, SLOTS_REFRESH_INTERVAL_MS);
+  timer.unref();
 }
 
 /** Credentials and TLS every node connection of a cluster client uses. */
@@ -114,7 +133,7 @@ function clusterOptions(commandTimeoutMs: number, auth: NodeAuth) {
     retryDelayOnTryAgain: 100,
     retryDelayOnMoved: 0,
     slotsRefreshTimeout: Math.max(1000, commandTimeoutMs),
-    slotsRefreshInterval: 5000,
+    slotsRefreshInterval: 0, // see refreshSlotsPeriodically
     clusterRetryStrategy: retryStrategy,
     redisOptions: { ...connectionOptions(commandTimeoutMs), ...auth },
   } as const;
@@ -222,11 +241,14 @@ export function subscriberClient(commands: Redis): Redis {
 export function clusterSubscriberClient(options: ClusterClientOptions): Cluster {
   const { nodes, auth } = parseClusterNodes(options.nodes);
   const base = clusterOptions(options.commandTimeoutMs, auth);
-  return new Cluster(nodes, {
+  const cluster = new Cluster(nodes, {
     ...base,
     redisOptions: { ...base.redisOptions, connectionName: 'lifeos-gateway-notices' },
     shardedSubscribers: true,
     enableOfflineQueue: true,
     lazyConnect: false,
   });
+  // a refresh also re-assigns the sharded subscribers after a topology change
+  refreshSlotsPeriodically(cluster);
+  return cluster;
 }
