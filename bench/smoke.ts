@@ -377,7 +377,7 @@ async function runArm(engine: 'memory' | 'redis', rates: number[]): Promise<ArmR
   try {
     if (engine === 'redis') {
       try {
-        redis = await RedisServer.start({ appendonly: true, appendfsync: 'everysec' });
+        redis = await RedisServer.start({ aof: true, appendfsync: 'everysec' });
       } catch (err) {
         return { ...result, status: 'skipped', reason: `redis-server: ${String(err).split('\n')[0] ?? ''}` };
       }

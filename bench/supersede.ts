@@ -14,7 +14,7 @@ import { TestClient, subscribe } from '../test/helpers/ws-client.ts';
 const { values } = parseArgs({ options: { rounds: { type: 'string', default: '200' } } });
 const rounds = Number(values.rounds);
 
-const redis = await RedisServer.start({ appendonly: true, appendfsync: 'everysec' });
+const redis = await RedisServer.start({ aof: true, appendfsync: 'everysec' });
 const env = { REDIS_URL: redis.url, REDIS_KEY_PREFIX: 'bench-supersede:' };
 const [a, b] = await Promise.all([
   startTestGateway({ ...env, NODE_ID: 'a' }),

@@ -282,7 +282,7 @@ describe('redis engine: storage layout and scripts', { skip: needsServer }, () =
 
 describe('redis engine: restarts, data loss and outages', { skip: needsServer }, () => {
   it('a restart with AOF keeps seqs, epoch, events and checkpoints', async () => {
-    const srv = await RedisServer.start({ appendonly: true, appendfsync: 'everysec' });
+    const srv = await RedisServer.start({ aof: true, appendfsync: 'everysec' });
     try {
       const prefix = keyPrefix();
       const engine = await connect({ url: srv.url, keyPrefix: prefix });
@@ -318,7 +318,7 @@ describe('redis engine: restarts, data loss and outages', { skip: needsServer },
   });
 
   it('a crash (SIGKILL) with appendfsync always loses no acknowledged append', async () => {
-    const srv = await RedisServer.start({ appendonly: true, appendfsync: 'always' });
+    const srv = await RedisServer.start({ aof: true, appendfsync: 'always' });
     try {
       const engine = await connect({ url: srv.url });
       const sid = uniqueId('s');
@@ -354,7 +354,7 @@ describe('redis engine: restarts, data loss and outages', { skip: needsServer },
   });
 
   it('without persistence: a loud warning at connect, and a restart gives a new epoch from seq 1', async () => {
-    const srv = await RedisServer.start({ appendonly: false });
+    const srv = await RedisServer.start({ aof: false });
     try {
       const { lines, logger } = memoryLogger();
       const engine = await connect({ url: srv.url, logger });

@@ -20,7 +20,7 @@ async function engineEnv(
   explicitEngine: boolean,
 ): Promise<Record<string, string>> {
   if (process.env.TEST_ENGINE !== 'redis' || explicitEngine || env.REDIS_URL !== undefined) return {};
-  sharedRedis ??= RedisServer.start({ appendonly: true, appendfsync: 'everysec' }).then((server) => {
+  sharedRedis ??= RedisServer.start({ aof: true, appendfsync: 'everysec' }).then((server) => {
     server.unref();
     return server;
   });

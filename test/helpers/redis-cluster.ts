@@ -1,3 +1,4 @@
+import { forget, killOnExit, unrefChild } from './child-cleanup.ts';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
@@ -26,8 +27,6 @@ export interface RedisClusterOptions {
 const REDIS_BINARY = process.env['REDIS_SERVER_BIN'] ?? 'redis-server';
 const CLI_BINARY = process.env['REDIS_CLI_BIN'] ?? 'redis-cli';
 const START_TIMEOUT_MS = 15_000;
-const live = new Set<RedisCluster>();
-let exitHookInstalled = false;
 
 interface Node {
   port: number;
@@ -58,12 +57,11 @@ export class RedisCluster {
 
   /** Starts the nodes, creates the cluster and waits until every node serves it. */
   static async start(options: RedisClusterOptions = {}): Promise<RedisCluster> {
-    installExitHook();
     const masters = options.masters ?? 3;
     let lastError: unknown;
     for (let attempt = 0; attempt < 3; attempt++) {
       const cluster = new RedisCluster(mkdtempSync(path.join(tmpdir(), 'lo-redis-cluster-')));
-      live.add(cluster);
+      killOnExit(cluster);
       try {
         await cluster.#launch(masters, options.create ?? true);
         return cluster;
@@ -93,7 +91,7 @@ export class RedisCluster {
     }
     await Promise.all(this.#nodes.map((n) => n.exited));
     rmSync(this.dir, { recursive: true, force: true });
-    live.delete(this);
+    forget(this);
   }
 
   /**
@@ -307,27 +305,5 @@ export class RedisCluster {
       if (Date.now() > deadline) throw new Error(`cluster not ok within ${START_TIMEOUT_MS} ms`);
       await sleep(50);
     }
-  }
-}
-
-function unrefChild(child: ChildProcess): void {
-  child.unref();
-  (child.stdout as { unref?: () => void } | null)?.unref?.();
-  (child.stderr as { unref?: () => void } | null)?.unref?.();
-}
-
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  const killAll = (): void => {
-    for (const cluster of live) cluster.killNow();
-  };
-  process.once('exit', killAll);
-  // A signal skips 'exit': clean up, then let the signal do what it would have done.
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-    process.once(signal, () => {
-      killAll();
-      process.kill(process.pid, signal);
-    });
   }
 }

@@ -1,3 +1,4 @@
+import { forget, killOnExit, unrefChild } from './child-cleanup.ts';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -13,15 +14,13 @@ import { RespClient } from './resp.ts';
  */
 export interface RedisServerOptions {
   /** AOF on (default) or off. */
-  appendonly?: boolean;
+  aof?: boolean;
   /** Default 'always', so a SIGKILL loses nothing either. */
   appendfsync?: 'always' | 'everysec' | 'no';
   binary?: string;
 }
 
 const REDIS_BINARY = process.env['REDIS_SERVER_BIN'] ?? 'redis-server';
-const live = new Set<RedisServer>();
-let exitHookInstalled = false;
 
 export class RedisServer {
   readonly port: number;
@@ -44,9 +43,8 @@ export class RedisServer {
 
   /** Starts a server on a free port; retries with another port if that one was taken meanwhile. */
   static async start(options: RedisServerOptions = {}): Promise<RedisServer> {
-    installExitHook();
     const resolved: Required<RedisServerOptions> = {
-      appendonly: options.appendonly ?? true,
+      aof: options.aof ?? true,
       appendfsync: options.appendfsync ?? 'always',
       binary: options.binary ?? REDIS_BINARY,
     };
@@ -54,7 +52,7 @@ export class RedisServer {
     for (let attempt = 0; attempt < 5; attempt++) {
       const dir = mkdtempSync(path.join(tmpdir(), 'lo-redis-'));
       const server = new RedisServer(await freePort(), dir, resolved);
-      live.add(server);
+      killOnExit(server);
       try {
         await server.#launch();
         return server;
@@ -70,7 +68,7 @@ export class RedisServer {
   async stop(): Promise<void> {
     await this.#terminate('SIGTERM');
     rmSync(this.dir, { recursive: true, force: true });
-    live.delete(this);
+    forget(this);
   }
 
   /**
@@ -78,9 +76,7 @@ export class RedisServer {
    * it): for a server shared by every test of a file.
    */
   unref(): void {
-    this.#child?.unref();
-    (this.#child?.stdout as { unref?: () => void } | null)?.unref?.();
-    (this.#child?.stderr as { unref?: () => void } | null)?.unref?.();
+    if (this.#child) unrefChild(this.#child);
   }
 
   /** SIGKILL, like a crash. Keeps the dir so restart() can recover from it. */
@@ -139,7 +135,7 @@ export class RedisServer {
       '--save',
       '',
       '--appendonly',
-      this.#options.appendonly ? 'yes' : 'no',
+      this.#options.aof ? 'yes' : 'no',
       '--appendfsync',
       this.#options.appendfsync,
       '--daemonize',
@@ -229,21 +225,5 @@ async function answersPing(port: number): Promise<boolean> {
     return false;
   } finally {
     client?.close();
-  }
-}
-
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  const killAll = (): void => {
-    for (const server of live) server.killNow();
-  };
-  process.once('exit', killAll);
-  // A signal skips 'exit': clean up, then let the signal do what it would have done.
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-    process.once(signal, () => {
-      killAll();
-      process.kill(process.pid, signal);
-    });
   }
 }

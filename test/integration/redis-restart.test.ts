@@ -10,7 +10,7 @@ import { TestClient, subscribe, type Sub } from '../helpers/ws-client.ts';
  */
 let redis: RedisServer;
 before(async () => {
-  redis = await RedisServer.start({ appendonly: true, appendfsync: 'always' });
+  redis = await RedisServer.start({ aof: true, appendfsync: 'always' });
 });
 after(async () => {
   await redis.stop();

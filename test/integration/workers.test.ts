@@ -196,7 +196,7 @@ describe('two workers on one port, on redis', () => {
   let clients: { client: TestClient; welcome: Frame; lastSeq: number }[] = [];
 
   before(async () => {
-    redis = await RedisServer.start({ appendonly: true, appendfsync: 'everysec' });
+    redis = await RedisServer.start({ aof: true, appendfsync: 'everysec' });
   });
   after(async () => {
     for (const { client } of clients) client.close();

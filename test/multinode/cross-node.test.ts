@@ -14,7 +14,7 @@ let run = 0;
 const nodes: TestGateway[] = [];
 
 before(async () => {
-  redis = await RedisServer.start({ appendonly: true, appendfsync: 'everysec' });
+  redis = await RedisServer.start({ aof: true, appendfsync: 'everysec' });
 });
 after(async () => {
   await Promise.allSettled(nodes.map((n) => n.stop()));

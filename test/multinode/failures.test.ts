@@ -31,7 +31,7 @@ let redis: RedisServer;
 let run = 0;
 
 before(async () => {
-  redis = await RedisServer.start({ appendonly: true, appendfsync: 'always' });
+  redis = await RedisServer.start({ aof: true, appendfsync: 'always' });
 });
 afterEach(async () => {
   await stopAllGatewayProcesses();

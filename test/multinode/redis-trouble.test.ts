@@ -37,7 +37,7 @@ let owner: string;
 let agent: string;
 
 before(async () => {
-  redis = await RedisServer.start({ appendonly: true, appendfsync: 'always' });
+  redis = await RedisServer.start({ aof: true, appendfsync: 'always' });
   gw = await GatewayProcess.start({
     REDIS_URL: redis.url,
     REDIS_KEY_PREFIX: PREFIX,
