@@ -22,7 +22,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { JwtVerifier } from '../src/auth/jwt.ts';
-import { RedisServer } from '../test/helpers/redis-server.ts';
+import { RedisServer } from '../chaos/toolkit/redis-server.ts';
 import { GatewayProcess, repoRoot } from './lib/gateway-process.ts';
 import { Histogram } from './lib/histogram.ts';
 import type {

@@ -7,7 +7,7 @@
  */
 import { parseArgs } from 'node:util';
 import { performance } from 'node:perf_hooks';
-import { RedisServer } from '../test/helpers/redis-server.ts';
+import { RedisServer } from '../chaos/toolkit/redis-server.ts';
 import { startTestGateway } from '../test/helpers/gateway.ts';
 import { TestClient, subscribe } from '../test/helpers/ws-client.ts';
 

@@ -1,4 +1,4 @@
-import { httpJson } from './http.ts';
+import { httpJson } from '../../chaos/toolkit/http.ts';
 import { startGateway, type Gateway } from '../../src/app.ts';
 import { loadConfig } from '../../src/config/load.ts';
 import type { Config } from '../../src/config/schema.ts';
@@ -7,7 +7,7 @@ import type { Role } from '../../src/protocol/roles.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
 import type { Clock } from '../../src/util/clock.ts';
 
-import { RedisServer } from './redis-server.ts';
+import { RedisServer } from '../../chaos/toolkit/redis-server.ts';
 
 /**
  * TEST_ENGINE=redis runs the same gateway tests on the redis engine: one private

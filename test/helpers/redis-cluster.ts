@@ -1,12 +1,12 @@
-import { forget, killOnExit, unrefChild } from './child-cleanup.ts';
+import { forget, killOnExit, unrefChild } from '../../chaos/toolkit/child-cleanup.ts';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { freePort } from './redis-server.ts';
-import { RespClient, type RespValue } from './resp.ts';
+import { freePort } from '../../chaos/toolkit/redis-server.ts';
+import { RespClient, type RespValue } from '../../chaos/toolkit/resp.ts';
 
 /**
  * A private Redis Cluster for one test file: `masters` redis-server processes started

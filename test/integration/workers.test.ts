@@ -5,7 +5,7 @@ import { get } from 'node:http';
 import { createInterface } from 'node:readline';
 import { JwtVerifier } from '../../src/auth/jwt.ts';
 import { RestartPolicy } from '../../src/supervisor/restart-policy.ts';
-import { RedisServer } from '../helpers/redis-server.ts';
+import { RedisServer } from '../../chaos/toolkit/redis-server.ts';
 import { TestClient, subscribe, type Frame } from '../helpers/ws-client.ts';
 
 /**

@@ -1,6 +1,6 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { RedisServer } from '../helpers/redis-server.ts';
+import { RedisServer } from '../../chaos/toolkit/redis-server.ts';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 import { TestClient, subscribe, type Frame, type Sub } from '../helpers/ws-client.ts';
 

@@ -2,13 +2,13 @@ import { after, afterEach, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import WebSocket from 'ws';
-import { RedisServer } from '../helpers/redis-server.ts';
+import { RedisServer } from '../../chaos/toolkit/redis-server.ts';
 import {
   GatewayProcess,
   processToken,
   startGatewayProcesses,
   stopAllGatewayProcesses,
-} from '../helpers/gateway-process.ts';
+} from '../../chaos/toolkit/gateway-process.ts';
 import { TestClient, subscribe, type Frame } from '../helpers/ws-client.ts';
 import { sessionKeys, subscriberKey } from '../../src/engine/redis/keys.ts';
 

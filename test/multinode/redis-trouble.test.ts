@@ -2,8 +2,8 @@ import { after, before, beforeEach, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, rmSync, statSync, truncateSync } from 'node:fs';
 import path from 'node:path';
-import { RedisServer } from '../helpers/redis-server.ts';
-import { GatewayProcess, processToken } from '../helpers/gateway-process.ts';
+import { RedisServer } from '../../chaos/toolkit/redis-server.ts';
+import { GatewayProcess, processToken } from '../../chaos/toolkit/gateway-process.ts';
 import { TestClient, subscribe, type Frame } from '../helpers/ws-client.ts';
 import { sessionKeys } from '../../src/engine/redis/keys.ts';
 
