@@ -125,7 +125,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     );
   }
   logger.info(
-    { port, host: config.HOST, node: nodeId, engine: engine.kind, transport: transportKind },
+    { port, host: config.HOST, engine: engine.kind, transport: transportKind },
     'listening',
   );
 

@@ -1,22 +1,27 @@
 import { hostname } from 'node:os';
 import { fileURLToPath } from 'node:url';
+import type { Gateway } from './app.ts';
 import { ConfigError, loadConfig, type LoadedConfig } from './config/load.ts';
 import { createLogger, type Logger } from './observability/logger.ts';
 import { CliError, parseCli } from './supervisor/cli.ts';
-import { reportListening, workerIndex } from './supervisor/ipc.ts';
+import { answerMetricsRequests, reportListening, workerIndex } from './supervisor/ipc.ts';
+import { MetricsServer, singleProcessSource } from './supervisor/metrics-server.ts';
 import { pickFreePort } from './supervisor/port.ts';
 import { resolveWorkerCount, Supervisor, workerExecArgv } from './supervisor/supervisor.ts';
+import { SupervisorMetrics } from './supervisor/supervisor-metrics.ts';
 
 /**
  * The process entry point: command line, config, then one of three roles.
  *
- * - `WORKERS=1` (the default): the gateway runs in this process.
+ * - `WORKERS=1` (the default): the gateway runs in this process (and, with `METRICS_PORT`,
+ *   serves the primary's metrics endpoints itself, as one worker).
  * - `WORKERS=N > 1` (or `--workers N`): this process is the primary. It validates the
  *   configuration, picks the port, and forks N workers of this same entry point, which
  *   all listen on that port (SO_REUSEPORT); it restarts workers that die and drains them
- *   all on SIGTERM. It never serves traffic itself.
+ *   all on SIGTERM. It never serves gateway traffic itself; with `METRICS_PORT` it serves
+ *   the workers' merged metrics there.
  * - a worker (forked by a primary): the gateway in this process, reporting "listening"
- *   to the primary and draining when the primary goes away.
+ *   to the primary, answering its metrics requests, and draining when the primary goes away.
  *
  * Exit codes: 0 after a clean drain, 1 on bad configuration or a failed start (or, for a
  * primary, workers that keep crashing), 2 when a drain overran its deadline.
@@ -51,17 +56,39 @@ async function runGateway(
 ): Promise<void> {
   // Loaded here, not at the top: a primary never needs uWS, the engines or the actors.
   const { startGateway, nodeIdFrom } = await import('./app.ts');
-  let logger: Logger = createLogger({ level: config.LOG_LEVEL, nodeId: nodeIdFrom(config) });
+  const nodeId = nodeIdFrom(config);
+  let logger: Logger = createLogger({ level: config.LOG_LEVEL, nodeId });
   if (worker !== undefined) logger = logger.child({ worker });
   if (generatedSecret) {
     logger.warn(
       'AUTH_JWT_SECRET is not set: generated a random development secret. Tokens die with this process; never run like this in production.',
     );
   }
+  let stopping = false;
+  /** The gateway once it listens. */
+  let live: Gateway | undefined = undefined;
+  // WORKERS=1 with METRICS_PORT: this process serves the primary's endpoints, as the one
+  // worker. Bound first, so a taken port fails the start before the gateway listens.
+  const metricsBound =
+    worker === undefined && config.METRICS_PORT !== ''
+      ? serveMetrics({
+          host: config.HOST,
+          port: config.METRICS_PORT,
+          source: singleProcessSource(
+            nodeId,
+            () => live?.metrics.registry,
+            () => !stopping,
+          ),
+          // Not the process metrics: the gateway's own registry has them (same process).
+          metrics: new SupervisorMetrics(nodeId, { processMetrics: false }),
+          logger,
+          role: 'single',
+          node: nodeId,
+        })
+      : Promise.resolve(undefined);
   // Signals are handled from before the first "listening" line: a supervisor that stops
   // us right after start must get a clean drain, not the default kill.
-  const started = startGateway({ config, logger });
-  let stopping = false;
+  const started = metricsBound.then(() => startGateway({ config, logger }));
   const stop = (signal: string): void => {
     // SIGINT from a terminal reaches the workers and their primary's SIGTERM follows.
     if (stopping) return;
@@ -96,7 +123,11 @@ async function runGateway(
     process.once('disconnect', () => stop('primary gone'));
   }
   const gateway = await started;
+  live = gateway;
   if (worker !== undefined) {
+    // Installed before "listening": the primary asks listening workers only.
+    const { registry } = gateway.metrics;
+    answerMetricsRequests(() => registry.getMetricsAsJSON());
     const { transportKind } = await import('./transport/uws.ts');
     reportListening({
       port: gateway.port,
@@ -152,7 +183,36 @@ async function runPrimary({ config, generatedSecret }: LoadedConfig, workers: nu
     shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
     logger,
   });
+  if (config.METRICS_PORT !== '') {
+    // Bound before any worker is forked: a taken port fails the start with nothing to drain.
+    await serveMetrics({
+      host: config.HOST,
+      port: config.METRICS_PORT,
+      source: supervisor,
+      metrics: new SupervisorMetrics(nodeIdBase, { processMetrics: true }),
+      logger,
+      role: 'primary',
+      node: nodeIdBase,
+    });
+  }
   process.exit(await supervisor.run());
+}
+
+/**
+ * Starts the `METRICS_PORT` listener; a port it cannot bind is a failed start (exit 1).
+ * Its port (also when METRICS_PORT=0 picked one) is logged with `metrics listening`.
+ */
+async function serveMetrics(options: ConstructorParameters<typeof MetricsServer>[0]): Promise<MetricsServer> {
+  const server = new MetricsServer(options);
+  try {
+    const port = await server.listen();
+    safely(() => options.logger.info({ metricsPort: port, host: options.host }, 'metrics listening'));
+    return server;
+  } catch (err) {
+    fail(
+      `METRICS_PORT: cannot listen on ${options.host}:${options.port}: ${err instanceof Error ? err.message : String(err)}`,
+    );
+  }
 }
 
 function fail(message: string): never {

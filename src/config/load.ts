@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
+import type { TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
-import { ConfigKeys, ConfigSchema, type Config } from './schema.ts';
+import { ConfigKeys, ConfigSchema, type Config, type ConfigKey } from './schema.ts';
 
 export class ConfigError extends Error {
   readonly problems: string[];
@@ -30,8 +31,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LoadedConfig {
   for (const key of ConfigKeys) {
     const value = env[key];
     if (value === undefined || value === '') continue;
-    const schema = ConfigSchema.properties[key];
-    if (schema.type === 'integer') {
+    if (integerSchema(key) !== undefined) {
       const n = Number(value);
       if (!/^-?\d+$/.test(value.trim()) || !Number.isSafeInteger(n)) {
         problems.push(`${key}: expected an integer, got "${value}"`);
@@ -44,7 +44,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LoadedConfig {
   }
   const withDefaults = Value.Default(ConfigSchema, raw) as Record<string, unknown>;
   for (const error of Value.Errors(ConfigSchema, withDefaults)) {
-    problems.push(`${error.path.slice(1)}: ${error.message} (got ${JSON.stringify(error.value)})`);
+    // An optional integer ('' or an integer) fails as a union: say what the integer lacks.
+    const detail = error.errors.flatMap((branch) => [...branch]).find((e) => e.schema.type === 'integer');
+    problems.push(
+      `${error.path.slice(1)}: ${(detail ?? error).message} (got ${JSON.stringify(error.value)})`,
+    );
   }
   const config = withDefaults as Config;
   let generatedSecret = false;
@@ -65,7 +69,21 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LoadedConfig {
     if (config.REDIS_URL !== '' && config.REDIS_CLUSTER_NODES !== '') {
       problems.push('REDIS_URL and REDIS_CLUSTER_NODES: set one of them, not both');
     }
+    if (config.METRICS_PORT !== '' && config.METRICS_PORT !== 0 && config.METRICS_PORT === config.PORT) {
+      problems.push('METRICS_PORT: must differ from PORT (the gateway listens there)');
+    }
   }
   if (problems.length > 0) throw new ConfigError(problems);
   return { config, generatedSecret };
+}
+
+/**
+ * The integer schema of a variable read as an integer: the variable's own, or the
+ * integer branch of an optional integer (`'' | integer`, '' meaning unset).
+ */
+function integerSchema(key: ConfigKey): TSchema | undefined {
+  const schema: TSchema = ConfigSchema.properties[key];
+  if (schema.type === 'integer') return schema;
+  const branches = (schema as { anyOf?: TSchema[] }).anyOf;
+  return branches?.find((branch) => branch.type === 'integer');
 }

@@ -134,6 +134,11 @@ export const ConfigSchema = Type.Object(
       description:
         'Gateway processes on this machine, sharing `PORT` (`--workers N` overrides); 0: one per core. Above 1 needs the redis engine.',
     }),
+    METRICS_PORT: Type.Union([Type.Literal(''), Type.Integer({ minimum: 0, maximum: 65535 })], {
+      default: '',
+      description:
+        'Port of a separate metrics listener on `HOST` (0 picks a free one, logged): `/metrics` of every worker merged (each series labelled with its `node`), `/workers`, `/healthz`. With `WORKERS=1` the gateway process serves it itself. Unset: none.',
+    }),
     LIVEKIT_URL: Type.String({ default: '', description: 'LiveKit server URL (the LiveKit bridge).' }),
     LIVEKIT_API_KEY: Type.String({ default: '', description: 'LiveKit API key.' }),
     LIVEKIT_API_SECRET: Type.String({ default: '', description: 'LiveKit API secret.' }),

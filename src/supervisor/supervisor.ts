@@ -1,8 +1,18 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { availableParallelism } from 'node:os';
 import type { Logger } from '../observability/logger.ts';
-import { isListeningMessage, WORKER_ENV, type ListeningMessage } from './ipc.ts';
+import {
+  isListeningMessage,
+  isMetricsResponseMessage,
+  WORKER_ENV,
+  type ListeningMessage,
+  type MetricsJson,
+  type MetricsRequestMessage,
+  type MetricsResponseMessage,
+} from './ipc.ts';
+import type { MetricsSource, WorkerMetrics } from './metrics-server.ts';
 import { RestartPolicy } from './restart-policy.ts';
+import type { WorkerInfo } from './supervisor-metrics.ts';
 
 /**
  * The primary of `WORKERS=N`: forks N gateway processes of the same entry point, each a
@@ -15,6 +25,9 @@ import { RestartPolicy } from './restart-policy.ts';
  * 0 after a requested drain in which every worker exited cleanly, 1 when a worker failed
  * to start or the workers crash-loop, 2 when the drain overran `shutdownTimeoutMs` (the
  * rest is SIGKILLed) or a worker's own drain failed.
+ *
+ * It is also the MetricsSource of the primary's `METRICS_PORT` listener: it lists its
+ * worker slots and asks every listening worker for its metrics over the IPC channel.
  */
 export interface SupervisorOptions {
   workers: number;
@@ -44,6 +57,13 @@ interface Slot {
 
 type State = 'starting' | 'running' | 'stopping' | 'done';
 
+/** A metrics request a worker has not answered yet. */
+interface PendingMetrics {
+  readonly child: ChildProcess;
+  /** Settles the request: the worker's metrics, or undefined (no answer, an error, it died). */
+  readonly settle: (metrics: MetricsJson | undefined) => void;
+}
+
 /** `WORKERS=0` means one worker per core. */
 export function resolveWorkerCount(configured: number): number {
   return configured === 0 ? availableParallelism() : configured;
@@ -54,7 +74,7 @@ export function workerExecArgv(execArgv: readonly string[]): string[] {
   return execArgv.filter((arg) => !/^--(inspect|debug)(-brk|-port|-wait)?(=|$)/.test(arg));
 }
 
-export class Supervisor {
+export class Supervisor implements MetricsSource {
   readonly #options: SupervisorOptions;
   readonly #policy: RestartPolicy;
   readonly #slots: Slot[];
@@ -64,6 +84,8 @@ export class Supervisor {
   #deadline: NodeJS.Timeout | undefined;
   #resolve: (code: number) => void = () => {};
   readonly #done: Promise<number>;
+  #nextRequestId = 0;
+  readonly #pendingMetrics = new Map<number, PendingMetrics>();
 
   constructor(options: SupervisorOptions) {
     this.#options = options;
@@ -81,8 +103,77 @@ export class Supervisor {
 
   /** Forks every worker; resolves with the primary's exit code once they are all gone. */
   run(): Promise<number> {
-    for (const slot of this.#slots) this.#spawn(slot);
+    // Not when stopped before it ran (a signal while the primary was still setting up).
+    if (this.#state === 'starting') for (const slot of this.#slots) this.#spawn(slot);
     return this.#done;
+  }
+
+  /** False once the primary drains (a requested stop, a crash loop, a failed start). */
+  get running(): boolean {
+    return this.#state === 'starting' || this.#state === 'running';
+  }
+
+  /** Every worker slot: which process holds it now, whether it listens, how often it was restarted. */
+  workers(): WorkerInfo[] {
+    return this.#slots.map((slot) => ({
+      index: slot.index,
+      node: slot.node,
+      pid: slot.child?.pid ?? null,
+      listening: slot.listening,
+      restarts: slot.restarts,
+    }));
+  }
+
+  /**
+   * Asks every listening worker for its metrics (`registry.getMetricsAsJSON()`) over the
+   * IPC channel. A worker that does not answer within `timeoutMs`, answers with an error,
+   * or dies meanwhile is in the result with `metrics` undefined. Never rejects.
+   */
+  collectMetrics(timeoutMs: number): Promise<WorkerMetrics[]> {
+    const asked = this.#slots.filter((slot) => slot.listening && slot.child?.connected === true);
+    return Promise.all(
+      asked.map(async (slot) => ({
+        index: slot.index,
+        node: slot.node,
+        metrics: await this.#askMetrics(slot, slot.child!, timeoutMs),
+      })),
+    );
+  }
+
+  #askMetrics(slot: Slot, child: ChildProcess, timeoutMs: number): Promise<MetricsJson | undefined> {
+    const id = ++this.#nextRequestId;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#log('warn', { worker: slot.index, pid: child.pid, timeoutMs }, 'worker did not answer in time');
+        settle(undefined);
+      }, timeoutMs);
+      const settle = (metrics: MetricsJson | undefined): void => {
+        if (!this.#pendingMetrics.delete(id)) return;
+        clearTimeout(timer);
+        resolve(metrics);
+      };
+      this.#pendingMetrics.set(id, { child, settle });
+      const request: MetricsRequestMessage = { type: 'lifeos:metrics-request', id };
+      try {
+        child.send(request, (err) => {
+          if (err) settle(undefined);
+        });
+      } catch {
+        settle(undefined);
+      }
+    });
+  }
+
+  #onMetrics(child: ChildProcess, message: MetricsResponseMessage): void {
+    const pending = this.#pendingMetrics.get(message.id);
+    // Late (timed out already) or from another process than the one asked: ignored.
+    if (pending?.child !== child) return;
+    if ('error' in message) {
+      this.#log('warn', { pid: child.pid, error: message.error }, 'worker could not collect its metrics');
+      pending.settle(undefined);
+    } else {
+      pending.settle(message.metrics);
+    }
   }
 
   /** A requested drain (SIGTERM/SIGINT): every worker gets SIGTERM and drains. Idempotent. */
@@ -96,16 +187,23 @@ export class Supervisor {
     const { entry, execArgv, env } = this.#options;
     const child = fork(entry, [], {
       execArgv,
-      env: { ...env, NODE_ID: slot.node, WORKERS: '1', [WORKER_ENV]: String(slot.index) },
+      // METRICS_PORT is the primary's: a worker answers over IPC, it does not listen there.
+      env: { ...env, NODE_ID: slot.node, WORKERS: '1', METRICS_PORT: '', [WORKER_ENV]: String(slot.index) },
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
     slot.child = child;
     slot.listening = false;
     this.#log('info', { worker: slot.index, pid: child.pid, workerNode: slot.node }, 'worker started');
     child.on('message', (message: unknown) => {
-      if (slot.child === child && isListeningMessage(message)) this.#onListening(slot, message);
+      if (slot.child !== child) return;
+      if (isListeningMessage(message)) this.#onListening(slot, message);
+      else if (isMetricsResponseMessage(message)) this.#onMetrics(child, message);
     });
     child.once('exit', (code, signal) => {
+      // Its unanswered metrics requests need not wait for their timeout.
+      for (const pending of [...this.#pendingMetrics.values()]) {
+        if (pending.child === child) pending.settle(undefined);
+      }
       if (slot.child === child) this.#onExit(slot, child.pid, code, signal);
     });
     child.once('error', (err) => {
