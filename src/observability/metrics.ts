@@ -1,5 +1,8 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
+/** Longest a scrape waits for the readiness probe (see Metrics#collectReady). */
+const READY_PROBE_WAIT_MS = 250;
+
 /**
  * Prometheus metrics of one gateway process. Hot-path counters are incremented once per
  * batch or fan-out (`inc(n)`), never once per subscriber per event.
@@ -59,9 +62,14 @@ export class Metrics {
     help: 'Catch-up reads from the engine (a connection behind the live head).',
     registers: [this.registry],
   });
+  /**
+   * Outcomes are not exclusive (do not sum them): a refused resume counts its error code
+   * (`resume_expired` 4010, `history_gone` 4011, `unavailable` 1013, …) and, when the
+   * engine refused it, also `expired`; `superseded_*` count displaced connections (4009).
+   */
   readonly resumes = new Counter({
     name: 'lifeos_resumes_total',
-    help: 'Resume attempts by outcome.',
+    help: 'Resume attempts by outcome: ok, or the error code that refused it (resume_expired, history_gone, unavailable, …); expired is the part of resume_expired the engine refused (counted in both); superseded_local/superseded_remote count connections a resume displaced.',
     labelNames: ['outcome'] as const,
     registers: [this.registry],
   });
@@ -91,6 +99,46 @@ export class Metrics {
     labelNames: ['op', 'code'] as const,
     registers: [this.registry],
   });
+  /** Counted once per session per change on each node that notices it (not per connection). */
+  readonly epochChanges = new Counter({
+    name: 'lifeos_epoch_changes_total',
+    help: 'Session streams this node saw move to a new epoch (history lost or rolled back in the engine); their connections close with 4011.',
+    registers: [this.registry],
+  });
+
+  /** What `/readyz` would answer; set by the server. Probed on each scrape. */
+  readinessProbe: (() => Promise<boolean>) | undefined;
+  #lastReady = false;
+  #readyProbe: Promise<void> | undefined;
+  readonly ready = new Gauge({
+    name: 'lifeos_ready',
+    help: '1 when this node is ready (/readyz 200: the engine answers a ping and the node is not draining), 0 otherwise; probed at each scrape (a probe slower than 250 ms is reported by a later scrape).',
+    registers: [this.registry],
+    collect: () => this.#collectReady(),
+  });
+
+  /**
+   * A scrape waits at most READY_PROBE_WAIT_MS for the probe: during a Redis stall a ping
+   * takes up to REDIS_COMMAND_TIMEOUT_MS, and /metrics must stay fast exactly then. A
+   * slower probe keeps running (one at a time) and its answer is reported next scrape.
+   */
+  async #collectReady(): Promise<void> {
+    const probe = this.readinessProbe;
+    if (!probe) return;
+    this.#readyProbe ??= probe()
+      .catch(() => false)
+      .then((ready) => {
+        this.#lastReady = ready;
+      })
+      .finally(() => (this.#readyProbe = undefined));
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.#readyProbe,
+      new Promise<void>((resolve) => (timer = setTimeout(resolve, READY_PROBE_WAIT_MS))),
+    ]);
+    clearTimeout(timer);
+    this.ready.set(this.#lastReady ? 1 : 0);
+  }
 
   /** `node` labels every series, so metrics of several nodes can be told apart. */
   constructor(nodeId = '') {

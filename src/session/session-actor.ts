@@ -754,6 +754,7 @@ export class SessionActor {
   /** The engine lost this stream's history: nobody's position means anything any more. */
   #resetEpoch(head: StreamHead): void {
     this.#deps.logger.warn({ sessionId: this.sessionId, from: this.#epoch, to: head.epoch }, 'epoch changed');
+    this.#deps.metrics.epochChanges.inc();
     this.#epoch = head.epoch;
     this.#head = 0;
     this.#endSeq = head.endedAt;

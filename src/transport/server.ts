@@ -54,6 +54,7 @@ export class GatewayServer {
     this.#opts = opts;
     this.#deps = deps;
     this.#app = uWS.App();
+    deps.metrics.readinessProbe = async () => (await this.#ready()).status === 200;
     this.#routes();
     this.#websocket();
   }
@@ -181,7 +182,7 @@ export class GatewayServer {
       },
       open: (ws) => {
         const data = ws.getUserData();
-        const conn = new Connection(randomId('conn'), data.codec, socketSink(ws));
+        const conn = new Connection(randomId('conn'), data.codec, socketSink(ws, this.#deps.metrics));
         data.conn = conn;
         this.#sockets.add(conn);
         realtime.opened(conn);
@@ -222,7 +223,7 @@ interface SocketSink extends Sink {
 }
 
 /** A Sink over a uWS socket; after uWS reports the close, every call is a no-op. */
-function socketSink(ws: WebSocket<SocketData>): SocketSink {
+function socketSink(ws: WebSocket<SocketData>, metrics: Metrics): SocketSink {
   const sink: SocketSink = {
     dead: false,
     send(bytes, binary) {
@@ -232,6 +233,7 @@ function socketSink(ws: WebSocket<SocketData>): SocketSink {
       // from its checkpoint and loses nothing.
       const result = ws.send(bytes, binary, false);
       if (result === 2) {
+        metrics.closes.inc({ code: String(CloseCodes.slow_consumer) });
         sink.close(CloseCodes.slow_consumer, 'slow_consumer');
         return false;
       }
