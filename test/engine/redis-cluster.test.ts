@@ -442,6 +442,30 @@ describe('redis engine on a cluster: two nodes', () => {
   });
 });
 
+describe('redis engine on a cluster: readiness', () => {
+  it('ping rejects while any one master is stopped (SIGSTOP) and resolves again once it answers', async () => {
+    // a short command timeout keeps each stop brief; connecting is not what is tested here
+    const engine = await eventually(() => connect({ commandTimeoutMs: 300 }));
+    await eventually(() => engine.ping());
+    for (const port of cluster.ports) {
+      cluster.pause(port);
+      try {
+        // Every probe while it is stopped, naming it: ping reaches every master, not one.
+        for (let i = 0; i < 3; i++) {
+          await assert.rejects(
+            engine.ping(),
+            (err: Error) => err instanceof EngineUnavailableError && err.message.includes(`:${port}`),
+            `probe ${i} while :${port} is stopped`,
+          );
+        }
+      } finally {
+        await cluster.resume(port);
+      }
+      await eventually(() => engine.ping());
+    }
+  });
+});
+
 describe('gateways on a cluster', () => {
   it("two gateways started with REDIS_CLUSTER_NODES deliver each other's events in order", async () => {
     // REDIS_URL set (empty) so that TEST_ENGINE=redis does not add a single Redis

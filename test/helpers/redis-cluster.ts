@@ -22,6 +22,12 @@ export interface RedisClusterOptions {
   masters?: number;
   /** false: start the nodes but never join them (every node answers cluster_state:fail). */
   create?: boolean;
+  /**
+   * `cluster-node-timeout`, default 2000: how long a node may be silent (SIGSTOP) before
+   * the others suspect it; a majority then marks it failed and the cluster is down until
+   * it answers again (and, for a master, a further 2 × this after it is back).
+   */
+  nodeTimeoutMs?: number;
 }
 
 const REDIS_BINARY = process.env['REDIS_SERVER_BIN'] ?? 'redis-server';
@@ -41,6 +47,7 @@ export class RedisCluster {
   readonly #nodes: Node[] = [];
   #stopped = false;
   #unrefed = false;
+  #nodeTimeoutMs = 2000;
 
   private constructor(dir: string) {
     this.dir = dir;
@@ -61,6 +68,7 @@ export class RedisCluster {
     let lastError: unknown;
     for (let attempt = 0; attempt < 3; attempt++) {
       const cluster = new RedisCluster(mkdtempSync(path.join(tmpdir(), 'lo-redis-cluster-')));
+      cluster.#nodeTimeoutMs = options.nodeTimeoutMs ?? 2000;
       killOnExit(cluster);
       try {
         await cluster.#launch(masters, options.create ?? true);
@@ -110,6 +118,25 @@ export class RedisCluster {
     this.#nodes[index] = again;
     if (this.#unrefed) unrefChild(again.child);
     await this.#waitForPing(again);
+    await this.#waitForState();
+  }
+
+  /**
+   * SIGSTOP one node: it keeps its sockets and its port but answers nothing, like a
+   * frozen master. Nothing else happens unless it stays stopped past the node timeout
+   * (there are no replicas to fail over to). Undo with `resume(port)`.
+   */
+  pause(port: number): void {
+    this.#node(port).child.kill('SIGSTOP');
+  }
+
+  /**
+   * SIGCONT a node stopped by `pause`, then resolves once every node reports
+   * cluster_state:ok again (at once after a short stop; after a stop past the node
+   * timeout, once the others have cleared its failure flag).
+   */
+  async resume(port: number): Promise<void> {
+    this.#node(port).child.kill('SIGCONT');
     await this.#waitForState();
   }
 
@@ -188,6 +215,12 @@ export class RedisCluster {
     return out;
   }
 
+  #node(port: number): Node {
+    const node = this.#nodes.find((n) => n.port === port);
+    if (!node) throw new Error(`no node on port ${port}`);
+    return node;
+  }
+
   /** Synchronous last resort for the exit hook. */
   killNow(): void {
     for (const node of this.#nodes) {
@@ -221,7 +254,7 @@ export class RedisCluster {
       '--cluster-config-file',
       path.join(this.dir, `nodes-${port}.conf`),
       '--cluster-node-timeout',
-      '2000',
+      String(this.#nodeTimeoutMs),
       '--dir',
       this.dir,
       '--appendonly',

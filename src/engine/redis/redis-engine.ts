@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { Cluster } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import type { Clock } from '../../util/clock.ts';
 import type { Envelope } from '../../protocol/envelope.ts';
 import type {
@@ -121,6 +121,7 @@ export class RedisEngine implements Engine {
   readonly #logger: EngineLogger | undefined;
   readonly #idempotencyTtlS: number;
   readonly #notifications: Notifications;
+  readonly #commandTimeoutMs: number;
   #lastErrorLog = -Infinity;
   #closed = false;
 
@@ -188,6 +189,7 @@ export class RedisEngine implements Engine {
     this.#prefix = options.keyPrefix ?? DEFAULT_KEY_PREFIX;
     this.#logger = options.logger;
     this.#idempotencyTtlS = options.idempotencyTtlS ?? DEFAULT_IDEMPOTENCY_TTL_S;
+    this.#commandTimeoutMs = options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS;
     // Without a listener ioredis prints every reconnect failure itself.
     redis.on('error', (err: Error) => this.#logConnectionError(err));
     // A cluster reports a failing node (refused connection, failed slot refresh) here.
@@ -427,8 +429,16 @@ export class RedisEngine implements Engine {
     return this.#notifications.watch(this.#keys(sessionId).channel, listener);
   }
 
+  /**
+   * Readiness (`/readyz`). One Redis: PING. A cluster: every master, see pingEveryMaster;
+   * a cluster with one master down cannot serve that master's sessions, so it is not ready.
+   */
   async ping(): Promise<void> {
-    await this.#call('ping', () => this.#redis.ping());
+    const redis = this.#redis;
+    await this.#call('ping', async () => {
+      if (isCluster(redis)) await pingEveryMaster(redis, this.#commandTimeoutMs);
+      else await redis.ping();
+    });
   }
 
   /** QUIT lets Redis answer what is in flight; if Redis is unreachable, drop the socket. */
@@ -472,6 +482,44 @@ export class RedisEngine implements Engine {
     this.#lastErrorLog = t;
     this.#logger?.warn({ err: err.message, status: this.#redis.status }, 'redis engine: connection error');
   }
+}
+
+/** Slots of a Redis Cluster: 0 … 16383. */
+const CLUSTER_SLOT_COUNT = 16_384;
+
+/**
+ * PING to every master of a cluster, in parallel, each bounded by the command timeout;
+ * rejects naming every master that failed. The masters are those the client's slot
+ * map names as owners plus those in its connection pool. ioredis drops a node's
+ * connection once it is lost (a stalled master's socket times out) and re-creates it
+ * only on the next slot refresh, so a slot owner without a pooled connection is not
+ * ready either: that asks for a refresh and rejects now (the next probe pings it).
+ */
+async function pingEveryMaster(cluster: Cluster, timeoutMs: number): Promise<void> {
+  if (cluster.status !== 'ready') throw new Error(`the cluster client is ${cluster.status}`);
+  const pool = new Map<string, Redis>();
+  for (const node of cluster.nodes('master'))
+    pool.set(`${String(node.options.host)}:${String(node.options.port)}`, node);
+  const owners = new Set<string>();
+  for (let slot = 0; slot < CLUSTER_SLOT_COUNT; slot++) {
+    const owner = cluster.slots[slot]?.[0];
+    if (owner === undefined) throw new Error(`slot ${slot} has no master`);
+    owners.add(owner);
+  }
+  const unpooled = [...owners].filter((key) => !pool.has(key));
+  if (unpooled.length > 0) {
+    cluster.refreshSlotsCache();
+    throw new Error(`no connection to master ${unpooled.join(', ')}`);
+  }
+  const results = await Promise.allSettled(
+    [...pool].map(([key, node]) =>
+      withDeadline(node.ping(), timeoutMs, 'no PONG').catch((err: unknown) => {
+        throw new Error(`master ${key}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+      }),
+    ),
+  );
+  const failed = results.flatMap((r) => (r.status === 'rejected' ? [(r.reason as Error).message] : []));
+  if (failed.length > 0) throw new Error(failed.join('; '));
 }
 
 /** How long connect waits for a cluster to be ready: a few command timeouts (slot map, ready check). */
