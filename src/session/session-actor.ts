@@ -462,6 +462,12 @@ export class SessionActor {
       const room = Math.min(limits.replayBatch, limits.maxInFlight - (conn.sentSeq - conn.ackedSeq));
       const result = await this.#time('read', () => engine.read(this.sessionId, conn.sentSeq, room));
       if (!conn.live) return;
+      if (result.epoch !== this.#epoch) {
+        // The stream moved to a new epoch (this connection would have been dropped if
+        // the actor had known before the read): its events are not this connection's.
+        this.#resetEpoch(result);
+        return;
+      }
       if (result.firstSeq > conn.sentSeq + 1) {
         this.#drop(conn, CloseCodes.history_gone, 'history_gone');
         return;
@@ -706,7 +712,10 @@ export class SessionActor {
       for (;;) {
         const from = this.#cache.lastSeq ?? this.#lowestCursor();
         if (from >= this.#head) break;
+        const epoch = this.#epoch;
         const page = await this.#time('read', () => engine.read(this.sessionId, from, limits.replayBatch));
+        // The actor moved to another epoch while this read was out: the page is stale.
+        if (this.#epoch !== epoch) continue;
         if (page.epoch !== this.#epoch) {
           this.#resetEpoch(page);
           break;
@@ -736,8 +745,14 @@ export class SessionActor {
 
   #ensureLoaded(): Promise<void> {
     if (this.#loaded) return Promise.resolve();
-    this.#loading ??= this.#time('head', () => this.#deps.engine.head(this.sessionId)).then(
+    // An actor that stopped watching (its last connection left) keeps its cache and
+    // position. It tells the engine how far it had seen, so a head rolled back under the
+    // same epoch moves the stream to a new one, and a new epoch empties the cache: the
+    // cached events belong to the old stream and must never be sent under the new epoch.
+    const seen = this.#epoch === '' ? undefined : { epoch: this.#epoch, headSeq: this.#head };
+    this.#loading ??= this.#time('head', () => this.#deps.engine.head(this.sessionId, seen)).then(
       (head) => {
+        if (this.#epoch !== '' && head.epoch !== this.#epoch) this.#resetEpoch(head);
         this.#epoch = head.epoch;
         this.#head = head.headSeq;
         if (head.endedAt !== undefined) this.#endSeq = head.endedAt;

@@ -139,9 +139,9 @@ async function history(sessionId: string): Promise<{ status: number; body: any }
   return { status: 200, body: { ...first.body, events } };
 }
 
-async function until(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {
+async function until(cond: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
+  while (!(await cond())) {
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 20));
   }
@@ -542,6 +542,60 @@ describe('Redis trouble under a real gateway process', () => {
     }
   });
 
+  it('truncated AOF while the session had no connection here: the idle actor neither serves its cache nor reuses seqs under the old epoch', async () => {
+    const { sessionId, sub, subSeqs, welcome, pub } = await sessionWithClients();
+    let keep: number;
+    const incr = incrementalAof();
+    try {
+      for (let i = 1; i <= 4; i++) await puback(pub, `h${i}`, i); // head 5
+      await until(() => subSeqs.length === 5, 5000, 'seqs 1..5');
+      keep = statSync(incr).size;
+      for (let i = 5; i <= 7; i++) await puback(pub, `h${i}`, i); // 6..8, cached by the actor
+      await until(() => subSeqs.length === 8, 5000, 'seqs 1..8');
+    } finally {
+      sub.close();
+      pub.close();
+    }
+    // The actor outlives its connections (ACTOR_IDLE_MS) with seqs 1..8 in its cache.
+    await until(async () => (await openConnections()) === 0, 5000, 'connections closed on the gateway');
+
+    await redis.kill();
+    truncateSync(incr, keep);
+    await redis.restart();
+    assert.deepEqual(
+      await storedHead(sessionId),
+      { epoch: welcome.epoch, head: 5 },
+      'the AOF lost seqs 6..8',
+    );
+    await gw.waitForReady(200, 10_000);
+
+    const { client: fresh, welcome: again } = await subscribe(gw.wsUrl, {
+      sessionId,
+      token: owner,
+      after: 0,
+    });
+    try {
+      const problems: string[] = [];
+      if (again.epoch === welcome.epoch)
+        problems.push(
+          `the fresh hello was welcomed under the old epoch at head ${String(again.headSeq)}: the rolled-back head was accepted`,
+        );
+      const appended = await ingest(sessionId, 'h8', 8);
+      assert.equal(appended.status, 201, JSON.stringify(appended.body));
+      const stored = await storedHead(sessionId);
+      if (stored.epoch === welcome.epoch && (appended.body.seq as number) <= 8)
+        problems.push(`seq ${String(appended.body.seq)} was assigned again under the old epoch`);
+      const first = await fresh.op('ev', 3000);
+      if (first.event.eventId !== 'h8')
+        problems.push(
+          `the fresh subscriber got ${String(first.event.eventId)} at seq ${String(first.seq)} first, not the new epoch's h8`,
+        );
+      assert.deepEqual(problems, []);
+    } finally {
+      fresh.close();
+    }
+  });
+
   it('restart without persistence: a connected old-epoch subscriber is closed with 4011 on resync, without any append, even when the first resync attempt fails', async () => {
     const { sessionId, sub, subSeqs, welcome, pub } = await sessionWithClients();
     try {
@@ -595,6 +649,17 @@ describe('Redis trouble under a real gateway process', () => {
 });
 
 /** The AOF file Redis appends to now (Redis 7 multi-part AOF). */
+/** The gateway's open WebSocket count, from its own /metrics. */
+async function openConnections(): Promise<number> {
+  const res = await fetch(`${gw.url}/metrics`);
+  const text = await res.text();
+  let total = 0;
+  for (const line of text.split('\n')) {
+    if (line.startsWith('lifeos_ws_connections{')) total += Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return total;
+}
+
 function incrementalAof(): string {
   const dir = path.join(redis.dir, 'appendonlydir');
   const incr = readdirSync(dir).filter((f) => f.endsWith('.incr.aof'));
