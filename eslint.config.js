@@ -6,7 +6,7 @@ import tseslint from 'typescript-eslint';
 
 export default defineConfig(
   {
-    ignores: ['node_modules/**', 'dist/**', 'schema/**', 'coverage/**', 'bench/results/**', '.tmp/**'],
+    ignores: ['node_modules/**', 'dist/**', 'schema/**', 'coverage/**', 'bench/results/**', '.tmp/**', '.chaos/**'],
   },
   eslint.configs.recommended,
   tseslint.configs.recommendedTypeChecked,

@@ -1,10 +1,10 @@
 import { forget, killOnExit, unrefChild } from './child-cleanup.ts';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { freePort } from './ports.ts';
 import { RespClient } from './resp.ts';
 
 /**
@@ -202,18 +202,6 @@ export async function redisUrlForTests(
 }
 
 /** Binds port 0, reads the port the OS picked, and releases it for redis-server. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const address = srv.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      srv.close(() => (port > 0 ? resolve(port) : reject(new Error('no port'))));
-    });
-  });
-}
 
 async function answersPing(port: number): Promise<boolean> {
   let client: RespClient | undefined;

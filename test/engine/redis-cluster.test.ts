@@ -10,7 +10,7 @@ import { EngineUnavailableError } from '../../src/errors/gateway-error.ts';
 import { ManualClock } from '../../src/util/clock.ts';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 import { RedisCluster } from '../helpers/redis-cluster.ts';
-import { freePort } from '../../chaos/toolkit/redis-server.ts';
+import { freePort } from '../../chaos/toolkit/ports.ts';
 import { subscribe } from '../helpers/ws-client.ts';
 import { CONTRACT_LIMITS, engineContract, makeEvent, uniqueId } from './contract.ts';
 

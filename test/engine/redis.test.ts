@@ -6,7 +6,8 @@ import type { Engine } from '../../src/engine/engine.ts';
 import { RedisEngine, type RedisEngineOptions } from '../../src/engine/redis/redis-engine.ts';
 import { EngineUnavailableError } from '../../src/errors/gateway-error.ts';
 import { ManualClock } from '../../src/util/clock.ts';
-import { freePort, RedisServer, redisUrlForTests } from '../../chaos/toolkit/redis-server.ts';
+import { freePort } from '../../chaos/toolkit/ports.ts';
+import { RedisServer, redisUrlForTests } from '../../chaos/toolkit/redis-server.ts';
 import { CONTRACT_LIMITS, engineContract, makeEvent, uniqueId } from './contract.ts';
 
 // One private redis-server for the contract suite (or REDIS_URL); every test gets its own key prefix.

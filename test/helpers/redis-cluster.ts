@@ -5,7 +5,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { freePort } from '../../chaos/toolkit/redis-server.ts';
+import { freePort } from '../../chaos/toolkit/ports.ts';
 import { RespClient, type RespValue } from '../../chaos/toolkit/resp.ts';
 
 /**

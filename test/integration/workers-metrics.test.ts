@@ -15,7 +15,8 @@ import {
   type WorkerMetrics,
 } from '../../src/supervisor/metrics-server.ts';
 import { SupervisorMetrics, type WorkerInfo } from '../../src/supervisor/supervisor-metrics.ts';
-import { freePort, RedisServer } from '../../chaos/toolkit/redis-server.ts';
+import { freePort } from '../../chaos/toolkit/ports.ts';
+import { RedisServer } from '../../chaos/toolkit/redis-server.ts';
 import { subscribe } from '../helpers/ws-client.ts';
 
 /**

@@ -1,0 +1,227 @@
+import { FaultProxy } from '../toolkit/fault-proxy.ts';
+import { GatewayProcess } from '../toolkit/gateway-process.ts';
+import { freePort } from '../toolkit/ports.ts';
+import { RedisServer } from '../toolkit/redis-server.ts';
+import type { Rng } from '../swarm/rng.ts';
+
+/**
+ * The system under test for a chaos run: one private redis-server and N gateway nodes,
+ * each started through the real entry point, with our own TCP fault proxies where a
+ * scenario needs to break the network (between the gateways and Redis, and between the
+ * clients and each gateway).
+ *
+ * A killed node is restarted on the same port, as a process supervisor would do, so the
+ * clients' list of addresses stays valid.
+ */
+export interface DeploymentOptions {
+  nodes: number;
+  /** Redis persistence: AOF with `appendfsync always` unless a scenario says otherwise. */
+  redisAof: boolean;
+  appendfsync: 'always' | 'everysec' | 'no';
+  /** Put a fault proxy between the gateways and Redis. */
+  redisProxy: boolean;
+  /** Put a fault proxy in front of every gateway node (clients connect through it). */
+  clientProxies: boolean;
+  /**
+   * A second proxy in front of every node that lets `slowLaneBytesPerSec` through to the
+   * client, for subscribers that read slowly from their first byte on (a reader that
+   * merely stops is absorbed by loopback socket buffers of tens of megabytes).
+   */
+  slowLaneBytesPerSec: number;
+  /** Extra gateway environment (timeouts, limits) on top of the chaos defaults. */
+  gatewayEnv: Record<string, string>;
+  rng: Rng;
+}
+
+export interface NodeSlot {
+  readonly name: string;
+  process: GatewayProcess | undefined;
+  port: number;
+  proxy: FaultProxy | undefined;
+  slowLane: FaultProxy | undefined;
+  paused: boolean;
+}
+
+/** Gateway settings that keep a short run meaningful: short windows and timeouts. */
+export const CHAOS_GATEWAY_ENV: Record<string, string> = {
+  LOG_LEVEL: 'info',
+  RESUME_WINDOW_MS: '30000',
+  REDIS_COMMAND_TIMEOUT_MS: '1000',
+  HISTORY_MAX_EVENTS: '1000000',
+  SHUTDOWN_TIMEOUT_MS: '3000',
+};
+
+export class Deployment {
+  readonly redis: RedisServer;
+  readonly redisProxy: FaultProxy | undefined;
+  readonly nodes: NodeSlot[];
+  readonly #options: DeploymentOptions;
+
+  private constructor(
+    options: DeploymentOptions,
+    redis: RedisServer,
+    redisProxy: FaultProxy | undefined,
+    nodes: NodeSlot[],
+  ) {
+    this.#options = options;
+    this.redis = redis;
+    this.redisProxy = redisProxy;
+    this.nodes = nodes;
+  }
+
+  static async start(options: DeploymentOptions): Promise<Deployment> {
+    const redis = await RedisServer.start({ aof: options.redisAof, appendfsync: options.appendfsync });
+    const redisProxy = options.redisProxy
+      ? await FaultProxy.start({
+          target: { host: '127.0.0.1', port: redis.port },
+          name: 'redis',
+          random: () => options.rng.next(),
+        })
+      : undefined;
+    const nodes: NodeSlot[] = Array.from({ length: options.nodes }, (_, i) => ({
+      name: `n${i + 1}`,
+      process: undefined,
+      port: 0,
+      proxy: undefined,
+      slowLane: undefined,
+      paused: false,
+    }));
+    const deployment = new Deployment(options, redis, redisProxy, nodes);
+    try {
+      await Promise.all(nodes.map((slot) => deployment.#launch(slot)));
+      if (options.clientProxies) {
+        for (const slot of nodes) {
+          slot.proxy = await FaultProxy.start({
+            target: { host: '127.0.0.1', port: slot.port },
+            name: `clients→${slot.name}`,
+            random: () => options.rng.next(),
+          });
+        }
+      }
+      if (options.slowLaneBytesPerSec > 0) {
+        for (const slot of nodes) {
+          slot.slowLane = await FaultProxy.start({
+            target: { host: '127.0.0.1', port: slot.port },
+            name: `slow→${slot.name}`,
+            maxQueuedBytes: 64 * 1024,
+          });
+          slot.slowLane.setFaults({ bandwidthBytesPerSec: options.slowLaneBytesPerSec }, 'down');
+        }
+      }
+    } catch (err) {
+      await deployment.stop();
+      throw err;
+    }
+    return deployment;
+  }
+
+  /** Where clients connect: the node itself, or the proxy in front of it. */
+  targets(): string[] {
+    return this.nodes.map((slot) => `http://127.0.0.1:${slot.proxy ? slot.proxy.port : slot.port}`);
+  }
+
+  /** Where slow readers connect (empty without a slow lane). */
+  slowTargets(): string[] {
+    return this.nodes.flatMap((slot) => (slot.slowLane ? [`http://127.0.0.1:${slot.slowLane.port}`] : []));
+  }
+
+  get redisUrl(): string {
+    return `redis://127.0.0.1:${this.redisProxy ? this.redisProxy.port : this.redis.port}`;
+  }
+
+  /** kill -9; the node is started again on the same port after `downMs`. */
+  async killNode(slot: NodeSlot, downMs: number): Promise<void> {
+    const proc = slot.process;
+    if (!proc) return;
+    slot.process = undefined;
+    proc.kill('SIGKILL');
+    await proc.exited;
+    slot.paused = false;
+    if (downMs > 0) await new Promise((r) => setTimeout(r, downMs));
+    await this.#launch(slot);
+  }
+
+  /** SIGSTOP: the node keeps its sockets and answers nothing (a zombie, a long GC pause). */
+  pauseNode(slot: NodeSlot): void {
+    if (!slot.process || slot.paused) return;
+    slot.process.pause();
+    slot.paused = true;
+  }
+
+  resumeNode(slot: NodeSlot): void {
+    if (!slot.process || !slot.paused) return;
+    slot.process.resume();
+    slot.paused = false;
+  }
+
+  /** RSS of every running node, for the memory bound. */
+  memory(): Array<{ node: string; rssBytes: number }> {
+    const out: Array<{ node: string; rssBytes: number }> = [];
+    for (const slot of this.nodes) {
+      if (!slot.process?.running) continue;
+      try {
+        out.push({ node: slot.name, rssBytes: slot.process.rssBytes() });
+      } catch {
+        /* the process just exited */
+      }
+    }
+    return out;
+  }
+
+  /** Lines a node logged at warn level or above, for the report. */
+  problems(): Array<{ node: string; line: Record<string, unknown> }> {
+    const out: Array<{ node: string; line: Record<string, unknown> }> = [];
+    for (const slot of this.nodes) {
+      for (const line of slot.process?.logs ?? []) {
+        if (line.level === 'warn' || line.level === 'error' || line.level === 'fatal')
+          out.push({ node: slot.name, line });
+      }
+    }
+    return out;
+  }
+
+  async stop(): Promise<void> {
+    for (const slot of this.nodes) this.resumeNode(slot);
+    await Promise.allSettled(this.nodes.map(async (slot) => slot.process?.stop(5000)));
+    await Promise.allSettled(
+      this.nodes.map(async (slot) => {
+        await slot.proxy?.close();
+        await slot.slowLane?.close();
+      }),
+    );
+    await this.redisProxy?.close();
+    this.redis.resume();
+    await this.redis.stop();
+  }
+
+  /**
+   * Starts the node's process on its port (picked once, outside the ephemeral range, so
+   * that no client socket can hold it while the node is down). A start that fails —
+   * the port still held by a socket of the killed process for a moment — is retried.
+   */
+  async #launch(slot: NodeSlot): Promise<void> {
+    if (slot.port === 0) slot.port = await freePort();
+    for (let attempt = 1; ; attempt++) {
+      try {
+        slot.process = await this.#spawn(slot);
+        return;
+      } catch (err) {
+        if (attempt >= 5) throw err;
+        await new Promise((r) => setTimeout(r, 200 * attempt));
+      }
+    }
+  }
+
+  async #spawn(slot: NodeSlot): Promise<GatewayProcess> {
+    return GatewayProcess.start(
+      {
+        ...CHAOS_GATEWAY_ENV,
+        ...this.#options.gatewayEnv,
+        REDIS_URL: this.redisUrl,
+        NODE_ID: slot.name,
+        PORT: String(slot.port),
+      },
+      { name: slot.name },
+    );
+  }
+}

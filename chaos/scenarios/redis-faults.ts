@@ -1,0 +1,79 @@
+import { readdirSync, statSync, truncateSync } from 'node:fs';
+import path from 'node:path';
+import { active, note, pause, type FaultControl, type Scenario } from './scenario.ts';
+
+/** Redis crashing, losing history and stalling under the swarm. */
+
+export const redisKill: Scenario = {
+  name: 'redis-kill',
+  summary:
+    'kill -9 of Redis and a restart from its AOF (appendfsync always): same epoch, nothing acknowledged lost',
+  quickSeconds: 10,
+  async faults(control) {
+    while (active(control)) {
+      await pause(control, control.rng.int(1500, 3000));
+      if (!active(control)) break;
+      note(control, 'redis_kill', 'redis');
+      await control.deployment.redis.kill();
+      await new Promise((r) => setTimeout(r, control.rng.int(100, 1500)));
+      await control.deployment.redis.restart();
+    }
+  },
+};
+
+/** The incremental AOF file of a redis-server started with appendonly yes (Redis ≥ 7). */
+function incrementalAof(control: FaultControl): string {
+  const dir = path.join(control.deployment.redis.dir, 'appendonlydir');
+  const name = readdirSync(dir).find((f) => f.endsWith('.incr.aof'));
+  if (!name) throw new Error(`no incremental AOF in ${dir}`);
+  return path.join(dir, name);
+}
+
+export const redisHistoryLoss: Scenario = {
+  name: 'redis-history-loss',
+  summary:
+    'Redis restarts from an AOF that lost its tail: streams move to a new epoch, old-epoch clients get 4011, never a silent gap',
+  quickSeconds: 10,
+  allowEpochChange: true,
+  async faults(control) {
+    while (active(control)) {
+      await pause(control, control.rng.int(1000, 2000));
+      const file = incrementalAof(control);
+      const keep = statSync(file).size;
+      await pause(control, control.rng.int(1000, 2000));
+      if (!active(control)) break;
+      note(control, 'redis_history_loss', 'redis', `AOF cut back to ${keep} bytes`);
+      await control.deployment.redis.kill();
+      truncateSync(file, keep);
+      await control.deployment.redis.restart();
+    }
+  },
+};
+
+export const redisStall: Scenario = {
+  name: 'redis-stall',
+  summary:
+    'Redis frozen (SIGSTOP) or cut off (blackholed proxy) past the command timeout: nacks, 503s, bounded memory, and back within seconds',
+  quickSeconds: 10,
+  deployment: { redisProxy: true },
+  maxRssBytes: 400 * 1024 * 1024,
+  async faults(control) {
+    const { redis, redisProxy } = control.deployment;
+    while (active(control)) {
+      await pause(control, control.rng.int(1000, 2000));
+      if (!active(control)) break;
+      const ms = control.rng.int(1500, 4000);
+      if (control.rng.chance(0.5)) {
+        note(control, 'redis_freeze', 'redis', `${ms} ms`);
+        redis.pause();
+        await new Promise((r) => setTimeout(r, ms));
+        redis.resume();
+      } else {
+        note(control, 'redis_blackhole', 'redis', `${ms} ms`);
+        redisProxy!.blackhole('stall');
+        await new Promise((r) => setTimeout(r, ms));
+        redisProxy!.heal();
+      }
+    }
+  },
+};
