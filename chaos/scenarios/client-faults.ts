@@ -15,7 +15,7 @@ export const baseline: Scenario = {
 };
 
 /** Keeps `perSecond` bursts of 2–8 duplicate resumes going, spread over the subscribers. */
-async function raceBursts(control: FaultControl, perSecond: number): Promise<void> {
+export async function raceBursts(control: FaultControl, perSecond: number): Promise<void> {
   const running = new Set<Promise<unknown>>();
   while (active(control)) {
     const sub = control.rng.pick(control.swarm.subscribers);

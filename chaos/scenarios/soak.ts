@@ -1,3 +1,4 @@
+import { raceBursts } from './client-faults.ts';
 import { active, note, pause, type FaultControl, type Scenario } from './scenario.ts';
 
 /**
@@ -64,8 +65,8 @@ const stallRedis: Fault = async (control) => {
 
 /** Weights: node kills and races dominate, as the soak targets demand. */
 const MENU: Array<[Fault, number]> = [
-  [killNode, 8],
-  [raceBurst, 8],
+  [killNode, 12],
+  [raceBurst, 4],
   [dropClients, 4],
   [freezeNode, 2],
   [stallReaders, 2],
@@ -90,13 +91,14 @@ export const mixedSoak: Scenario = {
   behaviour: { staleAck: 0.1, aheadAck: 0.05, lateAck: 0.1 },
   maxRssBytes: 600 * 1024 * 1024,
   async faults(control) {
-    // Two fault lanes, so a node kill does not hold up the races and vice versa.
+    // Two lanes of random faults, so a node kill does not hold up everything else, and a
+    // steady lane of duplicate-resume races on top.
     const lane = async (): Promise<void> => {
       while (active(control)) {
         await draw(control)(control);
         await pause(control, control.rng.int(100, 800));
       }
     };
-    await Promise.all([lane(), lane()]);
+    await Promise.all([lane(), lane(), raceBursts(control, 8)]);
   },
 };
