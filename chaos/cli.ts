@@ -5,6 +5,7 @@
  *   npm run chaos -- --scenario node-kill --seconds 60   one scenario by name
  *   npm run chaos:soak -- --seconds 600                  the mixed soak (2 nodes, 50 sessions)
  *   npm run chaos -- --list
+ *   npm run chaos -- --recheck .chaos/<run>/history.jsonl   check a saved history again
  *
  * Options: --seed N (replay a run's plan), --sessions N, --subscribers N (per session),
  * --publishers N (per session), --nodes N, --out DIR (default .chaos/<time>-<scenario>),
@@ -14,7 +15,9 @@
  * Exit code 0 when every run's verdict is PASS, 1 otherwise (the summary names the
  * violations and the seed to replay).
  */
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import { checkHistory, formatSummary, readHistory, type CheckerOptions } from './checker/checker.ts';
 import { parseArgs } from 'node:util';
 import { runScenario, type RunOptions } from './harness/run.ts';
 import { SCENARIOS, scenarioByName } from './scenarios/index.ts';
@@ -36,6 +39,7 @@ const { values } = parseArgs({
     quick: { type: 'boolean', default: false },
     soak: { type: 'boolean', default: false },
     list: { type: 'boolean', default: false },
+    recheck: { type: 'string' },
     'no-history': { type: 'boolean', default: false },
   },
 });
@@ -50,6 +54,17 @@ function int(name: keyof typeof values, fallback?: number): number | undefined {
 }
 
 async function main(): Promise<number> {
+  if (values.recheck) {
+    // The run's own checker options sit beside its history, in verdict.json.
+    const verdictFile = path.join(path.dirname(values.recheck), 'verdict.json');
+    const options = existsSync(verdictFile)
+      ? (JSON.parse(readFileSync(verdictFile, 'utf8')) as { verdict: { options: CheckerOptions } }).verdict
+          .options
+      : {};
+    const verdict = checkHistory(readHistory(values.recheck), options);
+    console.log(formatSummary(verdict));
+    return verdict.ok ? 0 : 1;
+  }
   if (values.list) {
     for (const s of SCENARIOS) console.log(`${s.name.padEnd(20)} ${s.summary}`);
     return 0;
@@ -101,7 +116,7 @@ async function main(): Promise<number> {
     console.log(
       `(${((Date.now() - started) / 1000).toFixed(1)} s; history and verdict in ${path.relative(process.cwd(), outDir)})\n`,
     );
-    if (!result.verdict.ok) failed++;
+    if (!result.passed) failed++;
   }
   if (runs.length > 1)
     console.log(

@@ -55,6 +55,13 @@ export class Deployment {
   readonly redis: RedisServer;
   readonly redisProxy: FaultProxy | undefined;
   readonly nodes: NodeSlot[];
+  /** Node exits nobody asked for (a crash is a finding of the run, not a fault). */
+  readonly unexpectedExits: Array<{
+    node: string;
+    code: number | null;
+    signal: string | null;
+    stderr: string;
+  }> = [];
   readonly #options: DeploymentOptions;
 
   private constructor(
@@ -154,6 +161,18 @@ export class Deployment {
     slot.paused = false;
   }
 
+  /** Starts again every node that is not running (one that exited on its own). */
+  async ensureRunning(): Promise<void> {
+    await Promise.all(
+      this.nodes.map(async (slot) => {
+        if (!slot.process?.running) {
+          slot.process = undefined;
+          await this.#launch(slot);
+        }
+      }),
+    );
+  }
+
   /** RSS of every running node, for the memory bound. */
   memory(): Array<{ node: string; rssBytes: number }> {
     const out: Array<{ node: string; rssBytes: number }> = [];
@@ -203,7 +222,13 @@ export class Deployment {
     if (slot.port === 0) slot.port = await freePort();
     for (let attempt = 1; ; attempt++) {
       try {
-        slot.process = await this.#spawn(slot);
+        const proc = await this.#spawn(slot);
+        slot.process = proc;
+        void proc.exited.then(({ code, signal }) => {
+          // killNode() forgets the process before it kills it: still here means unasked.
+          if (slot.process === proc)
+            this.unexpectedExits.push({ node: slot.name, code, signal, stderr: proc.stderr.slice(-2000) });
+        });
         return;
       } catch (err) {
         if (attempt >= 5) throw err;

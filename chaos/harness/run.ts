@@ -35,6 +35,8 @@ export interface RunOptions {
 }
 
 export interface RunResult {
+  /** The verdict passed and no gateway node exited on its own. */
+  passed: boolean;
   verdict: Verdict;
   summary: string;
   finish: FinishReport;
@@ -52,6 +54,10 @@ const TENANT = 'chaos';
 
 export async function runScenario(options: RunOptions): Promise<RunResult> {
   const { scenario, seconds, seed } = options;
+  if (options.external && !scenario.clientOnly)
+    throw new Error(
+      `${scenario.name} kills or freezes processes: it runs only on the harness's own deployment`,
+    );
   const log = options.log ?? (() => {});
   const rng = new Rng(seed);
   mkdirSync(options.outDir, { recursive: true });
@@ -110,12 +116,15 @@ export async function runScenario(options: RunOptions): Promise<RunResult> {
     try {
       await swarm.start();
       const until = Date.now() + seconds * 1000;
-      if (deployment) {
-        await scenario.faults({ rng: rng.fork('faults'), deployment, swarm, until, counts, recorder });
-        await heal(deployment);
-      } else {
-        await new Promise((r) => setTimeout(r, seconds * 1000));
-      }
+      await scenario.faults({
+        rng: rng.fork('faults'),
+        deployment: deployment ?? noDeployment,
+        swarm,
+        until,
+        counts,
+        recorder,
+      });
+      if (deployment) await heal(deployment);
       log(`${scenario.name}: load phase over (${describe(counts)}); draining`);
       finish = await swarm.finish();
     } finally {
@@ -132,8 +141,14 @@ export async function runScenario(options: RunOptions): Promise<RunResult> {
         (finish.unsettled.length ? `; unsettled: ${finish.unsettled.join(', ')}` : '') +
         (finish.behind.length ? `; behind: ${finish.behind.join(', ')}` : '') +
         (finish.fatal.length ? `; gave up: ${finish.fatal.join(', ')}` : ''),
+      ...(deployment?.unexpectedExits.length
+        ? [
+            `UNEXPECTED NODE EXITS: ${deployment.unexpectedExits.map((e) => `${e.node} (${e.code ?? e.signal ?? '?'})`).join(', ')}`,
+          ]
+        : []),
       formatSummary(verdict),
-      `replay: npm run chaos -- --scenario ${scenario.name} --seconds ${seconds} --seed ${seed}`,
+      `replay: npm run chaos -- --scenario ${scenario.name} --seconds ${seconds} --seed ${seed}` +
+        (options.external ? ` --target ${options.external.urls.join(',')} --secret …` : ''),
     ].join('\n');
     writeFileSync(
       path.join(options.outDir, 'verdict.json'),
@@ -147,11 +162,19 @@ export async function runScenario(options: RunOptions): Promise<RunResult> {
         problems.map((p) => JSON.stringify(p)).join('\n') + '\n',
       );
     }
-    return { verdict, summary, finish, faults: counts, outDir: options.outDir };
+    const passed = verdict.ok && (deployment?.unexpectedExits.length ?? 0) === 0;
+    return { passed, verdict, summary, finish, faults: counts, outDir: options.outDir };
   } finally {
     await deployment?.stop();
   }
 }
+
+/** What client-only scenarios get against an external deployment: nothing to break. */
+const noDeployment = new Proxy({} as Deployment, {
+  get() {
+    throw new Error('this scenario needs the harness to run the gateways itself');
+  },
+});
 
 /** Leaves nothing broken for the finish phase: nodes thawed, Redis answering, proxies open. */
 async function heal(deployment: Deployment): Promise<void> {
@@ -165,6 +188,7 @@ async function heal(deployment: Deployment): Promise<void> {
     // Slow readers catch up at full speed in the finish phase.
     slot.slowLane?.clearFaults();
   }
+  await deployment.ensureRunning();
   await Promise.all(deployment.nodes.map(async (slot) => slot.process?.waitForReady(200, 30_000)));
 }
 

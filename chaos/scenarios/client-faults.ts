@@ -7,6 +7,7 @@ import { active, note, pause, type FaultControl, type Scenario } from './scenari
 
 export const baseline: Scenario = {
   name: 'baseline',
+  clientOnly: true,
   summary: 'no faults: the swarm and the checker agree on a healthy system',
   quickSeconds: 6,
   async faults(control) {
@@ -32,6 +33,7 @@ export async function raceBursts(control: FaultControl, perSecond: number): Prom
 
 export const duplicateResumes: Scenario = {
   name: 'duplicate-resumes',
+  clientOnly: true,
   summary:
     'bursts of 2–8 concurrent resumes of one subscriber on different nodes: exactly one survivor, nothing twice',
   quickSeconds: 8,
@@ -41,6 +43,7 @@ export const duplicateResumes: Scenario = {
 
 export const ackRaces: Scenario = {
   name: 'ack-races',
+  clientOnly: true,
   summary:
     'stale, repeated, late, out-of-order and ahead acks, acks on superseded connections, resumes that read the checkpoint',
   quickSeconds: 8,
@@ -68,6 +71,7 @@ export const ackRaces: Scenario = {
 
 export const checkpoints: Scenario = {
   name: 'checkpoints',
+  clientOnly: true,
   summary: 'late, stale and future checkpoints, resumes with a wrong epoch (must be 4011)',
   quickSeconds: 8,
   behaviour: {

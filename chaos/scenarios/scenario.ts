@@ -15,6 +15,11 @@ export interface Scenario {
   readonly summary: string;
   /** Seconds of load in the quick tier (CI). */
   readonly quickSeconds: number;
+  /**
+   * Its faults come from the clients only, so it can run against gateways someone else
+   * runs (`--target`); the others kill and freeze our own processes.
+   */
+  readonly clientOnly?: boolean;
   readonly deployment?: Partial<Omit<DeploymentOptions, 'rng'>>;
   readonly shape?: Partial<SwarmShape>;
   readonly behaviour?: Partial<Behaviour>;
