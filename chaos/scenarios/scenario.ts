@@ -57,3 +57,26 @@ export function note(control: FaultControl, fault: string, target: string, detai
   control.counts[fault] = (control.counts[fault] ?? 0) + 1;
   control.recorder.record({ op: 'fault', fault, target, ...(detail ? { detail } : {}) });
 }
+
+const held = new WeakMap<FaultControl, Set<string>>();
+
+/**
+ * Runs `fault` unless another fault holds `target` (a node, Redis): concurrent fault
+ * lanes must not kill a process another lane is restarting. Returns whether it ran.
+ */
+export async function exclusive(
+  control: FaultControl,
+  target: string,
+  fault: () => Promise<void>,
+): Promise<boolean> {
+  let busy = held.get(control);
+  if (!busy) held.set(control, (busy = new Set()));
+  if (busy.has(target)) return false;
+  busy.add(target);
+  try {
+    await fault();
+    return true;
+  } finally {
+    busy.delete(target);
+  }
+}

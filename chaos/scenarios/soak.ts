@@ -1,5 +1,5 @@
 import { raceBursts } from './client-faults.ts';
-import { active, note, pause, type FaultControl, type Scenario } from './scenario.ts';
+import { active, exclusive, note, pause, type FaultControl, type Scenario } from './scenario.ts';
 
 /**
  * The mixed soak: every few hundred milliseconds a fault drawn at random — node kills,
@@ -10,17 +10,22 @@ type Fault = (control: FaultControl) => Promise<void>;
 
 const killNode: Fault = async (control) => {
   const slot = control.rng.pick(control.deployment.nodes);
-  note(control, 'node_kill', slot.name);
-  await control.deployment.killNode(slot, control.rng.int(100, 1000));
+  const downMs = control.rng.int(100, 1000);
+  await exclusive(control, slot.name, async () => {
+    note(control, 'node_kill', slot.name);
+    await control.deployment.killNode(slot, downMs);
+  });
 };
 
 const freezeNode: Fault = async (control) => {
   const slot = control.rng.pick(control.deployment.nodes);
   const ms = control.rng.int(500, 3000);
-  note(control, 'node_freeze', slot.name, `${ms} ms`);
-  control.deployment.pauseNode(slot);
-  await new Promise((r) => setTimeout(r, ms));
-  control.deployment.resumeNode(slot);
+  await exclusive(control, slot.name, async () => {
+    note(control, 'node_freeze', slot.name, `${ms} ms`);
+    control.deployment.pauseNode(slot);
+    await new Promise((r) => setTimeout(r, ms));
+    control.deployment.resumeNode(slot);
+  });
 };
 
 const raceBurst: Fault = async (control) => {
@@ -49,18 +54,23 @@ const stallReaders: Fault = async (control) => {
 };
 
 const killRedis: Fault = async (control) => {
-  note(control, 'redis_kill', 'redis');
-  await control.deployment.redis.kill();
-  await new Promise((r) => setTimeout(r, control.rng.int(100, 1000)));
-  await control.deployment.redis.restart();
+  const downMs = control.rng.int(100, 1000);
+  await exclusive(control, 'redis', async () => {
+    note(control, 'redis_kill', 'redis');
+    await control.deployment.redis.kill();
+    await new Promise((r) => setTimeout(r, downMs));
+    await control.deployment.redis.restart();
+  });
 };
 
 const stallRedis: Fault = async (control) => {
   const ms = control.rng.int(500, 2500);
-  note(control, 'redis_freeze', 'redis', `${ms} ms`);
-  control.deployment.redis.pause();
-  await new Promise((r) => setTimeout(r, ms));
-  control.deployment.redis.resume();
+  await exclusive(control, 'redis', async () => {
+    note(control, 'redis_freeze', 'redis', `${ms} ms`);
+    control.deployment.redis.pause();
+    await new Promise((r) => setTimeout(r, ms));
+    control.deployment.redis.resume();
+  });
 };
 
 /** Weights: node kills and races dominate, as the soak targets demand. */
