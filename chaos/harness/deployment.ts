@@ -28,6 +28,8 @@ export interface DeploymentOptions {
    * merely stops is absorbed by loopback socket buffers of tens of megabytes).
    */
   slowLaneBytesPerSec: number;
+  /** Run the nodes from source (tsx) or from the compiled `dist/` (faster restarts). */
+  build: 'source' | 'dist';
   /** Extra gateway environment (timeouts, limits) on top of the chaos defaults. */
   gatewayEnv: Record<string, string>;
   rng: Rng;
@@ -63,6 +65,8 @@ export class Deployment {
     stderr: string;
   }> = [];
   readonly #options: DeploymentOptions;
+  /** Processes that were killed or exited, kept for their logs (the report). */
+  readonly #retired: Array<{ node: string; process: GatewayProcess }> = [];
 
   private constructor(
     options: DeploymentOptions,
@@ -141,6 +145,7 @@ export class Deployment {
     const proc = slot.process;
     if (!proc) return;
     slot.process = undefined;
+    this.#retired.push({ node: slot.name, process: proc });
     proc.kill('SIGKILL');
     await proc.exited;
     slot.paused = false;
@@ -187,13 +192,17 @@ export class Deployment {
     return out;
   }
 
-  /** Lines a node logged at warn level or above, for the report. */
-  problems(): Array<{ node: string; line: Record<string, unknown> }> {
-    const out: Array<{ node: string; line: Record<string, unknown> }> = [];
-    for (const slot of this.nodes) {
-      for (const line of slot.process?.logs ?? []) {
+  /** Lines every node process (killed ones included) logged at warn level or above. */
+  problems(): Array<{ node: string; pid: number; line: Record<string, unknown> }> {
+    const out: Array<{ node: string; pid: number; line: Record<string, unknown> }> = [];
+    const all = [
+      ...this.#retired,
+      ...this.nodes.flatMap((slot) => (slot.process ? [{ node: slot.name, process: slot.process }] : [])),
+    ];
+    for (const { node, process } of all) {
+      for (const line of process.logs) {
         if (line.level === 'warn' || line.level === 'error' || line.level === 'fatal')
-          out.push({ node: slot.name, line });
+          out.push({ node, pid: process.pid, line });
       }
     }
     return out;
@@ -246,7 +255,7 @@ export class Deployment {
         NODE_ID: slot.name,
         PORT: String(slot.port),
       },
-      { name: slot.name },
+      { name: slot.name, build: this.#options.build },
     );
   }
 }

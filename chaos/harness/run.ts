@@ -71,6 +71,7 @@ export async function runScenario(options: RunOptions): Promise<RunResult> {
         redisProxy: false,
         clientProxies: false,
         slowLaneBytesPerSec: 0,
+        build: 'source',
         ...scenario.deployment,
         ...options.deployment,
         gatewayEnv: { ...scenario.deployment?.gatewayEnv, ...options.deployment?.gatewayEnv },
@@ -156,7 +157,7 @@ export async function runScenario(options: RunOptions): Promise<RunResult> {
     );
     writeFileSync(path.join(options.outDir, 'summary.txt'), summary + '\n');
     if (deployment) {
-      const problems = deployment.problems().slice(-50);
+      const problems = deployment.problems().slice(-20_000);
       writeFileSync(
         path.join(options.outDir, 'gateway-warnings.jsonl'),
         problems.map((p) => JSON.stringify(p)).join('\n') + '\n',

@@ -18,6 +18,7 @@ export const GATEWAY_PROCESS_SECRET = 'gateway-process-secret-gateway-process-01
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const MAIN = fileURLToPath(new URL('../../src/main.ts', import.meta.url));
+const DIST_MAIN = fileURLToPath(new URL('../../dist/main.js', import.meta.url));
 
 export type LogLine = Record<string, unknown> & { msg?: string; level?: string };
 
@@ -87,11 +88,13 @@ export class GatewayProcess {
    */
   static async start(
     env: Record<string, string> = {},
-    options: { name?: string; startTimeoutMs?: number } = {},
+    options: { name?: string; startTimeoutMs?: number; build?: 'source' | 'dist' } = {},
   ): Promise<GatewayProcess> {
     installExitHook();
     const name = options.name ?? env['NODE_ID'] ?? 'gateway';
-    const child = spawn(process.execPath, ['--import', 'tsx', MAIN], {
+    // 'dist': the compiled build (`npm run build`), which starts in a fraction of the time.
+    const args = options.build === 'dist' ? [DIST_MAIN] : ['--import', 'tsx', MAIN];
+    const child = spawn(process.execPath, args, {
       cwd: ROOT,
       env: {
         PATH: process.env['PATH'],

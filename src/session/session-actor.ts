@@ -489,7 +489,11 @@ export class SessionActor {
         }
         metrics.delivered += sent;
       });
-      if (result.headSeq > this.#head) this.#advanceHead(result);
+      // The read may be how this actor learns that the stream ended (a notice of the
+      // ending event already moved the head): then eos follows once the rest is sent.
+      if (result.headSeq > this.#head || (result.endedAt !== undefined && this.#endSeq === undefined)) {
+        this.#advanceHead(result);
+      }
     } catch (err) {
       if (!conn.live) return;
       this.#deps.logger.warn({ sessionId: this.sessionId, err }, 'catch-up read failed');
@@ -523,8 +527,12 @@ export class SessionActor {
       this.#deps.engine.saveCheckpoint(this.sessionId, conn.subscriberId, conn.generation, target),
     )
       .then(
-        () => {
+        (stored) => {
           conn.savedSeq = Math.max(conn.savedSeq, target);
+          // Not applied: the engine fenced this connection's generation, so another
+          // connection took the subscriber over and its notice never reached us (lost
+          // across a Redis reconnect). Find out which connections are stale now.
+          if (stored < target && this.#conns.has(conn)) void this.#checkGenerations().catch(() => {});
         },
         (err: unknown) => {
           this.#deps.logger.warn({ sessionId: this.sessionId, err }, 'checkpoint write failed');

@@ -124,7 +124,9 @@ export class Notifications {
             () => {},
           );
         },
-        Math.min(100 * 2 ** Math.min(attempt, 6), 5000),
+        // Capped at 1 s: while a channel is not subscribed, takeovers on other nodes are
+        // only noticed when an ack is fenced.
+        Math.min(100 * 2 ** Math.min(attempt, 4), 1000),
       );
       timer.unref();
     });
