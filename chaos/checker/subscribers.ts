@@ -65,6 +65,15 @@ export class SubscriberInvariants {
 
   onHello(op: HelloOp): void {
     if (op.race !== undefined && !this.#races.has(op.race)) this.#races.set(op.race, { firstT: op.t });
+    // A resume's lastSeq is the client's word that it holds everything up to there, and
+    // the gateway may store it as the checkpoint as soon as it processes the takeover —
+    // even if the connection dies before its welcome arrives.
+    const lastSeq = op.resume?.lastSeq;
+    if (lastSeq === undefined) return;
+    const sub = this.#ctx.model.subscriber(op.session, op.resume!.subscriberId);
+    if (!sub || (op.resume!.epoch !== undefined && op.resume!.epoch !== sub.epoch)) return;
+    sub.maxDelivered = Math.max(sub.maxDelivered, lastSeq);
+    sub.maxAck = Math.max(sub.maxAck, lastSeq);
   }
 
   onWelcome(op: WelcomeOp, conn: ConnState): void {
