@@ -6,7 +6,15 @@ import tseslint from 'typescript-eslint';
 
 export default defineConfig(
   {
-    ignores: ['node_modules/**', 'dist/**', 'schema/**', 'coverage/**', 'bench/results/**', '.tmp/**', '.chaos/**'],
+    ignores: [
+      'node_modules/**',
+      'dist/**',
+      'schema/**',
+      'coverage/**',
+      'bench/results/**',
+      '.tmp/**',
+      '.chaos/**',
+    ],
   },
   eslint.configs.recommended,
   tseslint.configs.recommendedTypeChecked,
@@ -79,8 +87,8 @@ export default defineConfig(
     },
   },
   {
-    // Tests, chaos/bench harnesses and scripts deal with untyped wire data and mocks.
-    files: ['test/**/*.ts', 'chaos/**/*.ts', 'bench/**/*.ts', 'scripts/**/*.ts'],
+    // Tests, chaos/bench harnesses, e2e runs and scripts deal with untyped wire data and mocks.
+    files: ['test/**/*.ts', 'chaos/**/*.ts', 'bench/**/*.ts', 'scripts/**/*.ts', 'e2e/**/*.ts'],
     rules: {
       '@typescript-eslint/no-unsafe-assignment': 'off',
       '@typescript-eslint/no-unsafe-member-access': 'off',

@@ -1,10 +1,16 @@
 import { hostname } from 'node:os';
-import { JwtVerifier } from './auth/jwt.ts';
+import { JwtVerifier, type Principal } from './auth/jwt.ts';
 import { ResumeTokens } from './auth/resume-token.ts';
 import { CallService } from './calls/call-service.ts';
 import type { Config } from './config/schema.ts';
 import type { Engine } from './engine/engine.ts';
 import { MemoryEngine } from './engine/memory/memory-engine.ts';
+import { MemoryLiveKitStore } from './engine/memory/livekit-store.ts';
+import { GatewayError } from './errors/gateway-error.ts';
+import type { SessionLifecycle } from './livekit/ports.ts';
+import type { RoomProvider } from './livekit/room-service.ts';
+import { startLiveKit, type LiveKit } from './livekit/setup.ts';
+import type { LiveKitStore } from './livekit/store.ts';
 import type { Logger } from './observability/logger.ts';
 import { Metrics } from './observability/metrics.ts';
 import { CloseCodes } from './protocol/close-codes.ts';
@@ -20,6 +26,8 @@ export interface GatewayOptions {
   clock?: Clock;
   /** An engine built by the caller (tests); otherwise one is made from the config. */
   engine?: Engine;
+  /** LiveKit bridge parts built by the caller (tests): its store, LiveKit's RoomService. */
+  livekit?: { store?: LiveKitStore; rooms?: RoomProvider };
 }
 
 /** A running gateway: the server, its engine and its actors. */
@@ -30,6 +38,8 @@ export interface Gateway {
   readonly metrics: Metrics;
   readonly registry: ActorRegistry;
   readonly jwt: JwtVerifier;
+  /** The LiveKit bridge, when LIVEKIT_API_KEY is set. */
+  readonly livekit: LiveKit | undefined;
   /** Drains: stop accepting, close sockets with 1001, flush, close the engine. */
   shutdown(): Promise<void>;
 }
@@ -56,6 +66,64 @@ export async function createEngine(config: Config, clock: Clock, logger: Logger)
     keyPrefix: config.REDIS_KEY_PREFIX,
     commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
   });
+}
+
+/**
+ * The LiveKit bridge's store: on the engine's Redis when the engine is Redis (its own
+ * connection), else in memory. Only made when LiveKit is configured.
+ */
+async function createLiveKitStore(
+  config: Config,
+  engine: Engine,
+  clock: Clock,
+  logger: Logger,
+): Promise<LiveKitStore> {
+  if (config.REDIS_URL === '' && config.REDIS_CLUSTER_NODES === '') {
+    if (engine.kind === 'redis')
+      logger.warn('livekit: the engine is redis but no REDIS_URL is set: bridge state is node-local');
+    return new MemoryLiveKitStore(clock);
+  }
+  const { RedisLiveKitStore } = await import('./engine/redis/livekit-store.ts');
+  return RedisLiveKitStore.connect({
+    url: config.REDIS_URL,
+    clusterNodes: config.REDIS_CLUSTER_NODES.split(',').filter((seed) => seed.trim() !== ''),
+    keyPrefix: config.REDIS_KEY_PREFIX,
+    commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
+    logger,
+  });
+}
+
+/**
+ * The lifecycle as the LiveKit bridge sees it (src/livekit/ports.ts), on the call
+ * service: a finished room ends an active (or ending) session, as the gateway itself
+ * (a `service` principal of the session's tenant); a move another change made first is
+ * not an error.
+ */
+function liveKitLifecycle(engine: Engine, calls: CallService): SessionLifecycle {
+  return {
+    async status(sessionId) {
+      const session = await engine.getSession(sessionId);
+      if (!session) return undefined;
+      return { state: session.state, ended: session.state === 'ended' || session.state === 'failed' };
+    },
+    async endFromProvider(sessionId, reason) {
+      const session = await engine.getSession(sessionId);
+      if (!session || (session.state !== 'active' && session.state !== 'ending')) return;
+      const gateway: Principal = {
+        userId: 'gateway:livekit',
+        tenantId: session.tenantId,
+        role: 'service',
+        expiresAt: Number.MAX_SAFE_INTEGER,
+      };
+      try {
+        await calls.transition(gateway, sessionId, { to: 'ended', reason });
+      } catch (err) {
+        const raced =
+          err instanceof GatewayError && (err.code === 'invalid_transition' || err.code === 'session_ended');
+        if (!raced) throw err;
+      }
+    },
+  };
 }
 
 /** Wires the gateway together and starts listening. */
@@ -87,7 +155,19 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       idleMs: config.ACTOR_IDLE_MS,
     },
   });
-  const calls = new CallService({ engine, registry, clock });
+  const calls = new CallService({ engine, clock, metrics, logger });
+  const livekit =
+    config.LIVEKIT_API_KEY === ''
+      ? undefined
+      : startLiveKit(config, {
+          store: options.livekit?.store ?? (await createLiveKitStore(config, engine, clock, logger)),
+          lifecycle: liveKitLifecycle(engine, calls),
+          events: { publish: (sessionId, event) => registry.get(sessionId).publish(event) },
+          clock,
+          logger,
+          nodeId,
+          ...(options.livekit?.rooms ? { rooms: options.livekit.rooms } : {}),
+        });
   const realtime = new RealtimeHandler({
     registry,
     engine,
@@ -115,6 +195,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       metrics,
       logger,
       routes: { jwt, calls, engine, registry, clock, historyPageMax: 1000 },
+      livekit: { jwt, calls, bridge: livekit?.bridge },
     },
   );
   const port = await server.listen();
@@ -124,10 +205,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       'uWebSockets.js native build not loaded: running on the slow JS fallback',
     );
   }
-  logger.info(
-    { port, host: config.HOST, engine: engine.kind, transport: transportKind },
-    'listening',
-  );
+  logger.info({ port, host: config.HOST, engine: engine.kind, transport: transportKind }, 'listening');
 
   let stopping: Promise<void> | undefined;
   const shutdown = (): Promise<void> =>
@@ -135,10 +213,12 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       logger.info({ connections: server.connectionCount }, 'draining');
       server.stopAccepting();
       server.closeUnattached(CloseCodes.going_away, 'going_away');
+      await livekit?.reconciler?.stop();
       await registry.stopAll(CloseCodes.going_away, 'going_away');
       await engine.close();
+      await livekit?.stop();
       logger.info('stopped');
     })());
 
-  return { port, nodeId, engine, metrics, registry, jwt, shutdown };
+  return { port, nodeId, engine, metrics, registry, jwt, livekit, shutdown };
 }

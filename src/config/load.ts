@@ -72,9 +72,44 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LoadedConfig {
     if (config.METRICS_PORT !== '' && config.METRICS_PORT !== 0 && config.METRICS_PORT === config.PORT) {
       problems.push('METRICS_PORT: must differ from PORT (the gateway listens there)');
     }
+    problems.push(...liveKitProblems(config));
   }
   if (problems.length > 0) throw new ConfigError(problems);
   return { config, generatedSecret };
+}
+
+/** LiveKit signs tokens and webhooks with HS256 over the secret: a short one is guessable. */
+export const MIN_LIVEKIT_SECRET_CHARS = 32;
+
+/**
+ * The LiveKit bridge's settings go together: a key needs a strong secret (and the other
+ * way round), and a server URL needs both. Anything else would start a gateway that
+ * signs guessable tokens or cannot verify a single webhook.
+ */
+function liveKitProblems(config: Config): string[] {
+  const problems: string[] = [];
+  const key = config.LIVEKIT_API_KEY;
+  const secret = config.LIVEKIT_API_SECRET;
+  if (key !== '' && secret === '') {
+    problems.push('LIVEKIT_API_SECRET: required when LIVEKIT_API_KEY is set');
+  } else if (key !== '' && secret.length < MIN_LIVEKIT_SECRET_CHARS) {
+    problems.push(
+      `LIVEKIT_API_SECRET: must be at least ${MIN_LIVEKIT_SECRET_CHARS} characters (it signs LiveKit tokens and webhooks)`,
+    );
+  } else if (key === '' && secret !== '') {
+    problems.push('LIVEKIT_API_KEY: required when LIVEKIT_API_SECRET is set');
+  }
+  if (config.LIVEKIT_URL !== '') {
+    if (key === '') problems.push('LIVEKIT_URL: needs LIVEKIT_API_KEY and LIVEKIT_API_SECRET');
+    if (!/^(wss?|https?):\/\/[^/\s]+/.test(config.LIVEKIT_URL)) {
+      problems.push('LIVEKIT_URL: must be a ws://, wss://, http:// or https:// URL');
+    }
+  }
+  const interval = config.LIVEKIT_RECONCILE_INTERVAL_MS;
+  if (interval !== 0 && interval < 1000) {
+    problems.push('LIVEKIT_RECONCILE_INTERVAL_MS: 0 (off) or at least 1000');
+  }
+  return problems;
 }
 
 /**

@@ -139,9 +139,53 @@ export const ConfigSchema = Type.Object(
       description:
         'Port of a separate metrics listener on `HOST` (0 picks a free one, logged): `/metrics` of every worker merged (each series labelled with its `node`), `/workers`, `/healthz`. With `WORKERS=1` the gateway process serves it itself. Unset: none.',
     }),
-    LIVEKIT_URL: Type.String({ default: '', description: 'LiveKit server URL (the LiveKit bridge).' }),
-    LIVEKIT_API_KEY: Type.String({ default: '', description: 'LiveKit API key.' }),
-    LIVEKIT_API_SECRET: Type.String({ default: '', description: 'LiveKit API secret.' }),
+    LIVEKIT_URL: Type.String({
+      default: '',
+      description:
+        'LiveKit server URL (`wss://…`, `https://…`), handed to clients with their tokens; also where rooms are created and participants reconciled. Unset: tokens and webhooks only (see docs/livekit.md). Needs the key and secret.',
+    }),
+    LIVEKIT_API_KEY: Type.String({
+      default: '',
+      description:
+        'LiveKit API key: signs participant tokens and verifies webhooks. Unset: the LiveKit bridge is off (its routes answer `livekit_not_configured`).',
+    }),
+    LIVEKIT_API_SECRET: Type.String({
+      default: '',
+      description: 'LiveKit API secret (≥ 32 characters); required with `LIVEKIT_API_KEY`.',
+    }),
+    LIVEKIT_TOKEN_TTL_S: Int({
+      minimum: 30,
+      maximum: 86_400,
+      default: 600,
+      description: 'Lifetime of a LiveKit participant token from `POST /v1/call/sessions/:id/livekit-token`.',
+    }),
+    LIVEKIT_WEBHOOK_MAX_AGE_S: Int({
+      minimum: 10,
+      maximum: 86_400,
+      default: 300,
+      description:
+        'A LiveKit webhook whose `createdAt` is older than this (or more than 30 s in the future) is refused with 400.',
+    }),
+    LIVEKIT_MAX_PARTICIPANTS: Int({
+      minimum: 0,
+      maximum: 100_000,
+      default: 0,
+      description: '`maxParticipants` of the rooms the gateway creates; 0: no limit.',
+    }),
+    LIVEKIT_EMPTY_TIMEOUT_S: Int({
+      minimum: 0,
+      maximum: 86_400,
+      default: 300,
+      description:
+        '`emptyTimeout` of the rooms the gateway creates: LiveKit closes a room this long after it emptied (or was never joined).',
+    }),
+    LIVEKIT_RECONCILE_INTERVAL_MS: Int({
+      minimum: 0,
+      maximum: 3_600_000,
+      default: 30_000,
+      description:
+        "With `LIVEKIT_URL`: how often live rooms' participants are compared with LiveKit's (one node per tick); 0: never, else ≥ 1000.",
+    }),
   },
   { additionalProperties: false },
 );

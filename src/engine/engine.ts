@@ -20,23 +20,57 @@ export interface Engine {
 
   // ── call sessions ──────────────────────────────────────────────────────────────
   /**
-   * Creates a session record, or returns the one created earlier under the same
-   * (tenantId, ownerId, idempotencyKey). Atomic: two concurrent calls with one key
-   * create one session. `created` tells which happened.
+   * Creates a session record (state `created`, version 1), or returns the one created
+   * earlier under the same (tenantId, ownerId, idempotencyKey). Atomic: two concurrent
+   * calls with one key create one session. `created` tells which happened. `event` (the
+   * session's `call.created`) is appended to the new session's stream in the same atomic
+   * step as the record is written, with the semantics of `append`; a repeat under the same
+   * key appends nothing more. The session is entered in its owner's and its tenant's
+   * listing before its record is written (see listSessions).
    */
   createSession(
     input: NewSession,
     idempotencyKey?: string,
+    event?: Envelope,
   ): Promise<{ session: SessionRecord; created: boolean }>;
+  /** The record, or undefined: never created, or expired after its stream ended. */
   getSession(sessionId: string): Promise<SessionRecord | undefined>;
+
+  /**
+   * Compare-and-set of a session record together with the event that announces the
+   * change, in one atomic step: applied only while the stored record's version equals
+   * `change.expectedVersion`. Then the record becomes `change.next` and `change.event` is
+   * appended to the session's stream exactly as `append` would (dedupe by eventId, next
+   * seq, epoch, cross-node notice), and with `endStream` the stream ends at that event
+   * (as `endStream` would, same retention), so the record and the stream never disagree.
+   * Otherwise nothing changes: `conflict` carries the current record, `not_found` means
+   * there is none. The engine does not judge the change itself (the lifecycle rules live
+   * in the call service); it only guarantees that of concurrent changes from one version,
+   * on any number of nodes, exactly one is applied.
+   * Rejects with GatewayError `session_ended` when the stream has already ended.
+   */
+  transitionSession(sessionId: string, change: SessionChange): Promise<SessionChangeResult>;
+
+  /**
+   * A page of a tenant's sessions (or of one owner's, with `ownerId`), newest first: by
+   * `createdAt` descending, then by id ascending. `after` continues after that position
+   * (the `next` of the previous page). Listing is by index entries written before each
+   * record: an entry whose record is missing (still being created, or expired after its
+   * stream ended) is skipped, so a page may hold fewer than `limit` sessions while `next`
+   * is set; the listing is complete once `next` is absent.
+   */
+  listSessions(query: SessionQuery): Promise<SessionPage>;
 
   // ── event streams ──────────────────────────────────────────────────────────────
   /**
    * Appends a batch to a session's stream in one atomic step. Each event is deduped
    * by eventId within the session: an eventId already stored returns its original seq
    * with `duplicate: true` and appends nothing. Results are in input order; new seqs
-   * are contiguous and increasing in input order. Appending to an ended session's
-   * stream is allowed only for the event that ends it (the caller checks that).
+   * are contiguous and increasing in input order. Once the stream has ended nothing new
+   * follows its last event: a batch holding an event not stored yet rejects with
+   * GatewayError `session_ended` and appends nothing (a batch of duplicates still returns
+   * their seqs). So the event that ends a stream must be appended before `endStream`, or
+   * with it (transitionSession).
    */
   append(sessionId: string, events: readonly Envelope[], seen?: SeenPosition): Promise<AppendResult>;
 
@@ -51,8 +85,8 @@ export interface Engine {
   head(sessionId: string, seen?: SeenPosition): Promise<StreamHead>;
 
   /**
-   * Marks the stream ended at its current head and schedules its data to expire after
-   * the retention TTL. Idempotent.
+   * Marks the stream ended at its current head and schedules its data, the session
+   * record included, to expire after the retention TTL. Idempotent.
    */
   endStream(sessionId: string): Promise<StreamHead>;
 
@@ -133,9 +167,66 @@ export interface NewSession {
   metadata?: Record<string, string>;
 }
 
-export interface SessionRecord extends NewSession {
-  state: 'created' | 'connecting' | 'active' | 'ending' | 'ended' | 'failed';
+export type SessionState = 'created' | 'connecting' | 'active' | 'ending' | 'ended' | 'failed';
+
+/** The provider's ids of a call: set with the move to `active`, never changed after. */
+export interface ProviderCorrelation {
+  provider?: string;
+  providerRoomId?: string;
+  providerParticipantId?: string;
+  providerCallId?: string;
+}
+
+/** The fields of a lifecycle change as its caller gave them (compared for replays). */
+export interface TransitionFields extends ProviderCorrelation {
+  reason?: string;
+}
+
+export interface SessionRecord extends NewSession, ProviderCorrelation {
+  state: SessionState;
+  /** 1 at creation; grows by one with every change. */
   version: number;
+  /** When the session became `active` (RFC 3339), once it has. */
+  activatedAt?: string;
+  /** The change that produced the current state; absent while `created`. */
+  lastTransition?: TransitionFields & { to: SessionState; at: string };
+}
+
+export interface SessionChange {
+  /** The version the change was decided on. */
+  expectedVersion: number;
+  /** The record after the change (its version is expectedVersion + 1). */
+  next: SessionRecord;
+  /** The event announcing the change; its sessionId is the session's. */
+  event: Envelope;
+  /** End the stream at this event (a terminal change). */
+  endStream: boolean;
+}
+
+export type SessionChangeResult =
+  | { status: 'applied'; session: SessionRecord; outcome: AppendOutcome; head: StreamHead }
+  | { status: 'conflict'; current: SessionRecord }
+  | { status: 'not_found' };
+
+/** A position in a listing: the last session a page covered. */
+export interface SessionPosition {
+  createdAt: string;
+  id: string;
+}
+
+export interface SessionQuery {
+  tenantId: string;
+  /** Only this owner's sessions; absent: the whole tenant's. */
+  ownerId?: string;
+  /** At most this many sessions (≥ 1). */
+  limit: number;
+  after?: SessionPosition;
+}
+
+export interface SessionPage {
+  sessions: SessionRecord[];
+  /** Where the next page starts; absent when the listing is complete. */
+  next?: SessionPosition;
 }
 
 /**

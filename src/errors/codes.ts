@@ -30,6 +30,39 @@ export const ErrorCodes = {
     message: 'That seq is no longer retained, or the epoch changed.',
   },
   resume_expired: { status: 401, retryable: false, message: 'Unknown or expired resume token; start fresh.' },
+  // call session lifecycle
+  invalid_transition: {
+    status: 409,
+    retryable: false,
+    message: 'The session cannot move to that state from its current one.',
+  },
+  version_conflict: {
+    status: 409,
+    retryable: false,
+    message: 'The session is not at the expected version; read it and decide again.',
+  },
+  provider_correlation_immutable: {
+    status: 409,
+    retryable: false,
+    message: "The session's provider correlation is set once, with the move to active.",
+  },
+  // the LiveKit bridge
+  livekit_not_configured: {
+    status: 501,
+    retryable: false,
+    message: 'The LiveKit bridge is not configured on this gateway.',
+  },
+  livekit_unavailable: { status: 503, retryable: true, message: 'LiveKit did not answer in time; retry.' },
+  webhook_signature_invalid: {
+    status: 401,
+    retryable: false,
+    message: 'Missing or invalid webhook signature for this body.',
+  },
+  webhook_stale: {
+    status: 400,
+    retryable: false,
+    message: "The webhook's createdAt is outside the accepted window.",
+  },
   // capacity and availability
   overloaded: { status: 503, retryable: true, message: 'Too many operations queued; retry.' },
   rate_limited: { status: 429, retryable: true, message: 'Too many requests; retry later.' },

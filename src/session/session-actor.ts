@@ -348,6 +348,9 @@ export class SessionActor {
       if (error.code === 'internal')
         this.#deps.logger.error({ sessionId: this.sessionId, err }, 'append failed');
       for (const p of batch) p.reject(error);
+      // The engine knew of an end this actor has not heard of (it is not watching, or the
+      // notice is on its way): learn it, so later publishes are refused here.
+      if (error.code === 'session_ended' && this.#endSeq === undefined) void this.#learnEnd();
       // A terminal event that was not stored does not end anything: publishing reopens.
       if (this.#endSeq === undefined && batch.some((p) => TerminalEventTypes.has(p.event.type))) {
         this.#ending = false;
@@ -393,6 +396,15 @@ export class SessionActor {
     } catch (err) {
       // The terminal event is stored; a later actor learns the end from the engine.
       this.#deps.logger.error({ sessionId: this.sessionId, err }, 'end stream failed');
+    }
+  }
+
+  async #learnEnd(): Promise<void> {
+    try {
+      const head = await this.#time('head', () => this.#deps.engine.head(this.sessionId));
+      if (head.epoch === this.#epoch && head.endedAt !== undefined) this.#advanceHead(head);
+    } catch {
+      // the next refused publish asks again
     }
   }
 

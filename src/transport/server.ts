@@ -10,6 +10,8 @@ import type { RealtimeHandler } from '../session/realtime-handler.ts';
 import type { Sink } from '../session/sink.ts';
 import { randomId } from '../util/ids.ts';
 import { errorReply, notFound, route, type HttpReply, type RouteHandler } from './http/context.ts';
+import * as livekit from './http/livekit-routes.ts';
+import type { LiveKitRouteDeps } from './http/livekit-routes.ts';
 import * as sessions from './http/session-routes.ts';
 import type { SessionRouteDeps } from './http/session-routes.ts';
 import { transportKind, uWS, type TemplatedApp, type WebSocket, type us_listen_socket } from './uws.ts';
@@ -27,6 +29,7 @@ export interface ServerOptions {
 export interface ServerDeps {
   realtime: RealtimeHandler;
   routes: SessionRouteDeps;
+  livekit: LiveKitRouteDeps;
   engine: Engine;
   metrics: Metrics;
   logger: Logger;
@@ -105,10 +108,17 @@ export class GatewayServer {
     get('/readyz', () => this.#ready());
     get('/metrics', () => this.#metrics());
     post('/v1/call/sessions', (ctx) => sessions.createSession(d, ctx));
+    get('/v1/call/sessions', (ctx) => sessions.listSessions(d, ctx));
     get('/v1/call/sessions/:id', (ctx) => sessions.getSession(d, ctx), 1);
     get('/v1/call/sessions/:id/events', (ctx) => sessions.listEvents(d, ctx), 1);
     post('/v1/call/sessions/:id/events', (ctx) => sessions.ingestEvent(d, ctx), 1);
-    post('/v1/call/sessions/:id/end', (ctx) => sessions.endSession(d, ctx), 1);
+    post('/v1/call/sessions/:id/transitions', (ctx) => sessions.transitionSession(d, ctx), 1);
+    const lk = this.#deps.livekit;
+    post('/v1/call/sessions/:id/livekit-token', (ctx) => livekit.livekitToken(lk, ctx), 1);
+    this.#app.post(
+      '/v1/webhooks/livekit',
+      route((ctx) => livekit.livekitWebhook(lk, ctx), { body: 'raw', maxBodyBytes, logger }),
+    );
     this.#app.any(
       '/*',
       route(() => notFound(), { maxBodyBytes, logger }),

@@ -1,7 +1,14 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
-import type { Engine, EngineLimits, NewSession } from '../../src/engine/engine.ts';
+import type {
+  Engine,
+  EngineLimits,
+  NewSession,
+  SessionNotice,
+  SessionRecord,
+} from '../../src/engine/engine.ts';
+import { GatewayError } from '../../src/errors/gateway-error.ts';
 import type { Envelope } from '../../src/protocol/envelope.ts';
 import { ManualClock } from '../../src/util/clock.ts';
 
@@ -33,6 +40,32 @@ export function makeEvent(
     payload: { segmentId: 'seg-1', revision: 0, text: `text of ${eventId}`, ...payload },
     schemaVersion: 1,
   };
+}
+
+function isSessionEnded(err: unknown): boolean {
+  assert.ok(err instanceof GatewayError, `expected a GatewayError, got ${String(err)}`);
+  assert.equal(err.code, 'session_ended');
+  return true;
+}
+
+/** The record after a change of `current` (what a caller of transitionSession would store). */
+function changed(current: SessionRecord, state: SessionRecord['state'], extra: Partial<SessionRecord> = {}) {
+  return {
+    ...current,
+    state,
+    version: current.version + 1,
+    lastTransition: { to: state, at: '2026-11-28T12:00:01.000Z' },
+    ...extra,
+  };
+}
+
+/** Polls until `check` holds (notices arrive asynchronously). */
+async function until(check: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
 }
 
 function events(sessionId: string, ...ids: string[]): Envelope[] {
@@ -287,13 +320,27 @@ export function engineContract(name: string, makeEngine: EngineFactory): void {
         const first = await engine.endStream(sid);
         const again = await engine.endStream(sid);
         assert.deepEqual(again, first);
-        // the caller may still append the event that ends the session
-        const last = await engine.append(sid, events(sid, 'ended'));
-        assert.deepEqual(last.outcomes, [{ seq: 3, duplicate: false }]);
-        assert.equal(last.endedAt, 2);
-        const third = await engine.endStream(sid);
-        assert.equal(third.endedAt, 2);
-        assert.equal(third.headSeq, 3);
+        assert.deepEqual(await engine.head(sid), first);
+      });
+
+      test('nothing new follows the end: an append with a new event is refused and appends nothing', async (engine) => {
+        const sid = uniqueId('s');
+        await engine.append(sid, events(sid, 'a', 'b'));
+        await engine.endStream(sid);
+        await assert.rejects(engine.append(sid, events(sid, 'late')), isSessionEnded);
+        // a batch holding one new event is refused whole
+        await assert.rejects(engine.append(sid, events(sid, 'a', 'late')), isSessionEnded);
+        // a retry of what was stored still gets its seqs
+        const retry = await engine.append(sid, events(sid, 'b', 'a'));
+        assert.deepEqual(retry.outcomes, [
+          { seq: 2, duplicate: true },
+          { seq: 1, duplicate: true },
+        ]);
+        assert.deepEqual(
+          (await engine.read(sid, 0, 10)).events.map((e) => e.event.eventId),
+          ['a', 'b'],
+        );
+        assert.deepEqual(await engine.head(sid), { headSeq: 2, epoch: retry.epoch, endedAt: 2 });
       });
 
       test('an empty stream ends at 0', async (engine) => {
@@ -351,6 +398,25 @@ export function engineContract(name: string, makeEngine: EngineFactory): void {
         );
       });
 
+      test('createSession appends its event to the new stream in the same step; a repeat appends nothing', async (engine) => {
+        const input = newSession();
+        const created = makeEvent(input.id, `call.created:${input.id}`);
+        const first = await engine.createSession(input, 'key-ev', created);
+        assert.equal(first.created, true);
+        const again = await engine.createSession(newSession(), 'key-ev', makeEvent('other', 'other-created'));
+        assert.equal(again.created, false);
+        assert.equal(again.session.id, input.id);
+        const read = await engine.read(input.id, 0, 10);
+        assert.deepEqual(read.events, [{ seq: 1, event: created }]);
+        // without a key too
+        const plain = newSession();
+        await engine.createSession(plain, undefined, makeEvent(plain.id, 'c'));
+        assert.deepEqual(
+          (await engine.read(plain.id, 0, 10)).events.map((e) => [e.seq, e.event.eventId]),
+          [[1, 'c']],
+        );
+      });
+
       test('without a key every call creates its own session', async (engine) => {
         const a = await engine.createSession(newSession());
         const b = await engine.createSession(newSession());
@@ -358,6 +424,236 @@ export function engineContract(name: string, makeEngine: EngineFactory): void {
         assert.notEqual(a.session.id, b.session.id);
         assert.ok(await engine.getSession(a.session.id));
         assert.ok(await engine.getSession(b.session.id));
+      });
+    });
+
+    describe('transitionSession (compare-and-set with its event)', () => {
+      test('applies at the expected version: the record changes and the event is appended at the next seq', async (engine) => {
+        const input = newSession();
+        const { session } = await engine.createSession(input, undefined, makeEvent(input.id, 'created'));
+        const next = changed(session, 'connecting');
+        const event = makeEvent(input.id, 'connecting-v2');
+        const result = await engine.transitionSession(input.id, {
+          expectedVersion: 1,
+          next,
+          event,
+          endStream: false,
+        });
+        assert.equal(result.status, 'applied');
+        assert.ok(result.status === 'applied');
+        assert.deepEqual(result.session, next);
+        assert.deepEqual(result.outcome, { seq: 2, duplicate: false });
+        assert.equal(result.head.headSeq, 2);
+        assert.equal(result.head.endedAt, undefined);
+        assert.deepEqual(await engine.getSession(input.id), next);
+        assert.deepEqual((await engine.read(input.id, 0, 10)).events.at(-1), { seq: 2, event });
+      });
+
+      test('another version is a conflict with the current record, and changes nothing', async (engine) => {
+        const input = newSession();
+        const { session } = await engine.createSession(input);
+        await engine.append(input.id, events(input.id, 'a'));
+        const result = await engine.transitionSession(input.id, {
+          expectedVersion: 7,
+          next: { ...changed(session, 'failed'), version: 8 },
+          event: makeEvent(input.id, 'nope'),
+          endStream: true,
+        });
+        assert.deepEqual(result, { status: 'conflict', current: session });
+        assert.deepEqual(await engine.getSession(input.id), session);
+        const head = await engine.head(input.id);
+        assert.equal(head.headSeq, 1);
+        assert.equal(head.endedAt, undefined);
+      });
+
+      test('an unknown session is not_found, and nothing is appended', async (engine) => {
+        const sid = uniqueId('nope');
+        const result = await engine.transitionSession(sid, {
+          expectedVersion: 1,
+          next: changed({ ...newSession({ id: sid }), state: 'created', version: 1 }, 'connecting'),
+          event: makeEvent(sid, 'x'),
+          endStream: false,
+        });
+        assert.deepEqual(result, { status: 'not_found' });
+        assert.equal((await engine.head(sid)).headSeq, 0);
+      });
+
+      test('a terminal change ends the stream at its event; nothing new follows', async (engine) => {
+        const input = newSession();
+        const { session } = await engine.createSession(input, undefined, makeEvent(input.id, 'created'));
+        await engine.append(input.id, events(input.id, 'a'));
+        const failed = changed(session, 'failed');
+        const result = await engine.transitionSession(input.id, {
+          expectedVersion: 1,
+          next: failed,
+          event: makeEvent(input.id, 'failed-v2'),
+          endStream: true,
+        });
+        assert.ok(result.status === 'applied');
+        assert.deepEqual(result.outcome, { seq: 3, duplicate: false });
+        assert.equal(result.head.endedAt, 3);
+        assert.equal((await engine.head(input.id)).endedAt, 3);
+        assert.equal((await engine.read(input.id, 0, 10)).endedAt, 3);
+        await assert.rejects(engine.append(input.id, events(input.id, 'late')), isSessionEnded);
+        // even a change at the right version: the stream is over
+        await assert.rejects(
+          engine.transitionSession(input.id, {
+            expectedVersion: 2,
+            next: changed(failed, 'ended'),
+            event: makeEvent(input.id, 'ended-v3'),
+            endStream: true,
+          }),
+          isSessionEnded,
+        );
+        assert.deepEqual(await engine.getSession(input.id), failed);
+        assert.equal((await engine.head(input.id)).headSeq, 3);
+      });
+
+      test('concurrent changes from one version: exactly one applies, the others conflict', async (engine) => {
+        const input = newSession();
+        const { session } = await engine.createSession(input, undefined, makeEvent(input.id, 'created'));
+        const results = await Promise.all(
+          Array.from({ length: 10 }, (_, i) =>
+            engine.transitionSession(input.id, {
+              expectedVersion: 1,
+              next: changed(session, i % 2 === 0 ? 'connecting' : 'failed', { metadata: { n: String(i) } }),
+              event: makeEvent(input.id, `change-${i}`),
+              endStream: i % 2 === 1,
+            }),
+          ),
+        );
+        const applied = results.filter((r) => r.status === 'applied');
+        assert.equal(applied.length, 1);
+        assert.equal(results.filter((r) => r.status === 'conflict').length, 9);
+        const winner = applied[0]!.session;
+        for (const r of results) if (r.status === 'conflict') assert.deepEqual(r.current, winner);
+        assert.deepEqual(await engine.getSession(input.id), winner);
+        const read = await engine.read(input.id, 0, 100);
+        assert.equal(read.events.length, 2, 'one event for the one change');
+        assert.equal(read.endedAt, winner.state === 'failed' ? 2 : undefined);
+      });
+
+      test('watchers hear of a change like of any append', async (engine) => {
+        const input = newSession();
+        const { session } = await engine.createSession(input, undefined, makeEvent(input.id, 'created'));
+        const notices: SessionNotice[] = [];
+        const watch = engine.watch(input.id, (n) => notices.push(n));
+        try {
+          await watch.ready;
+          const result = await engine.transitionSession(input.id, {
+            expectedVersion: 1,
+            next: changed(session, 'connecting'),
+            event: makeEvent(input.id, 'connecting-v2'),
+            endStream: false,
+          });
+          assert.ok(result.status === 'applied');
+          await until(() => notices.some((n) => n.kind === 'head' && n.headSeq === 2), 'the head notice');
+          assert.deepEqual(
+            notices.find((n) => n.kind === 'head'),
+            { kind: 'head', headSeq: 2, epoch: result.head.epoch },
+          );
+        } finally {
+          watch.stop();
+        }
+      });
+    });
+
+    describe('listSessions', () => {
+      /** Sessions of one tenant: owners alternate, createdAt steps back a second each, with ties. */
+      async function seed(engine: Engine, tenantId: string, count: number): Promise<NewSession[]> {
+        const inputs = Array.from({ length: count }, (_, i) =>
+          newSession({
+            id: `s${String(i).padStart(3, '0')}_${uniqueId('x')}`,
+            tenantId,
+            ownerId: i % 3 === 0 ? 'owner-b' : 'owner-a',
+            // pairs share a createdAt: ties are ordered by id
+            createdAt: new Date(Date.UTC(2026, 10, 28, 12) - Math.floor(i / 2) * 1000).toISOString(),
+          }),
+        );
+        for (const input of inputs) await engine.createSession(input);
+        return inputs;
+      }
+
+      /** Listing order: createdAt descending, then id ascending. */
+      function expectedOrder(inputs: readonly NewSession[]): string[] {
+        return [...inputs]
+          .sort((a, b) =>
+            a.createdAt === b.createdAt ? (a.id < b.id ? -1 : 1) : a.createdAt < b.createdAt ? 1 : -1,
+          )
+          .map((s) => s.id);
+      }
+
+      async function walk(engine: Engine, query: { tenantId: string; ownerId?: string }, limit: number) {
+        const ids: string[] = [];
+        let after;
+        for (let pages = 0; pages < 100; pages++) {
+          const page = await engine.listSessions({ ...query, limit, ...(after ? { after } : {}) });
+          assert.ok(page.sessions.length <= limit);
+          ids.push(...page.sessions.map((s) => s.id));
+          if (!page.next) return ids;
+          after = page.next;
+        }
+        throw new Error('the listing does not end');
+      }
+
+      test('newest first; a cursor walk visits every session exactly once, in order', async (engine) => {
+        const tenant = uniqueId('tenant');
+        const inputs = await seed(engine, tenant, 23);
+        for (const limit of [1, 5, 7, 23, 50]) {
+          assert.deepEqual(
+            await walk(engine, { tenantId: tenant }, limit),
+            expectedOrder(inputs),
+            `limit ${limit}`,
+          );
+        }
+        const first = await engine.listSessions({ tenantId: tenant, limit: 3 });
+        assert.deepEqual(
+          first.sessions.map((s) => s.id),
+          expectedOrder(inputs).slice(0, 3),
+        );
+        assert.deepEqual(first.sessions[0], { ...inputs[0]!, state: 'created', version: 1 });
+        // the last page has no next
+        const all = await engine.listSessions({ tenantId: tenant, limit: 23 });
+        assert.equal(all.sessions.length, 23);
+        assert.equal(all.next, undefined);
+      });
+
+      test('by owner, and scoped by tenant', async (engine) => {
+        const tenant = uniqueId('tenant');
+        const inputs = await seed(engine, tenant, 12);
+        const other = await seed(engine, uniqueId('tenant'), 4);
+        const mine = inputs.filter((s) => s.ownerId === 'owner-a');
+        assert.deepEqual(
+          await walk(engine, { tenantId: tenant, ownerId: 'owner-a' }, 3),
+          expectedOrder(mine),
+        );
+        assert.deepEqual(
+          await walk(engine, { tenantId: tenant, ownerId: 'owner-b' }, 3),
+          expectedOrder(inputs.filter((s) => s.ownerId === 'owner-b')),
+        );
+        const tenantIds = await walk(engine, { tenantId: tenant }, 100);
+        for (const s of other) assert.ok(!tenantIds.includes(s.id), 'another tenant’s session is not listed');
+        assert.deepEqual(await engine.listSessions({ tenantId: uniqueId('empty'), limit: 5 }), {
+          sessions: [],
+        });
+        assert.deepEqual(await engine.listSessions({ tenantId: tenant, ownerId: 'nobody', limit: 5 }), {
+          sessions: [],
+        });
+      });
+
+      test('lists records as they are now, and one idempotent create once', async (engine) => {
+        const tenant = uniqueId('tenant');
+        const input = newSession({ tenantId: tenant });
+        const { session } = await engine.createSession(input, 'once');
+        await engine.createSession(newSession({ tenantId: tenant }), 'once');
+        const next = changed(session, 'connecting');
+        await engine.transitionSession(input.id, {
+          expectedVersion: 1,
+          next,
+          event: makeEvent(input.id, 'c'),
+          endStream: false,
+        });
+        assert.deepEqual(await engine.listSessions({ tenantId: tenant, limit: 10 }), { sessions: [next] });
       });
     });
 

@@ -94,9 +94,26 @@ function hashTag(key: string): string {
 
 /** Every session call at least once, with enough subscribers to prune the index. */
 async function exerciseEverything(engine: RedisEngine, sid: string): Promise<void> {
-  await engine.createSession({ id: sid, tenantId: 'tenant-x', ownerId: 'o', createdAt: 'now' }, 'idem-1');
-  await engine.createSession({ id: sid, tenantId: 'tenant-x', ownerId: 'o', createdAt: 'now' }, 'idem-1');
-  await engine.getSession(sid);
+  const created = makeEvent(sid, 'created');
+  await engine.createSession(
+    { id: sid, tenantId: 'tenant-x', ownerId: 'o', createdAt: 'now' },
+    'idem-1',
+    created,
+  );
+  await engine.createSession(
+    { id: sid, tenantId: 'tenant-x', ownerId: 'o', createdAt: 'now' },
+    'idem-1',
+    created,
+  );
+  const session = (await engine.getSession(sid))!;
+  await engine.transitionSession(sid, {
+    expectedVersion: 1,
+    next: { ...session, state: 'connecting', version: 2 },
+    event: makeEvent(sid, 'connecting'),
+    endStream: false,
+  });
+  await engine.listSessions({ tenantId: 'tenant-x', limit: 2 });
+  await engine.listSessions({ tenantId: 'tenant-x', ownerId: 'o', limit: 2 });
   await appendIds(engine, sid, 'a', 'b', 'c');
   await engine.read(sid, 0, 10);
   await engine.head(sid);
@@ -128,7 +145,9 @@ describe('redis engine on a cluster: layout and scripts', () => {
     );
     const byNode = await cluster.keysByNode(`${prefix}*`);
     const sessionsByNode = new Map<number, Set<string>>();
-    for (const [port, keys] of byNode) sessionsByNode.set(port, new Set(keys.map(hashTag)));
+    // (the tenant's listing indexes live in the tenant's slot, not a session's)
+    const sessionKeysOf = (keys: string[]) => keys.filter((k) => !k.startsWith(`${prefix}ix:`));
+    for (const [port, keys] of byNode) sessionsByNode.set(port, new Set(sessionKeysOf(keys).map(hashTag)));
     // every master holds some sessions, and a session's keys are all on one master …
     for (const [port, sessions] of sessionsByNode) assert.ok(sessions.size > 0, `no session on :${port}`);
     const total = [...sessionsByNode.values()].reduce((n, s) => n + s.size, 0);

@@ -103,8 +103,11 @@ describe('redis engine: storage layout and scripts', { skip: needsServer }, () =
     const keys = (await srv.command('KEYS', `${prefix}*`)) as string[];
     const idem = keys.filter((k) => k.startsWith(`${prefix}idem:`));
     const session = keys.filter((k) => k.startsWith(`${prefix}{`) && hashTag(k) === encodeURIComponent(sid));
+    const indexes = keys.filter((k) => k.startsWith(`${prefix}ix:`)).sort();
     assert.equal(idem.length, 1);
     assert.equal(hashTag(idem[0]!), 'tenant-a');
+    // the listing indexes of the tenant and of the owner, in the tenant's slot
+    assert.deepEqual(indexes, [`${prefix}ix:{tenant-a}:owner:u1`, `${prefix}ix:{tenant-a}:tenant`]);
     const suffixes = session.map((k) => k.slice(k.indexOf('}:') + 2)).sort();
     assert.deepEqual(suffixes, [
       'ids',
@@ -115,7 +118,7 @@ describe('redis engine: storage layout and scripts', { skip: needsServer }, () =
       'subs',
     ]);
     // nothing else: the other session (created with a key) has only its record
-    assert.equal(keys.length, idem.length + session.length + 1);
+    assert.equal(keys.length, idem.length + indexes.length + session.length + 1);
   });
 
   it('stores events at stream IDs 0-<seq> and a duplicate-only append writes and publishes nothing', async () => {
@@ -197,13 +200,137 @@ describe('redis engine: storage layout and scripts', { skip: needsServer }, () =
     // a released subscriber keeps its shorter TTL
     assert.ok(((await srv.command('PTTL', `${base}sub:gone`)) as number) <= 6000);
 
-    // after the end: the ending event and a new subscriber expire with the rest
-    await appendIds(engine, sid, 'ending');
+    // after the end: nothing new is appended, and a new subscriber expires with the rest
+    await assert.rejects(appendIds(engine, sid, 'late'), /the stream has ended/);
     await engine.createSubscriber(sid, { id: 'late', userId: 'u', tenantId: 't', after: 0 });
     for (const suffix of ['stream', 'ids', 'sub:late']) {
       const ttl = (await srv.command('PTTL', base + suffix)) as number;
       assert.ok(ttl > 0 && ttl <= ttlS * 1000, `${suffix} TTL ${ttl} after the end`);
     }
+  });
+
+  it('a terminal transition puts every key of the session on the retention TTL, subscribers too', async () => {
+    const prefix = keyPrefix();
+    const ttlS = 600;
+    const engine = await connect({
+      url: srv.url,
+      keyPrefix: prefix,
+      limits: { historyMaxEvents: 5, historyTtlAfterEndS: ttlS },
+    });
+    const sid = uniqueId('s');
+    const base = `${prefix}{${sid}}:`;
+    const { session } = await engine.createSession(
+      { id: sid, tenantId: 't', ownerId: 'o', createdAt: new Date().toISOString() },
+      undefined,
+      makeEvent(sid, 'created'),
+    );
+    await engine.createSubscriber(sid, { id: 'live', userId: 'u', tenantId: 't', after: 0 });
+    for (const suffix of ['stream', 'meta', 'ids', 'session', 'subs', 'sub:live']) {
+      assert.equal(await srv.command('PTTL', base + suffix), -1, `${suffix} has no TTL before the end`);
+    }
+    const result = await engine.transitionSession(sid, {
+      expectedVersion: 1,
+      next: { ...session, state: 'failed', version: 2 },
+      event: makeEvent(sid, 'failed'),
+      endStream: true,
+    });
+    assert.equal(result.status, 'applied');
+    for (const suffix of ['stream', 'meta', 'ids', 'session', 'subs', 'sub:live']) {
+      const ttl = (await srv.command('PTTL', base + suffix)) as number;
+      assert.ok(ttl > (ttlS - 10) * 1000 && ttl <= ttlS * 1000, `${suffix} TTL ${ttl}`);
+    }
+    // the listing indexes are not the session's: they keep no TTL and skip it once it is gone
+    assert.equal(await srv.command('PTTL', `${prefix}ix:{t}:tenant`), -1);
+  });
+
+  it('a refused transition (conflict, not found, ended stream) writes and publishes nothing', async () => {
+    const prefix = keyPrefix();
+    const engine = await connect({ url: srv.url, keyPrefix: prefix });
+    const sid = uniqueId('s');
+    const base = `${prefix}{${sid}}:`;
+    const { session } = await engine.createSession(
+      { id: sid, tenantId: 't', ownerId: 'o', createdAt: 'now' },
+      undefined,
+      makeEvent(sid, 'created'),
+    );
+    const listener = await srv.client();
+    try {
+      await listener.subscribe(`${base}n`);
+      const snapshot = async () => ({
+        keys: ((await srv.command('KEYS', `${prefix}*`)) as string[]).sort(),
+        session: await srv.command('GET', `${base}session`),
+        meta: await srv.command('HGETALL', `${base}meta`),
+        xlen: await srv.command('XLEN', `${base}stream`),
+      });
+      const before = await snapshot();
+      const conflict = await engine.transitionSession(sid, {
+        expectedVersion: 2,
+        next: { ...session, state: 'connecting', version: 3 },
+        event: makeEvent(sid, 'x'),
+        endStream: false,
+      });
+      assert.equal(conflict.status, 'conflict');
+      assert.deepEqual(await snapshot(), before);
+      const missing = await engine.transitionSession(uniqueId('none'), {
+        expectedVersion: 1,
+        next: { ...session, state: 'connecting', version: 2 },
+        event: makeEvent(sid, 'y'),
+        endStream: false,
+      });
+      assert.equal(missing.status, 'not_found');
+      assert.deepEqual(await snapshot(), before);
+      await engine.endStream(sid);
+      const ended = await snapshot();
+      await assert.rejects(
+        engine.transitionSession(sid, {
+          expectedVersion: 1,
+          next: { ...session, state: 'failed', version: 2 },
+          event: makeEvent(sid, 'z'),
+          endStream: true,
+        }),
+        /the stream has ended/,
+      );
+      assert.deepEqual(await snapshot(), ended);
+      await sleep(100);
+      assert.deepEqual(listener.messages, [], 'no notice for a refused change');
+    } finally {
+      listener.close();
+    }
+  });
+
+  it('a listing skips index entries whose record is gone, and drops them once they are old', async () => {
+    const prefix = keyPrefix();
+    const clock = new ManualClock(Date.UTC(2026, 10, 28, 12));
+    const engine = await connect({ url: srv.url, keyPrefix: prefix, clock });
+    const at = (s: number) => new Date(clock.now() - s * 1000).toISOString();
+    for (let i = 0; i < 6; i++) {
+      await engine.createSession({ id: `ls${i}`, tenantId: 'lt', ownerId: 'o', createdAt: at(i) });
+    }
+    // as if retention expired them (or their creation is still under way)
+    await srv.command('DEL', `${prefix}{ls0}:session`, `${prefix}{ls2}:session`, `${prefix}{ls3}:session`);
+    const ids = async (limit: number) => {
+      const out: string[] = [];
+      let after;
+      for (;;) {
+        const page = await engine.listSessions({ tenantId: 'lt', limit, ...(after ? { after } : {}) });
+        out.push(...page.sessions.map((s) => s.id));
+        if (!page.next) return out;
+        after = page.next;
+      }
+    };
+    assert.deepEqual(await ids(1), ['ls1', 'ls4', 'ls5']);
+    assert.deepEqual(await ids(2), ['ls1', 'ls4', 'ls5']);
+    const first = await engine.listSessions({ tenantId: 'lt', limit: 2 });
+    assert.deepEqual(
+      first.sessions.map((s) => s.id),
+      ['ls1', 'ls4'],
+    );
+    // young entries stay (their record may be being written); old ones are dropped
+    assert.equal(await srv.command('ZCARD', `${prefix}ix:{lt}:tenant`), 6);
+    clock.advance(11 * 60_000);
+    await ids(10);
+    assert.equal(await srv.command('ZCARD', `${prefix}ix:{lt}:tenant`), 3);
+    assert.equal(await srv.command('ZCARD', `${prefix}ix:{lt}:owner:o`), 6, 'each index is pruned when read');
   });
 
   it('release puts a subscriber on a TTL a little longer than the window; takeover removes it', async () => {

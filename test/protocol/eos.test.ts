@@ -39,10 +39,22 @@ before(async () => {
 afterEach(closeAll);
 after(() => gw.stop());
 
+/**
+ * Ends the call through its lifecycle (connecting → active → ended: three events) and
+ * returns the seq of `call.ended`, the stream's last event.
+ */
 async function end(s: Session): Promise<number> {
-  const res = await api(gw, 'POST', `/v1/call/sessions/${s.sessionId}/end`, s.ownerToken, { reason: 'done' });
-  assert.equal(res.status, 200, JSON.stringify(res.body));
-  return res.body.seq as number;
+  for (const body of [
+    { to: 'connecting', provider: 'livekit' },
+    { to: 'active', provider: 'livekit', providerRoomId: `room-${s.sessionId}` },
+    { to: 'ended', reason: 'done' },
+  ]) {
+    const res = await api(gw, 'POST', `/v1/call/sessions/${s.sessionId}/transitions`, s.ownerToken, body);
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+  }
+  const stored = await history(gw, s);
+  assert.equal(stored.at(-1)!.event.type, 'call.ended');
+  return stored.at(-1)!.seq;
 }
 
 /** Asserts the client got `after`+1..last in order, the last being call.ended, then eos, then close 1000. */
@@ -71,7 +83,7 @@ for (const sub of SUBPROTOCOLS) {
       autoAck(b);
       await publishMany(pub, 2);
       const last = await end(s);
-      assert.equal(last, 10);
+      assert.equal(last, 1 + 8 + 3);
       await assertEnded(a, 0, last);
       await assertEnded(b, 7, last);
     });

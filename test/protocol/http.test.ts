@@ -278,7 +278,10 @@ describe('§7 errors', () => {
     assertError(await api(gw, 'GET', eventsPath(s), foreign), 404, 'session_not_found');
     assertError(await api(gw, 'POST', eventsPath(s), foreign, transcript()), 404, 'session_not_found');
     assertError(
-      await api(gw, 'POST', `/v1/call/sessions/${s.sessionId}/end`, foreign),
+      await api(gw, 'POST', `/v1/call/sessions/${s.sessionId}/transitions`, foreign, {
+        to: 'failed',
+        reason: 'x',
+      }),
       404,
       'session_not_found',
     );

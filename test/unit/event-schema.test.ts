@@ -84,23 +84,27 @@ const transcriptInvalid = [
 
 const cases: { [T in EventType]: Case<T> } = {
   'call.created': {
-    full: { state: 'created' },
+    full: { state: 'created', version: 1 },
     required: ['state'],
     invalid: [
       ['other state', { state: 'active' }],
       ['empty payload', {}],
+      ['version 0', { state: 'created', version: 0 }],
     ],
   },
   'call.connecting': {
-    full: { provider: 'livekit', providerRoomId: 'room-ses_1' },
+    full: { state: 'connecting', version: 2, provider: 'livekit', providerRoomId: 'room-ses_1' },
     required: ['provider'],
     invalid: [
       ['provider with capitals', { provider: 'LiveKit' }],
+      ['another state', { state: 'active', provider: 'livekit' }],
       ['empty providerRoomId', { provider: 'livekit', providerRoomId: '' }],
     ],
   },
   'call.activated': {
     full: {
+      state: 'active',
+      version: 3,
       provider: 'livekit',
       providerRoomId: 'room-ses_1',
       providerParticipantId: 'PA_abc123',
@@ -113,7 +117,7 @@ const cases: { [T in EventType]: Case<T> } = {
     ],
   },
   'call.ending': {
-    full: { reason: 'user hung up', initiatedBy: 'user' },
+    full: { state: 'ending', version: 4, reason: 'user hung up', initiatedBy: 'user' },
     required: [],
     invalid: [
       ['unknown initiator', { initiatedBy: 'martian' }],
@@ -121,36 +125,59 @@ const cases: { [T in EventType]: Case<T> } = {
     ],
   },
   'call.ended': {
-    full: { reason: 'completed', durationMs: 183_000 },
+    full: { state: 'ended', version: 5, reason: 'completed', durationMs: 183_000 },
     required: [],
     invalid: [
+      ['fractional version', { version: 1.5 }],
       ['negative duration', { durationMs: -5 }],
       ['fractional duration', { durationMs: 1.5 }],
       ['reason over 256 chars', { reason: 'r'.repeat(257) }],
     ],
   },
   'call.failed': {
-    full: { reason: 'media provider unreachable', code: 'provider_unavailable' },
+    full: { state: 'failed', version: 2, reason: 'media provider unreachable', code: 'provider_unavailable' },
     required: ['reason'],
     invalid: [
+      ['state not failed', { state: 'ended', reason: 'x' }],
       ['empty reason', { reason: '' }],
       ['code not a token', { reason: 'x', code: 'Provider Unavailable' }],
     ],
   },
-  'call.participant.joined': {
-    full: { participantId: 'PA_abc123', identity: 'user:ana', kind: 'user', name: 'Ana' },
+  'call.participant_joined': {
+    full: {
+      participantId: 'PA_abc123',
+      identity: 'user:ana',
+      kind: 'user',
+      name: 'Ana',
+      roomId: 'RM_xyz',
+      roomName: 'lifeos-cs_1',
+      providerEventId: 'EV_1',
+      providerTs: TS,
+      reconciled: true,
+    },
     required: ['participantId', 'identity'],
     invalid: [
       ['unknown kind', { participantId: 'PA_1', identity: 'a', kind: 'robot' }],
       ['empty identity', { participantId: 'PA_1', identity: '' }],
+      ['reconciled as string', { participantId: 'PA_1', identity: 'a', reconciled: 'yes' }],
+      [
+        'impossible providerTs',
+        { participantId: 'PA_1', identity: 'a', providerTs: '2026-02-30T00:00:00.000Z' },
+      ],
     ],
   },
-  'call.participant.left': {
+  'call.participant_left': {
     full: {
       participantId: 'PA_abc123',
       identity: 'agent:concierge',
       kind: 'agent',
-      reason: 'CLIENT_INITIATED',
+      name: 'Concierge',
+      reason: 'client_initiated',
+      roomId: 'RM_xyz',
+      roomName: 'lifeos-cs_1',
+      providerEventId: 'EV_2',
+      providerTs: TS,
+      reconciled: false,
     },
     required: ['participantId', 'identity'],
     invalid: [
@@ -158,13 +185,32 @@ const cases: { [T in EventType]: Case<T> } = {
       ['unknown kind', { participantId: 'PA_1', identity: 'a', kind: 'bot' }],
     ],
   },
-  'call.track.published': {
+  'call.participant_connection_aborted': {
+    full: {
+      participantId: 'PA_abc123',
+      identity: 'user:ana',
+      kind: 'sip',
+      name: 'Ana',
+      roomId: 'RM_xyz',
+      roomName: 'lifeos-cs_1',
+      providerEventId: 'EV_3',
+      providerTs: TS,
+    },
+    required: ['participantId', 'identity'],
+    invalid: [['reconciled is not a field', { participantId: 'PA_1', identity: 'a', reconciled: true }]],
+  },
+  'call.track_published': {
     full: {
       trackId: 'TR_audio1',
       participantIdentity: 'user:ana',
       participantId: 'PA_abc123',
       kind: 'audio',
       source: 'microphone',
+      name: 'mic',
+      roomId: 'RM_xyz',
+      roomName: 'lifeos-cs_1',
+      providerEventId: 'EV_4',
+      providerTs: TS,
     },
     required: ['trackId', 'participantIdentity', 'kind'],
     invalid: [
@@ -172,16 +218,78 @@ const cases: { [T in EventType]: Case<T> } = {
       ['unknown source', { trackId: 'TR_1', participantIdentity: 'a', kind: 'video', source: 'webcam' }],
     ],
   },
-  'call.track.unpublished': {
+  'call.track_unpublished': {
     full: {
       trackId: 'TR_video1',
       participantIdentity: 'user:ana',
       participantId: 'PA_abc123',
       kind: 'video',
       source: 'screen_share',
+      name: 'screen',
+      roomId: 'RM_xyz',
+      roomName: 'lifeos-cs_1',
+      providerEventId: 'EV_5',
+      providerTs: TS,
     },
     required: ['trackId', 'participantIdentity', 'kind'],
     invalid: [['empty trackId', { trackId: '', participantIdentity: 'a', kind: 'audio' }]],
+  },
+  'call.room_started': {
+    full: { roomId: 'RM_xyz', roomName: 'lifeos-cs_1', providerEventId: 'EV_6', providerTs: TS },
+    required: ['roomId', 'roomName'],
+    invalid: [['empty roomName', { roomId: 'RM_1', roomName: '' }]],
+  },
+  'call.room_finished': {
+    full: { roomId: 'RM_xyz', roomName: 'lifeos-cs_1', providerEventId: 'EV_7', providerTs: TS },
+    required: ['roomId', 'roomName'],
+    invalid: [['roomId over 128 chars', { roomId: 'r'.repeat(129), roomName: 'x' }]],
+  },
+  'call.recording.started': {
+    full: {
+      egressId: 'EG_1',
+      status: 'active',
+      startedAt: TS,
+      endedAt: TS,
+      error: 'none',
+      roomId: 'RM_xyz',
+      roomName: 'lifeos-cs_1',
+      providerEventId: 'EV_8',
+      providerTs: TS,
+    },
+    required: ['egressId', 'status'],
+    invalid: [['unknown status', { egressId: 'EG_1', status: 'EGRESS_ACTIVE' }]],
+  },
+  'call.recording.updated': {
+    full: {
+      egressId: 'EG_1',
+      status: 'ending',
+      startedAt: TS,
+      endedAt: TS,
+      error: 'none',
+      roomId: 'RM_xyz',
+      roomName: 'lifeos-cs_1',
+      providerEventId: 'EV_9',
+      providerTs: TS,
+    },
+    required: ['egressId', 'status'],
+    invalid: [
+      ['impossible startedAt', { egressId: 'EG_1', status: 'active', startedAt: '2026-13-01T00:00:00.000Z' }],
+    ],
+  },
+  'call.recording.ended': {
+    full: {
+      egressId: 'EG_1',
+      status: 'failed',
+      startedAt: TS,
+      endedAt: TS,
+      error: 'upload failed',
+      roomId: 'RM_xyz',
+      roomName: 'lifeos-cs_1',
+      providerEventId: 'EV_10',
+      providerTs: TS,
+    },
+    required: ['egressId', 'status'],
+    invalid: [['empty egressId', { egressId: '', status: 'complete' }]],
   },
   'transcript.partial': {
     full: transcriptFull,
@@ -605,7 +713,8 @@ describe('mayPublish', () => {
     ['call.created', false, false, false, false],
     ['call.ended', false, false, false, false],
     ['call.failed', false, false, false, false],
-    ['call.participant.joined', false, false, false, false],
+    ['call.participant_joined', false, false, false, false],
+    ['call.recording.started', false, false, false, false],
     ['safety.flagged', false, false, false, false],
     ['billing.usage.recorded', false, false, false, false],
     ['transcript.bogus', false, false, false, false],

@@ -2,20 +2,27 @@ import { randomBytes } from 'node:crypto';
 import type { Clock } from '../../util/clock.ts';
 import type { Envelope } from '../../protocol/envelope.ts';
 import type {
+  AppendOutcome,
   AppendResult,
   Engine,
   EngineLimits,
   NewSession,
   NewSubscriber,
   ReadResult,
+  SessionChange,
+  SessionChangeResult,
   SessionListener,
   SessionNotice,
+  SessionPage,
+  SessionQuery,
   SessionRecord,
   Watch,
   StoredEvent,
   StreamHead,
   SubscriberRecord,
 } from '../engine.ts';
+import { GatewayError } from '../../errors/gateway-error.ts';
+import { idOfOrderKey, positionOfOrderKey, sessionOrderKey } from '../session-order.ts';
 
 /**
  * The embedded engine: everything in this process's memory.
@@ -25,7 +32,10 @@ import type {
  * - nothing survives a restart: every restart is a new epoch, so resuming clients get
  *   `history_gone` and start fresh;
  * - retention is by count (`historyMaxEvents` per stream) and by time after a stream
- *   ended (`historyTtlAfterEndS`), swept lazily on access and by a timer.
+ *   ended (`historyTtlAfterEndS`, the session record with it), swept lazily on access
+ *   and by a timer;
+ * - atomicity is a synchronous critical section: every method does its checks and
+ *   writes in one synchronous run after its single `await`, so nothing interleaves.
  * Use the redis engine for anything that must survive a restart or span nodes.
  */
 export class MemoryEngine implements Engine {
@@ -34,8 +44,11 @@ export class MemoryEngine implements Engine {
   readonly #limits: EngineLimits;
   /** One epoch per process: a restart loses everything, so it must look like a new stream. */
   readonly #epoch = randomBytes(8).toString('hex');
-  readonly #sessions = new Map<string, SessionRecord>();
-  readonly #idempotency = new Map<string, string>();
+  readonly #sessions = new Map<string, SessionEntry>();
+  readonly #idempotency = new Map<string, { id: string; snapshot: SessionRecord }>();
+  /** Listing indexes: sorted order keys (session-order.ts) per tenant and per tenant + owner. */
+  readonly #byTenant = new Map<string, string[]>();
+  readonly #byOwner = new Map<string, string[]>();
   readonly #streams = new Map<string, Stream>();
   readonly #subscribers = new Map<string, SubscriberEntry>();
   readonly #sweep: NodeJS.Timeout;
@@ -51,30 +64,104 @@ export class MemoryEngine implements Engine {
   async createSession(
     input: NewSession,
     idempotencyKey?: string,
+    event?: Envelope,
   ): Promise<{ session: SessionRecord; created: boolean }> {
     await tick();
     const idemKey =
       idempotencyKey === undefined ? undefined : `${input.tenantId}\0${input.ownerId}\0${idempotencyKey}`;
     if (idemKey !== undefined) {
-      const existing = this.#idempotency.get(idemKey);
-      const session = existing === undefined ? undefined : this.#sessions.get(existing);
-      if (session) return { session: structuredClone(session), created: false };
+      const claim = this.#idempotency.get(idemKey);
+      // Like the redis engine: a session that has expired since is not created again.
+      if (claim)
+        return {
+          session: structuredClone(this.#liveSession(claim.id)?.record ?? claim.snapshot),
+          created: false,
+        };
     }
     const session: SessionRecord = { ...input, state: 'created', version: 1 };
-    this.#sessions.set(input.id, session);
-    if (idemKey !== undefined) this.#idempotency.set(idemKey, input.id);
-    return { session: structuredClone(session), created: true };
+    const key = sessionOrderKey(input.createdAt, input.id);
+    insertSorted(indexOf(this.#byTenant, input.tenantId), key);
+    insertSorted(indexOf(this.#byOwner, ownerIndex(input.tenantId, input.ownerId)), key);
+    this.#sessions.set(input.id, { record: structuredClone(session), expiresAt: Infinity });
+    if (idemKey !== undefined)
+      this.#idempotency.set(idemKey, { id: input.id, snapshot: structuredClone(session) });
+    const stream = event && this.#stream(input.id);
+    // (a stream left ended under a reused id is left alone, as on redis)
+    if (event && stream && stream.endedAt === undefined) this.#appendNow(input.id, stream, [event]);
+    return { session, created: true };
   }
 
   async getSession(sessionId: string): Promise<SessionRecord | undefined> {
     await tick();
-    const s = this.#sessions.get(sessionId);
-    return s && structuredClone(s);
+    const entry = this.#liveSession(sessionId);
+    return entry && structuredClone(entry.record);
+  }
+
+  async transitionSession(sessionId: string, change: SessionChange): Promise<SessionChangeResult> {
+    await tick();
+    const entry = this.#liveSession(sessionId);
+    if (!entry) return { status: 'not_found' };
+    if (entry.record.version !== change.expectedVersion) {
+      return { status: 'conflict', current: structuredClone(entry.record) };
+    }
+    const stream = this.#stream(sessionId);
+    this.#refuseAfterEnd(stream, [change.event]);
+    const outcome = this.#appendNow(sessionId, stream, [change.event])[0]!;
+    entry.record = structuredClone(change.next);
+    if (change.endStream) this.#end(sessionId, stream);
+    return {
+      status: 'applied',
+      session: structuredClone(change.next),
+      outcome,
+      head: headOf(stream, this.#epoch),
+    };
+  }
+
+  async listSessions(query: SessionQuery): Promise<SessionPage> {
+    await tick();
+    const keys =
+      (query.ownerId === undefined
+        ? this.#byTenant.get(query.tenantId)
+        : this.#byOwner.get(ownerIndex(query.tenantId, query.ownerId))) ?? [];
+    const limit = Math.max(1, Math.floor(query.limit));
+    let i =
+      query.after === undefined
+        ? 0
+        : upperBound(keys, sessionOrderKey(query.after.createdAt, query.after.id));
+    const sessions: SessionRecord[] = [];
+    const expired: string[] = [];
+    const now = this.#clock.now();
+    let last: string | undefined;
+    for (; i < keys.length && sessions.length < limit; i++) {
+      last = keys[i]!;
+      const id = idOfOrderKey(last);
+      const entry = this.#sessions.get(id);
+      if (entry && entry.expiresAt > now) sessions.push(structuredClone(entry.record));
+      else if (entry) expired.push(id);
+    }
+    const more = i < keys.length;
+    // dropped only now: dropping removes index entries, from the array being walked
+    for (const id of expired) this.#liveSession(id);
+    return more && last !== undefined ? { sessions, next: positionOfOrderKey(last) } : { sessions };
   }
 
   async append(sessionId: string, events: readonly Envelope[]): Promise<AppendResult> {
     await tick();
     const stream = this.#stream(sessionId);
+    this.#refuseAfterEnd(stream, events);
+    const outcomes = this.#appendNow(sessionId, stream, events);
+    return { outcomes, ...headOf(stream, this.#epoch) };
+  }
+
+  /** Nothing new follows the end of a stream: see Engine.append. */
+  #refuseAfterEnd(stream: Stream, events: readonly Envelope[]): void {
+    if (stream.endedAt !== undefined && events.some((e) => !stream.ids.has(e.eventId))) {
+      throw new GatewayError('session_ended', 'the stream has ended');
+    }
+  }
+
+  /** Dedupes, assigns seqs, trims and notifies: the body of an append, synchronous. */
+  #appendNow(sessionId: string, stream: Stream, events: readonly Envelope[]): AppendOutcome[] {
     const outcomes = events.map((event) => {
       const known = stream.ids.get(event.eventId);
       if (known !== undefined) return { seq: known, duplicate: true };
@@ -87,7 +174,7 @@ export class MemoryEngine implements Engine {
     if (outcomes.some((o) => !o.duplicate)) {
       this.#notify(sessionId, { kind: 'head', headSeq: stream.head, epoch: this.#epoch });
     }
-    return { outcomes, ...headOf(stream, this.#epoch) };
+    return outcomes;
   }
 
   async read(sessionId: string, after: number, limit: number): Promise<ReadResult> {
@@ -107,11 +194,17 @@ export class MemoryEngine implements Engine {
   async endStream(sessionId: string): Promise<StreamHead> {
     await tick();
     const stream = this.#stream(sessionId);
-    if (stream.endedAt === undefined) {
-      stream.endedAt = stream.head;
-      stream.expiresAt = this.#clock.now() + this.#limits.historyTtlAfterEndS * 1000;
-    }
+    this.#end(sessionId, stream);
     return headOf(stream, this.#epoch);
+  }
+
+  /** Ends the stream at its head, once; its data and the session record expire together. */
+  #end(sessionId: string, stream: Stream): void {
+    if (stream.endedAt !== undefined) return;
+    stream.endedAt = stream.head;
+    stream.expiresAt = this.#clock.now() + this.#limits.historyTtlAfterEndS * 1000;
+    const entry = this.#sessions.get(sessionId);
+    if (entry) entry.expiresAt = stream.expiresAt;
   }
 
   async createSubscriber(sessionId: string, sub: NewSubscriber): Promise<SubscriberRecord> {
@@ -220,6 +313,7 @@ export class MemoryEngine implements Engine {
   sweep(): void {
     const now = this.#clock.now();
     for (const [id, stream] of this.#streams) if (stream.expiresAt <= now) this.#streams.delete(id);
+    for (const [id, entry] of this.#sessions) if (entry.expiresAt <= now) this.#dropSession(id, entry);
     for (const [key, entry] of this.#subscribers) if (entry.expiresAt <= now) this.#subscribers.delete(key);
   }
 
@@ -234,6 +328,24 @@ export class MemoryEngine implements Engine {
       this.#streams.set(sessionId, stream);
     }
     return stream;
+  }
+
+  #liveSession(sessionId: string): SessionEntry | undefined {
+    const entry = this.#sessions.get(sessionId);
+    if (entry && entry.expiresAt <= this.#clock.now()) {
+      this.#dropSession(sessionId, entry);
+      return undefined;
+    }
+    return entry;
+  }
+
+  /** Retention: the record goes, and with it its listing entries. */
+  #dropSession(sessionId: string, entry: SessionEntry): void {
+    this.#sessions.delete(sessionId);
+    const { tenantId, ownerId, createdAt } = entry.record;
+    const key = sessionOrderKey(createdAt, sessionId);
+    removeSorted(this.#byTenant, tenantId, key);
+    removeSorted(this.#byOwner, ownerIndex(tenantId, ownerId), key);
   }
 
   #liveSubscriber(sessionId: string, subscriberId: string): SubscriberEntry | undefined {
@@ -261,9 +373,51 @@ interface Stream {
   expiresAt: number;
 }
 
+interface SessionEntry {
+  record: SessionRecord;
+  /** Infinity until the stream ended; then the end of retention. */
+  expiresAt: number;
+}
+
 interface SubscriberEntry {
   record: SubscriberRecord;
   expiresAt: number;
+}
+
+function ownerIndex(tenantId: string, ownerId: string): string {
+  return `${tenantId}\0${ownerId}`;
+}
+
+function indexOf(indexes: Map<string, string[]>, name: string): string[] {
+  let keys = indexes.get(name);
+  if (!keys) indexes.set(name, (keys = []));
+  return keys;
+}
+
+/** The first position whose key is greater than `key`. */
+function upperBound(keys: readonly string[], key: string): number {
+  let lo = 0;
+  let hi = keys.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (keys[mid]! <= key) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** Inserts once, in order (new sessions are mostly the newest: near the front). */
+function insertSorted(keys: string[], key: string): void {
+  const at = upperBound(keys, key);
+  if (keys[at - 1] !== key) keys.splice(at, 0, key);
+}
+
+function removeSorted(indexes: Map<string, string[]>, name: string, key: string): void {
+  const keys = indexes.get(name);
+  if (!keys) return;
+  const at = upperBound(keys, key) - 1;
+  if (keys[at] === key) keys.splice(at, 1);
+  if (keys.length === 0) indexes.delete(name);
 }
 
 function subKey(sessionId: string, subscriberId: string): string {

@@ -11,6 +11,12 @@
  *   <prefix>{<sid>}:sub:<subId>   hash: one subscriber (generation, checkpoint, …)
  *   <prefix>{<sid>}:n             pub/sub channel: "<head> <epoch>" after each append
  *   <prefix>idem:{<tenantId>}:<ownerId>:<key>   hash: idempotent createSession (own slot)
+ *   <prefix>ix:{<tenantId>}:tenant             sorted set: the tenant's sessions, for listing
+ *   <prefix>ix:{<tenantId>}:owner:<ownerId>    sorted set: one owner's sessions, for listing
+ *
+ * The listing indexes live in the tenant's slot, like the idempotency record: members
+ * are order keys (../session-order.ts) with score 0, read in lexicographic order
+ * (ZRANGEBYLEX), and are written before the session's record, outside its scripts.
  *
  * Ids are URI-encoded before they go into a key, so an id containing `{`, `}` or `:`
  * can neither break the hash tag nor collide with another id's keys. Ids the gateway
@@ -54,4 +60,13 @@ export function subscriberKey(keys: SessionKeys, subscriberId: string): string {
 /** Tagged by tenant: the idempotency record lives in its own slot, not the session's. */
 export function idempotencyKey(prefix: string, tenantId: string, ownerId: string, key: string): string {
   return `${prefix}idem:{${encodeURIComponent(tenantId)}}:${encodeURIComponent(ownerId)}:${encodeURIComponent(key)}`;
+}
+
+/** The listing indexes of a tenant (see the layout above). */
+export function tenantIndexKey(prefix: string, tenantId: string): string {
+  return `${prefix}ix:{${encodeURIComponent(tenantId)}}:tenant`;
+}
+
+export function ownerIndexKey(prefix: string, tenantId: string, ownerId: string): string {
+  return `${prefix}ix:{${encodeURIComponent(tenantId)}}:owner:${encodeURIComponent(ownerId)}`;
 }

@@ -11,12 +11,18 @@ import type {
   NewSubscriber,
   ReadResult,
   SeenPosition,
+  SessionChange,
+  SessionChangeResult,
   SessionListener,
+  SessionPage,
+  SessionQuery,
   Watch,
   SessionRecord,
   StreamHead,
   SubscriberRecord,
 } from '../engine.ts';
+import { GatewayError } from '../../errors/gateway-error.ts';
+import { idOfOrderKey, positionOfOrderKey, sessionOrderKey } from '../session-order.ts';
 import {
   clusterSubscriberClient,
   createClient,
@@ -31,9 +37,11 @@ import { mapRedisError } from './errors.ts';
 import {
   DEFAULT_KEY_PREFIX,
   idempotencyKey,
+  ownerIndexKey,
   sessionKeys,
   subscriberKey,
   subscriberMember,
+  tenantIndexKey,
   type SessionKeys,
 } from './keys.ts';
 import {
@@ -79,6 +87,17 @@ const ERROR_LOG_INTERVAL_MS = 5_000;
  * and the script is reported back and covered by one more call (see END_STREAM_LUA).
  */
 const END_STREAM_MAX_PASSES = 4;
+/**
+ * A listing reads at most this many batches of index entries: entries whose record is
+ * gone are skipped, and a page that had to skip this much ends early (with `next`).
+ */
+const LIST_MAX_ROUNDS = 8;
+/**
+ * A listing removes an index entry whose record is missing only once the entry is older
+ * than this: a younger one may be a session whose record is being written right now
+ * (the index is written first). Older ones expired after their stream ended.
+ */
+const LIST_PRUNE_GRACE_MS = 10 * 60_000;
 
 /**
  * The engine on Redis (7.0 or newer): streams, meta, dedupe ids and subscribers of a
@@ -221,49 +240,172 @@ export class RedisEngine implements Engine {
 
   /**
    * With an idempotency key, in three steps, each safe to repeat:
-   * 1. claim: one script on the idempotency key stores (session id, record JSON) unless
-   *    a claim exists, and returns the claim that holds. This is where concurrent calls
-   *    are decided: exactly one of them claims.
-   * 2. write the session record with SET NX under the session's own tag. Every caller
-   *    that sees an uncommitted claim does it, so a claimant that crashed or timed out
-   *    between steps is repaired by the retry, and NX never overwrites a record that has
-   *    moved on. Both writers would write the same JSON.
+   * 1. claim: one script on the idempotency key stores (session id, record JSON, event
+   *    JSON) unless a claim exists, and returns the claim that holds. This is where
+   *    concurrent calls are decided: exactly one of them claims.
+   * 2. write the session: its listing entries (ZADD, in the tenant's slot), then the record
+   *    with its `call.created` (loCreateSession: SET NX and the append, one script under
+   *    the session's own tag). Every caller that sees an uncommitted claim does it, so a
+   *    claimant that crashed or timed out between steps is repaired by the retry, and NX
+   *    never overwrites a record that has moved on. Both writers would write the same JSON.
    * 3. mark the claim committed, so a later duplicate whose session has since expired
    *    (ended + retention) does not resurrect it; it gets the claimed snapshot instead.
-   * The claim is remembered for `idempotencyTtlS`.
+   * The claim is remembered for `idempotencyTtlS`. Without a key: step 2 only.
    */
   async createSession(
     input: NewSession,
     idempotencyKeyValue?: string,
+    event?: Envelope,
   ): Promise<{ session: SessionRecord; created: boolean }> {
     const record: SessionRecord = { ...input, state: 'created', version: 1 };
     const json = JSON.stringify(record);
+    const eventJson = event === undefined ? '' : JSON.stringify(event);
     if (idempotencyKeyValue === undefined) {
-      await this.#call('createSession', () => this.#redis.set(this.#keys(input.id).session, json));
+      await this.#writeSession(record, json, eventJson);
       return { session: record, created: true };
     }
     const idem = idempotencyKey(this.#prefix, input.tenantId, input.ownerId, idempotencyKeyValue);
     const claim = asArray(
-      await this.#run('createSession', 'loIdemClaim', [idem], [input.id, json, this.#idempotencyTtlS]),
+      await this.#run(
+        'createSession',
+        'loIdemClaim',
+        [idem],
+        [input.id, json, this.#idempotencyTtlS, eventJson],
+      ),
       'claim',
     );
     const created = toInt(claim[0], 'created') === 1;
     const sessionId = String(claim[1]);
     const claimedJson = String(claim[2]);
+    const claimed = JSON.parse(claimedJson) as SessionRecord;
     if (String(claim[3]) !== '1') {
-      await this.#call('createSession', () =>
-        this.#redis.set(this.#keys(sessionId).session, claimedJson, 'NX'),
-      );
+      await this.#writeSession(claimed, claimedJson, typeof claim[4] === 'string' ? claim[4] : '');
+      // A repair of an old claim: its entry is old enough for a listing to have pruned it
+      // while the record was missing, so it is entered again now that the record is there.
+      if (!created) await this.#index(claimed);
       await this.#run('createSession', 'loIdemCommit', [idem], []);
     }
     if (created) return { session: record, created: true };
     const current = await this.getSession(sessionId);
-    return { session: current ?? (JSON.parse(claimedJson) as SessionRecord), created: false };
+    return { session: current ?? claimed, created: false };
+  }
+
+  /** Listing entries first (see LIST_PRUNE_GRACE_MS), then the record and its first event. */
+  async #writeSession(record: SessionRecord, json: string, eventJson: string): Promise<void> {
+    await this.#index(record);
+    const k = this.#keys(record.id);
+    const args: (string | number)[] = [json, newEpoch(), this.#limits.historyMaxEvents, k.channel];
+    if (eventJson !== '') args.push((JSON.parse(eventJson) as Envelope).eventId, eventJson);
+    await this.#run('createSession', 'loCreateSession', [k.stream, k.meta, k.ids, k.session], args);
+  }
+
+  /** The session's entries in its tenant's and its owner's listing (one slot, one transaction). */
+  async #index(record: SessionRecord): Promise<void> {
+    const key = sessionOrderKey(record.createdAt, record.id);
+    const tenantIndex = tenantIndexKey(this.#prefix, record.tenantId);
+    const ownerIndex = ownerIndexKey(this.#prefix, record.tenantId, record.ownerId);
+    const replies = await this.#call('createSession', () =>
+      this.#redis.multi().zadd(tenantIndex, 0, key).zadd(ownerIndex, 0, key).exec(),
+    );
+    const failed = replies?.find(([err]) => err !== null)?.[0];
+    if (!replies || failed) throw mapRedisError(failed ?? new Error('transaction aborted'), 'createSession');
   }
 
   async getSession(sessionId: string): Promise<SessionRecord | undefined> {
     const json = await this.#call('getSession', () => this.#redis.get(this.#keys(sessionId).session));
     return json === null ? undefined : (JSON.parse(json) as SessionRecord);
+  }
+
+  /**
+   * One script (loTransitionSession) does the compare-and-set, the append and, for a
+   * terminal change, the end of the stream. The end then also caps the session's
+   * subscriber keys at the retention TTL, which needs their keys declared: that is one
+   * more endStream call (a repeat of the end, see END_STREAM_LUA). If it fails the change
+   * has happened all the same; this rejects, and a retry of the change is a replay.
+   */
+  async transitionSession(sessionId: string, change: SessionChange): Promise<SessionChangeResult> {
+    const k = this.#keys(sessionId);
+    const reply = asArray(
+      await this.#run(
+        'transitionSession',
+        'loTransitionSession',
+        [k.stream, k.meta, k.ids, k.session, k.subs],
+        [
+          int(change.expectedVersion),
+          JSON.stringify(change.next),
+          change.endStream ? '1' : '0',
+          this.#limits.historyTtlAfterEndS,
+          newEpoch(),
+          this.#limits.historyMaxEvents,
+          k.channel,
+          change.event.eventId,
+          JSON.stringify(change.event),
+        ],
+      ),
+      'transitionSession',
+    );
+    switch (String(reply[0])) {
+      case 'not_found':
+        return { status: 'not_found' };
+      case 'conflict':
+        return { status: 'conflict', current: JSON.parse(String(reply[1])) as SessionRecord };
+      case 'ended':
+        throw new GatewayError('session_ended', 'the stream has ended');
+      case 'applied':
+        break;
+      default:
+        throw new Error(`redis engine: unexpected transition reply ${String(reply[0])}`);
+    }
+    const head = parseHead(reply.slice(1));
+    const flat = asArray(reply[4], 'outcome');
+    const outcome = { seq: toInt(flat[0], 'seq'), duplicate: toInt(flat[1], 'duplicate') === 1 };
+    if (change.endStream) await this.endStream(sessionId);
+    return { status: 'applied', session: change.next, outcome, head };
+  }
+
+  /**
+   * Reads the index (ZRANGEBYLEX, one entry more than needed to know whether more
+   * follow) and then each record. Entries whose record is missing are skipped, and
+   * removed once older than LIST_PRUNE_GRACE_MS, so expired sessions do not pile up.
+   */
+  async listSessions(query: SessionQuery): Promise<SessionPage> {
+    const index =
+      query.ownerId === undefined
+        ? tenantIndexKey(this.#prefix, query.tenantId)
+        : ownerIndexKey(this.#prefix, query.tenantId, query.ownerId);
+    const limit = Math.max(1, Math.floor(query.limit));
+    let from = query.after === undefined ? '-' : `(${sessionOrderKey(query.after.createdAt, query.after.id)}`;
+    const sessions: SessionRecord[] = [];
+    const missing: string[] = [];
+    let last: string | undefined;
+    let more = false;
+    for (let round = 0; round < LIST_MAX_ROUNDS && sessions.length < limit; round++) {
+      const want = limit - sessions.length;
+      const keys = await this.#call('listSessions', () =>
+        this.#redis.zrangebylex(index, from, '+', 'LIMIT', 0, want + 1),
+      );
+      const batch = keys.slice(0, want);
+      more = keys.length > want;
+      const records = await Promise.all(batch.map((key) => this.getSession(idOfOrderKey(key))));
+      batch.forEach((key, i) => {
+        const record = records[i];
+        if (record) sessions.push(record);
+        else missing.push(key);
+      });
+      last = batch.at(-1) ?? last;
+      if (!more || last === undefined) break;
+      from = `(${last}`;
+    }
+    await this.#pruneIndex(index, missing);
+    return more && last !== undefined ? { sessions, next: positionOfOrderKey(last) } : { sessions };
+  }
+
+  async #pruneIndex(index: string, missing: readonly string[]): Promise<void> {
+    const now = this.#clock.now();
+    const stale = missing.filter(
+      (key) => now - Date.parse(positionOfOrderKey(key).createdAt) > LIST_PRUNE_GRACE_MS,
+    );
+    if (stale.length > 0) await this.#call('listSessions', () => this.#redis.zrem(index, ...stale));
   }
 
   // ── event streams ──────────────────────────────────────────────────────────────
@@ -279,6 +421,7 @@ export class RedisEngine implements Engine {
     ];
     for (const event of events) args.push(event.eventId, JSON.stringify(event));
     const reply = asArray(await this.#run('append', 'loAppend', [k.stream, k.meta, k.ids], args), 'append');
+    if (reply[4] === 'ended') throw new GatewayError('session_ended', 'the stream has ended');
     const flat = asArray(reply[3], 'outcomes');
     const outcomes: AppendOutcome[] = [];
     for (let i = 0; i + 1 < flat.length; i += 2) {

@@ -12,6 +12,8 @@ export interface HttpContext {
   headers: { authorization: string; idempotencyKey: string; contentType: string };
   /** The parsed JSON body, for routes that take one; undefined for an empty body. */
   body: unknown;
+  /** The body's bytes exactly as received, for routes that take a raw body (`body: 'raw'`). */
+  rawBody?: Buffer;
 }
 
 export interface HttpReply {
@@ -38,6 +40,7 @@ const STATUS_TEXT: Record<number, string> = {
   415: '415 Unsupported Media Type',
   429: '429 Too Many Requests',
   500: '500 Internal Server Error',
+  501: '501 Not Implemented',
   503: '503 Service Unavailable',
 };
 
@@ -53,7 +56,13 @@ export function errorReply(err: GatewayError): HttpReply {
  */
 export function route(
   handler: RouteHandler,
-  options: { paramCount?: number; body?: boolean; maxBodyBytes: number; logger: Logger },
+  options: {
+    paramCount?: number;
+    /** true: a JSON body (parsed); 'raw': any body, its bytes untouched in `ctx.rawBody`. */
+    body?: boolean | 'raw';
+    maxBodyBytes: number;
+    logger: Logger;
+  },
 ): (res: HttpResponse, req: HttpRequest) => void {
   return (res, req) => {
     const state = { aborted: false, done: false };
@@ -113,7 +122,9 @@ export function route(
     }
     readBody(res, options.maxBodyBytes, (outcome) => {
       if (outcome === 'too_large') return fail(new GatewayError('payload_too_large'));
-      if (outcome.length > 0) {
+      if (options.body === 'raw') {
+        ctx.rawBody = outcome;
+      } else if (outcome.length > 0) {
         if (!/^application\/json\b/i.test(ctx.headers.contentType))
           return fail(new GatewayError('unsupported_media_type'));
         try {

@@ -1,5 +1,7 @@
 import type { JwtVerifier } from '../../auth/jwt.ts';
-import type { CallService } from '../../calls/call-service.ts';
+import { LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, type CallService } from '../../calls/call-service.ts';
+import { parseTransitionRequest } from '../../calls/lifecycle.ts';
+import { decodeCursor, encodeCursor } from '../../calls/session-cursor.ts';
 import type { Engine } from '../../engine/engine.ts';
 import { GatewayError } from '../../errors/gateway-error.ts';
 import type { ActorRegistry } from '../../session/actor-registry.ts';
@@ -41,16 +43,39 @@ export async function getSession(deps: SessionRouteDeps, ctx: HttpContext): Prom
   return { status: 200, body: await deps.calls.get(principal, ctx.params[0]!) };
 }
 
-/** `POST /v1/call/sessions/:id/end`: ends the stream with `call.ended` (interim, see CallService.end). */
-export async function endSession(deps: SessionRouteDeps, ctx: HttpContext): Promise<HttpReply> {
+/**
+ * `GET /v1/call/sessions?limit=&cursor=&owner=`: the caller's sessions, newest first
+ * (see CallService.list); `nextCursor` continues, and is absent on the last page.
+ */
+export async function listSessions(deps: SessionRouteDeps, ctx: HttpContext): Promise<HttpReply> {
   const principal = await authenticate(deps.jwt, ctx);
-  const body = (ctx.body ?? {}) as { reason?: unknown };
-  const reason =
-    typeof body.reason === 'string' && body.reason.length >= 1 && body.reason.length <= 256
-      ? body.reason
-      : 'ended';
-  const { seq } = await deps.calls.end(principal, ctx.params[0]!, reason);
-  return { status: 200, body: { id: ctx.params[0], state: 'ended', seq } };
+  const limit = intParam(ctx.query.get('limit'), LIST_LIMIT_DEFAULT, 'limit');
+  if (limit < 1 || limit > LIST_LIMIT_MAX) {
+    throw new GatewayError('bad_request', `limit must be between 1 and ${LIST_LIMIT_MAX}`);
+  }
+  const cursor = ctx.query.get('cursor');
+  const owner = ctx.query.get('owner');
+  const page = await deps.calls.list(principal, {
+    limit,
+    ...(cursor ? { after: decodeCursor(cursor) } : {}),
+    ...(owner ? { ownerId: owner } : {}),
+  });
+  return {
+    status: 200,
+    body: { sessions: page.sessions, ...(page.next ? { nextCursor: encodeCursor(page.next) } : {}) },
+  };
+}
+
+/**
+ * `POST /v1/call/sessions/:id/transitions` `{ to, …fields, expectedVersion? }`: 200 with
+ * the session after the change; a replay of the change that produced the current state is
+ * 200 with the session unchanged (and `idempotent-replayed: true`).
+ */
+export async function transitionSession(deps: SessionRouteDeps, ctx: HttpContext): Promise<HttpReply> {
+  const principal = await authenticate(deps.jwt, ctx);
+  const request = parseTransitionRequest(ctx.body);
+  const { session, changed } = await deps.calls.transition(principal, ctx.params[0]!, request);
+  return { status: 200, body: session, headers: changed ? {} : { 'idempotent-replayed': 'true' } };
 }
 
 /** `GET /v1/call/sessions/:id/events?after=&limit=`: a page of history. */

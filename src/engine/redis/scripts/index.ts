@@ -7,7 +7,12 @@ import {
   SAVE_CHECKPOINT_LUA,
   takeoverSubscriberLua,
 } from './subscriber-scripts.ts';
-import { IDEM_CLAIM_LUA, IDEM_COMMIT_LUA } from './session-scripts.ts';
+import {
+  createSessionLua,
+  IDEM_CLAIM_LUA,
+  IDEM_COMMIT_LUA,
+  transitionSessionLua,
+} from './session-scripts.ts';
 
 /**
  * How the scripts publish notices: `PUBLISH` on one Redis, `SPUBLISH` (sharded pub/sub)
@@ -41,6 +46,8 @@ export function scriptsFor(publish: PublishCommand) {
     loEndSubscriber: { lua: END_SUBSCRIBER_LUA, numberOfKeys: 2 },
     loIdemClaim: { lua: IDEM_CLAIM_LUA, numberOfKeys: 1 },
     loIdemCommit: { lua: IDEM_COMMIT_LUA, numberOfKeys: 1 },
+    loCreateSession: { lua: createSessionLua(publish), numberOfKeys: 4 },
+    loTransitionSession: { lua: transitionSessionLua(publish), numberOfKeys: 5 },
   } as const satisfies Record<string, { lua: string; numberOfKeys: number | undefined }>;
 }
 

@@ -1,3 +1,5 @@
+import type { PublishCommand } from './index.ts';
+
 /**
  * Lua shared by the scripts. Each script is sent as one chunk: `#!lua` + the helpers it
  * needs + its body.
@@ -45,6 +47,78 @@ local function check_seen(stream, meta, ids, candidate, epoch, head, ended, seen
     return load_meta(stream, meta, ids, candidate)
   end
   return epoch, head, ended
+end
+
+-- Ends the stream at head: endedAt is set, and every key of the session (the list the
+-- caller passes: stream, meta, ids, session, subs) goes on the retention TTL.
+local function mark_ended(meta, head, ttl_ms, keys)
+  redis.call('HSET', meta, 'endedAt', head)
+  for _, key in ipairs(keys) do
+    redis.call('PEXPIRE', key, ttl_ms)
+  end
+end
+`;
+
+/**
+ * Appending (needs STREAM_LIB before it), shared by every script that appends: append
+ * itself, and the session scripts that append the event of a change in the same atomic
+ * step as the change (createSession, transitionSession). So every append anywhere has
+ * the same dedupe, seq, epoch, end and notice semantics.
+ */
+export const appendLib = (publish: PublishCommand): string => `
+-- Guard: meta's head must cover every stored entry. If it does not, meta was rolled back
+-- behind its stream (partial restore, manual edits): that history cannot be trusted and
+-- reusing its seqs under the same epoch is exactly what epochs forbid, so start a new one.
+-- This is also what rules out the one way an XADD could fail after earlier writes.
+local function guard_head(stream, meta, ids, candidate, epoch, head, ended)
+  local newest = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)[1]
+  if newest and (seq_of(newest[1]) or math.huge) > head then
+    redis.call('DEL', stream, ids, meta)
+    return load_meta(stream, meta, ids, candidate)
+  end
+  return epoch, head, ended
+end
+
+-- Nothing new follows the end of a stream: true when it has ended and the eventId/json
+-- pairs args[from], args[from + 1], … hold an event not stored yet. Checked before any
+-- write, so a refused batch changes nothing.
+local function new_after_end(ids, ended, args, from)
+  if ended == '' then return false end
+  for i = from, #args, 2 do
+    if redis.call('HEXISTS', ids, args[i]) == 0 then return true end
+  end
+  return false
+end
+
+-- Appends the eventId/json pairs args[from], args[from + 1], …: dedupe by eventId, next
+-- seqs, XADD at 0-<seq>, head, trim, then the head notice "<head> <epoch>" on the
+-- session's channel (the fast path for other nodes; the stream stays the truth).
+-- Returns the new head and { seq1, dup1, seq2, dup2, … }.
+local function append_pairs(stream, meta, ids, epoch, head, max_len, channel, args, from)
+  local outcomes = {}
+  local added = 0
+  for i = from, #args, 2 do
+    local event_id, json = args[i], args[i + 1]
+    local known = redis.call('HGET', ids, event_id)
+    if known then
+      outcomes[#outcomes + 1] = tonumber(known)
+      outcomes[#outcomes + 1] = 1
+    else
+      head = head + 1
+      redis.call('XADD', stream, '0-' .. head, 'e', json)
+      -- recorded at once, so a second copy later in the same batch is a duplicate too
+      redis.call('HSET', ids, event_id, head)
+      outcomes[#outcomes + 1] = head
+      outcomes[#outcomes + 1] = 0
+      added = added + 1
+    end
+  end
+  if added > 0 then
+    redis.call('HSET', meta, 'head', head)
+    redis.call('XTRIM', stream, 'MAXLEN', '=', tonumber(max_len))
+    redis.call('${publish}', channel, head .. ' ' .. epoch)
+  end
+  return head, outcomes
 end
 `;
 

@@ -1,67 +1,32 @@
-import { SHEBANG, STREAM_LIB } from './lua-lib.ts';
+import { appendLib, SHEBANG, STREAM_LIB } from './lua-lib.ts';
 import type { PublishCommand } from './index.ts';
 
 /**
  * append — one call per batch (ARCHITECTURE-NOTES decision 1).
  * KEYS: stream, meta, ids. ARGV: candidateEpoch, maxLen, channel, seenEpoch, seenHead,
  * then eventId, json pairs.
- * Returns { epoch, head, endedAt|'', { seq1, dup1, seq2, dup2, … } }.
+ * Returns { epoch, head, endedAt|'', { seq1, dup1, seq2, dup2, … }, refused } where
+ * refused is 'ended' when the stream has ended and the batch holds a new event (nothing
+ * was appended), '' otherwise.
  * The channel carries the session's hash tag: on a cluster the notice is an SPUBLISH,
  * which Redis allows in a script only on a channel of the script's own slot.
  *
  * Atomic: the dedupe lookups, seq assignment, XADDs, trim, head update and notification
  * run as one script, on keys of one hash tag. The only step that could fail after a
- * write is an XADD whose ID is not above the stream's newest entry; the guard below
- * rules that out before anything is written.
+ * write is an XADD whose ID is not above the stream's newest entry; guard_head rules
+ * that out before anything is written.
  */
-export const appendLua = (publish: PublishCommand): string => `${SHEBANG}${STREAM_LIB}
+export const appendLua = (publish: PublishCommand): string => `${SHEBANG}${STREAM_LIB}${appendLib(publish)}
 local stream, meta, ids = KEYS[1], KEYS[2], KEYS[3]
 local epoch, head, ended = load_meta(stream, meta, ids, ARGV[1])
 epoch, head, ended = check_seen(stream, meta, ids, ARGV[1], epoch, head, ended, ARGV[4], ARGV[5])
-
--- Guard: meta's head must cover every stored entry. If it does not, meta was rolled back
--- behind its stream (partial restore, manual edits): that history cannot be trusted and
--- reusing its seqs under the same epoch is exactly what epochs forbid, so start a new one.
-local newest = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)[1]
-if newest and (seq_of(newest[1]) or math.huge) > head then
-  redis.call('DEL', stream, ids, meta)
-  epoch, head, ended = load_meta(stream, meta, ids, ARGV[1])
+epoch, head, ended = guard_head(stream, meta, ids, ARGV[1], epoch, head, ended)
+if new_after_end(ids, ended, ARGV, 6) then
+  return { epoch, head, ended, {}, 'ended' }
 end
-
-local outcomes = {}
-local added = 0
-for i = 6, #ARGV, 2 do
-  local event_id, json = ARGV[i], ARGV[i + 1]
-  local known = redis.call('HGET', ids, event_id)
-  if known then
-    outcomes[#outcomes + 1] = tonumber(known)
-    outcomes[#outcomes + 1] = 1
-  else
-    head = head + 1
-    redis.call('XADD', stream, '0-' .. head, 'e', json)
-    -- recorded at once, so a second copy later in the same batch is a duplicate too
-    redis.call('HSET', ids, event_id, head)
-    outcomes[#outcomes + 1] = head
-    outcomes[#outcomes + 1] = 0
-    added = added + 1
-  end
-end
-
-if added > 0 then
-  redis.call('HSET', meta, 'head', head)
-  redis.call('XTRIM', stream, 'MAXLEN', '=', tonumber(ARGV[2]))
-  if ended ~= '' then
-    -- the event that ends the session may land after endStream: keep everything on one TTL
-    local ttl = redis.call('PTTL', meta)
-    if ttl > 0 then
-      redis.call('PEXPIRE', stream, ttl)
-      redis.call('PEXPIRE', ids, ttl)
-    end
-  end
-  -- fast path for other nodes; the stream stays the truth (decision 6)
-  redis.call('${publish}', ARGV[3], head .. ' ' .. epoch)
-end
-return { epoch, head, ended, outcomes }
+local outcomes
+head, outcomes = append_pairs(stream, meta, ids, epoch, head, ARGV[2], ARGV[3], ARGV, 6)
+return { epoch, head, ended, outcomes, '' }
 `;
 
 /**
@@ -117,11 +82,8 @@ local epoch, head, ended = load_meta(KEYS[1], KEYS[2], KEYS[3], ARGV[1])
 local ttl_ms, cap
 if ended == '' then
   ended = head
-  redis.call('HSET', KEYS[2], 'endedAt', head)
   ttl_ms = tonumber(ARGV[2]) * 1000
-  for i = 1, 5 do
-    redis.call('PEXPIRE', KEYS[i], ttl_ms)
-  end
+  mark_ended(KEYS[2], head, ttl_ms, { KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5] })
   cap = true
 else
   -- a repeat: what is left of the session's TTL (none if meta has none)

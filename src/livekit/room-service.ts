@@ -1,0 +1,61 @@
+import { RoomServiceClient, TwirpError, type ParticipantInfo } from 'livekit-server-sdk';
+
+/**
+ * What the bridge needs of LiveKit's RoomService (Twirp over HTTP), behind an interface so
+ * the bridge is tested against the real client and a stand-in server
+ * (test/helpers/livekit-twirp-standin.ts). Only the token path and the reconciler call
+ * it; the webhook path never does (webhooks must be answered fast).
+ */
+export interface RoomProvider {
+  /** Creates the room, or returns it when it exists (LiveKit's CreateRoom is idempotent). */
+  createRoom(options: {
+    name: string;
+    emptyTimeoutS: number;
+    maxParticipants: number;
+    metadata: string;
+  }): Promise<{ sid: string; name: string }>;
+  /** The rooms among `names` that exist now. `names` must not be empty (empty lists every room). */
+  listRooms(names: readonly string[]): Promise<{ sid: string; name: string }[]>;
+  /** The room's participants, or undefined when the room does not exist (any more). */
+  listParticipants(room: string): Promise<ParticipantInfo[] | undefined>;
+}
+
+export class LiveKitRoomService implements RoomProvider {
+  readonly #client: RoomServiceClient;
+
+  constructor(url: string, apiKey: string, apiSecret: string, options: { requestTimeoutS: number }) {
+    this.#client = new RoomServiceClient(url, apiKey, apiSecret, {
+      requestTimeout: options.requestTimeoutS,
+    });
+  }
+
+  async createRoom(options: {
+    name: string;
+    emptyTimeoutS: number;
+    maxParticipants: number;
+    metadata: string;
+  }): Promise<{ sid: string; name: string }> {
+    const room = await this.#client.createRoom({
+      name: options.name,
+      emptyTimeout: options.emptyTimeoutS,
+      maxParticipants: options.maxParticipants,
+      metadata: options.metadata,
+    });
+    return { sid: room.sid, name: room.name };
+  }
+
+  async listRooms(names: readonly string[]): Promise<{ sid: string; name: string }[]> {
+    if (names.length === 0) throw new RangeError('listRooms: no names (that would list every room)');
+    const rooms = await this.#client.listRooms([...names]);
+    return rooms.map((room) => ({ sid: room.sid, name: room.name }));
+  }
+
+  async listParticipants(room: string): Promise<ParticipantInfo[] | undefined> {
+    try {
+      return await this.#client.listParticipants(room);
+    } catch (err) {
+      if (err instanceof TwirpError && (err.code === 'not_found' || err.status === 404)) return undefined;
+      throw err;
+    }
+  }
+}

@@ -1,0 +1,171 @@
+/**
+ * The bridge's failure paths, with its ports faked (the store is the real memory store,
+ * the signatures real): a webhook whose processing fails answers an error, leaves its
+ * claim and presence as they were, and LiveKit's retry is processed exactly once; a
+ * reconciler tick on a node without the lease does nothing.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { AppendOutcome } from '../../src/engine/engine.ts';
+import { MemoryLiveKitStore } from '../../src/engine/memory/livekit-store.ts';
+import { GatewayError } from '../../src/errors/gateway-error.ts';
+import { LiveKitBridge } from '../../src/livekit/bridge.ts';
+import type { EventSink, SessionLifecycle } from '../../src/livekit/ports.ts';
+import { Reconciler } from '../../src/livekit/reconciler.ts';
+import type { RoomProvider } from '../../src/livekit/room-service.ts';
+import { reconciledEventId, webhookEventId } from '../../src/livekit/translate.ts';
+import { silentLogger } from '../../src/observability/logger.ts';
+import type { Envelope } from '../../src/protocol/envelope.ts';
+import { ManualClock } from '../../src/util/clock.ts';
+import { LK_KEY, LK_SECRET, signWebhook, webhookEvent } from '../helpers/livekit.ts';
+
+class FakeStream implements EventSink {
+  readonly events: Envelope[] = [];
+  failures = 0;
+  async publish(_sessionId: string, event: Envelope): Promise<AppendOutcome> {
+    if (this.failures > 0) {
+      this.failures--;
+      throw new GatewayError('unavailable', 'the engine is down (fake)');
+    }
+    const i = this.events.findIndex((e) => e.eventId === event.eventId);
+    if (i >= 0) return { seq: i + 1, duplicate: true };
+    this.events.push(event);
+    return { seq: this.events.length, duplicate: false };
+  }
+}
+
+class FakeLifecycle implements SessionLifecycle {
+  state = 'active';
+  ended: string[] = [];
+  failures = 0;
+  async status() {
+    return { state: this.state, ended: this.state === 'ended' };
+  }
+  async endFromProvider(sessionId: string) {
+    if (this.failures > 0) {
+      this.failures--;
+      throw new GatewayError('unavailable', 'fake');
+    }
+    this.ended.push(sessionId);
+    this.state = 'ended';
+  }
+}
+
+function setup() {
+  const clock = new ManualClock(Date.now());
+  const store = new MemoryLiveKitStore(clock);
+  const stream = new FakeStream();
+  const lifecycle = new FakeLifecycle();
+  const bridge = new LiveKitBridge(
+    {
+      apiKey: LK_KEY,
+      apiSecret: LK_SECRET,
+      url: '',
+      tokenTtlS: 600,
+      webhookMaxAgeS: 300,
+      emptyTimeoutS: 300,
+      maxParticipants: 0,
+      retentionS: 3600,
+    },
+    { store, lifecycle, events: stream, rooms: undefined, clock, logger: silentLogger() },
+  );
+  return { clock, store, stream, lifecycle, bridge };
+}
+
+async function signed(event: ReturnType<typeof webhookEvent>): Promise<[Buffer, string]> {
+  const body = Buffer.from(event.toJsonString());
+  return [body, await signWebhook(body)];
+}
+
+describe('LiveKit bridge failures', () => {
+  it('an append that fails: the webhook errors (5xx), presence and claim are undone, the retry is processed once', async () => {
+    const { store, stream, bridge } = setup();
+    await store.bindRoom('cs_1', 'lifeos-cs_1');
+    const event = webhookEvent('participant_joined', {
+      room: { sid: 'RM_1', name: 'lifeos-cs_1' },
+      participant: { sid: 'PA_1', identity: 'user:a' },
+    });
+    const [body, auth] = await signed(event);
+    stream.failures = 1;
+    await assert.rejects(
+      bridge.receiveWebhook(body, auth),
+      (err: GatewayError) => err.code === 'unavailable',
+    );
+    assert.deepEqual(await store.participants('cs_1', 'RM_1'), [], 'presence reverted');
+    const retry = await bridge.receiveWebhook(body, auth);
+    assert.equal(retry.status, 'processed');
+    assert.equal((await bridge.receiveWebhook(body, auth)).status, 'duplicate');
+    assert.deepEqual(
+      stream.events.map((e) => [e.type, e.eventId]),
+      [['call.participant_joined', webhookEventId(event.id)]],
+    );
+  });
+
+  it('room_finished whose session end fails: retried, the room event is stored once and the session ends', async () => {
+    const { store, stream, lifecycle, bridge } = setup();
+    await store.bindRoom('cs_1', 'lifeos-cs_1');
+    const [body, auth] = await signed(
+      webhookEvent('room_finished', { room: { sid: 'RM_1', name: 'lifeos-cs_1' } }),
+    );
+    lifecycle.failures = 1;
+    await assert.rejects(bridge.receiveWebhook(body, auth));
+    assert.equal(stream.events.length, 1, 'the event was appended before the failure');
+    const retry = await bridge.receiveWebhook(body, auth);
+    assert.equal(retry.status, 'processed');
+    assert.equal(stream.events.length, 1, 'the retry deduped in the stream');
+    assert.deepEqual(lifecycle.ended, ['cs_1']);
+  });
+
+  it('a finished earlier instance of the room ends nothing', async () => {
+    const { store, lifecycle, bridge } = setup();
+    await store.bindRoom('cs_1', 'lifeos-cs_1');
+    await store.noteRoomSid('cs_1', 'RM_new');
+    const [body, auth] = await signed(
+      webhookEvent('room_finished', { room: { sid: 'RM_old', name: 'lifeos-cs_1' } }),
+    );
+    assert.equal((await bridge.receiveWebhook(body, auth)).status, 'processed');
+    assert.deepEqual(lifecycle.ended, []);
+  });
+
+  it('event ids stay valid for any provider id (hashed when they would not be)', () => {
+    assert.equal(webhookEventId('EV_abc'), 'lk.EV_abc');
+    assert.match(webhookEventId('weird id/with spaces'), /^lk\.h\.[0-9a-f]{48}$/);
+    assert.match(webhookEventId('x'.repeat(200)), /^lk\.h\./);
+    assert.equal(reconciledEventId('RM_1', 'PA_1', 'left'), 'lk.rc.RM_1.PA_1.left');
+  });
+});
+
+describe('LiveKit reconciler lease', () => {
+  it('only the lease holder reconciles; the other node skips until the lease lapses', async () => {
+    const clock = new ManualClock(Date.now());
+    const store = new MemoryLiveKitStore(clock);
+    const calls: string[] = [];
+    const rooms: RoomProvider = {
+      createRoom: async () => ({ sid: 'RM_1', name: 'r' }),
+      listRooms: async (names) => {
+        calls.push(`list ${names.length}`);
+        return [{ sid: 'RM_1', name: 'r' }];
+      },
+      listParticipants: async () => [],
+    };
+    const deps = {
+      store,
+      rooms,
+      lifecycle: new FakeLifecycle(),
+      events: new FakeStream(),
+      clock,
+      logger: silentLogger(),
+    };
+    const options = { intervalMs: 0, maxRoomsPerTick: 10, concurrency: 2, graceMs: 0, retentionS: 60 };
+    const a = new Reconciler({ ...options, nodeId: 'a' }, deps);
+    const b = new Reconciler({ ...options, nodeId: 'b' }, deps);
+    await store.bindRoom('cs_1', 'r');
+    await store.markLive('cs_1');
+    assert.equal((await a.tick()).skipped, undefined);
+    assert.equal((await b.tick()).skipped, 'lease');
+    assert.equal((await a.tick()).skipped, undefined, 'the holder keeps it');
+    clock.advance(60_000);
+    assert.equal((await b.tick()).skipped, undefined, 'taken over once it lapsed');
+    assert.equal(calls.length, 3);
+  });
+});
