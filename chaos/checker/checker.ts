@@ -1,5 +1,5 @@
 import { DeliveryInvariants } from './deliveries.ts';
-import type { HistoryOp, MemoryOp } from './history.ts';
+import type { CloseOp, HistoryOp, MemoryOp } from './history.ts';
 import { Model, type Context } from './model.ts';
 import { StreamInvariants } from './streams.ts';
 import { SubscriberInvariants } from './subscribers.ts';
@@ -57,6 +57,34 @@ export class Checker {
    * `finish` (a socket's close event landing after the run ended) are counted in
    * `lateOps` and otherwise ignored: the verdict is already out.
    */
+  /** 4011 answers to resumes with lastSeq, judged against the final stream at the end. */
+  readonly #refusedResumes: Array<{ op: CloseOp; lastSeq: number; epoch: string | undefined }> = [];
+
+  /**
+   * A resume refused with history_gone although the stream never changed epoch and
+   * still holds its lastSeq: the node judged by a stale view of the head.
+   */
+  #judgeRefusedResumes(): void {
+    for (const { op, lastSeq, epoch } of this.#refusedResumes) {
+      const final = this.#streams.finalOf(op.session);
+      if (!final || epoch === undefined || final.epoch !== epoch) continue;
+      if (this.#streams.sessions.get(op.session)?.epochs.size !== 1) continue;
+      if (lastSeq > final.headSeq || final.firstSeq > lastSeq + 1) continue;
+      this.#ctx.log.add({
+        kind: 'spurious_history_gone',
+        session: op.session,
+        client: op.client,
+        conn: op.conn,
+        epoch,
+        seq: lastSeq,
+        t: op.t,
+        message:
+          `resume with lastSeq ${lastSeq} on epoch ${epoch} was closed 4011 history_gone, but that epoch never ` +
+          `changed and its stream holds seqs ${final.firstSeq}..${final.headSeq}`,
+      });
+    }
+  }
+
   record(op: HistoryOp): void {
     if (this.#finished) {
       this.#late++;
@@ -113,6 +141,10 @@ export class Checker {
         const named = conn.hello?.resume?.epoch;
         const tells = op.code === 4011 && (named === undefined || this.#streams.hasEpoch(op.session, named));
         this.#streams.onClose(op.session, tells);
+        const lastSeq = conn.hello?.resume?.lastSeq;
+        if (op.code === 4011 && tells && lastSeq !== undefined) {
+          this.#refusedResumes.push({ op, lastSeq, epoch: named ?? conn.hello?.resume?.epoch });
+        }
         this.#deliveries.onClose(op, conn, model.client(op.session, op.client), tells);
         this.#subscribers.onClose(op, conn);
         return;
@@ -155,6 +187,7 @@ export class Checker {
     this.#streams.finish(this.#lastT);
     this.#deliveries.finish((session) => this.#streams.finalOf(session));
     this.#subscribers.finish(this.#lastT);
+    this.#judgeRefusedResumes();
 
     for (const conn of model.conns.values()) if (conn.hello || conn.welcomed) counts.connections++;
     for (const clients of model.clients.values()) counts.clients += clients.size;

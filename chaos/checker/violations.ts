@@ -29,6 +29,8 @@ export const ViolationKinds = {
   silent_epoch_change:
     'an epoch change reaches clients as 4011 history_gone (or a new welcome), never silently',
   unexpected_epoch_change: 'the epoch never changes unless the scenario loses history on purpose',
+  spurious_history_gone:
+    'a resume is refused with 4011 only if its epoch is gone or its lastSeq is beyond what the stream holds',
   // ── subscribers: supersede and checkpoints ─────────────────────────────────────────
   race_survivors: 'a burst of duplicate resumes leaves exactly one live connection',
   multiple_live_connections: 'a subscriber never keeps two live connections past the supersede grace',

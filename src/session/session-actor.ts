@@ -162,6 +162,22 @@ export class SessionActor {
         throw new GatewayError('history_gone', 'epoch changed');
       const { engine, clock, limits } = this.#deps;
       if (lastSeq !== undefined && lastSeq > this.#head) {
+        // This node's head may lag the stream (a notice still on its way, or lost across
+        // a Redis reconnect): ask the stream before telling a client its events are gone.
+        const head = await this.#time('head', () =>
+          engine.head(this.sessionId, { epoch: this.#epoch, headSeq: this.#head }),
+        );
+        if (head.epoch !== this.#epoch) {
+          this.#resetEpoch(head);
+          this.#advanceHead(head);
+          throw new GatewayError('history_gone', 'epoch changed');
+        }
+        if (head.headSeq > this.#head) {
+          this.#advanceHead(head);
+          void this.#fillGap();
+        }
+      }
+      if (lastSeq !== undefined && lastSeq > this.#head) {
         // Rare: look before refusing, so a dead token still reads as resume_expired.
         const current = await this.#time('getSubscriber', () =>
           engine.getSubscriber(this.sessionId, claims.subscriberId),

@@ -509,6 +509,17 @@ const CASES: Case[] = [
     },
   },
   {
+    name: 'a resume refused with 4011 while its epoch and its lastSeq are still stored',
+    kind: 'spurious_history_gone',
+    seq: 2,
+    build: (h) => {
+      subscribed(h, 'A#1', 'subA').deliver('A#1', [1, 2]).ack('A#1', 2).close('A#1', 1006, true);
+      h.hello('A#2', { resume: { subscriberId: 'subA', lastSeq: 2, epoch: 'e1' } }).close('A#2', 4011);
+      subscribed(h, 'A#3', 'subA2', 2, 3).deliver('A#3', [3]);
+      h.final('e1', ['e1/1', 'e1/2', 'e1/3']);
+    },
+  },
+  {
     name: 'acked publishes without a final read',
     kind: 'missing_final_stream',
     build: (h) => h.publish('P#1', 'x', 'ok', { seq: 1 }),
