@@ -31,6 +31,18 @@ export async function raceBursts(control: FaultControl, perSecond: number): Prom
   await Promise.all(running);
 }
 
+/** Duplicate-resume races, and a dropped connection every `minMs`–`maxMs`. */
+async function dropsAndRaces(control: FaultControl, minMs: number, maxMs: number): Promise<void> {
+  const races = raceBursts(control, 2);
+  while (active(control)) {
+    const sub = control.rng.pick(control.swarm.subscribers);
+    sub.dropConnections();
+    note(control, 'client_drop', sub.name);
+    await pause(control, control.rng.int(minMs, maxMs));
+  }
+  await races;
+}
+
 export const duplicateResumes: Scenario = {
   name: 'duplicate-resumes',
   clientOnly: true,
@@ -55,18 +67,9 @@ export const ackRaces: Scenario = {
     lateAck: 0.3,
     resumeWithLastSeq: 0.2,
   },
-  async faults(control) {
-    // Resumes without lastSeq read the stored checkpoint back; races leave acks in flight
-    // on superseded connections.
-    const races = raceBursts(control, 2);
-    while (active(control)) {
-      const sub = control.rng.pick(control.swarm.subscribers);
-      sub.dropConnections();
-      note(control, 'client_drop', sub.name);
-      await pause(control, control.rng.int(100, 600));
-    }
-    await races;
-  },
+  // Resumes without lastSeq read the stored checkpoint back; races leave acks in flight
+  // on superseded connections.
+  faults: (control) => dropsAndRaces(control, 100, 600),
 };
 
 export const checkpoints: Scenario = {
@@ -82,16 +85,7 @@ export const checkpoints: Scenario = {
     resumeWithLastSeq: 0.5,
     bogusEpochResume: 0.15,
   },
-  async faults(control) {
-    const races = raceBursts(control, 2);
-    while (active(control)) {
-      const sub = control.rng.pick(control.swarm.subscribers);
-      sub.dropConnections();
-      note(control, 'client_drop', sub.name);
-      await pause(control, control.rng.int(200, 800));
-    }
-    await races;
-  },
+  faults: (control) => dropsAndRaces(control, 200, 800),
 };
 
 export const clientNetwork: Scenario = {

@@ -30,7 +30,10 @@ export async function httpJson(
       ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
       ...headers,
     },
-    ...(body !== undefined ? { body: typeof body === 'string' ? body : JSON.stringify(body) } : {}),
+    // Strings and bytes go out as they are (signed bodies must keep every byte).
+    ...(body !== undefined
+      ? { body: typeof body === 'string' || body instanceof Uint8Array ? body : JSON.stringify(body) }
+      : {}),
   });
   const text = await res.text();
   let parsed: unknown = text;

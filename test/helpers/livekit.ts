@@ -1,3 +1,4 @@
+import { httpJson } from '../../chaos/toolkit/http.ts';
 /**
  * LiveKit test helpers: webhooks signed exactly the way LiveKit signs them (an
  * AccessToken whose `sha256` claim is the base64 SHA-256 of the body, sent raw in
@@ -114,24 +115,15 @@ export async function postWebhook(
   body: string | Buffer,
   authorization: string | undefined,
 ): Promise<{ status: number; body: any }> {
-  const res = await fetch(`${baseUrl}/v1/webhooks/livekit`, {
-    method: 'POST',
-    signal: AbortSignal.timeout(10_000),
+  // The raw body goes out byte for byte: the signature covers exactly these bytes.
+  return httpJson(baseUrl, 'POST', '/v1/webhooks/livekit', {
+    body,
+    timeoutMs: 10_000,
     headers: {
-      connection: 'close',
       'content-type': 'application/webhook+json',
       ...(authorization !== undefined ? { authorization } : {}),
     },
-    body,
   });
-  const text = await res.text();
-  let parsed: unknown = text;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    /* not JSON */
-  }
-  return { status: res.status, body: parsed };
 }
 
 /** Signs and delivers one event. */
