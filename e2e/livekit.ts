@@ -27,10 +27,10 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { RoomServiceClient } from 'livekit-server-sdk';
 import WebSocket from 'ws';
 import { startGateway, type Gateway } from '../src/app.ts';
 import { loadConfig } from '../src/config/load.ts';
+import { LiveKitRoomService } from '../src/livekit/room-service.ts';
 import { createLogger } from '../src/observability/logger.ts';
 
 const { LIVEKIT_URL = '', LIVEKIT_API_KEY = '', LIVEKIT_API_SECRET = '' } = process.env;
@@ -211,7 +211,11 @@ async function main(): Promise<number> {
     );
 
     for (const room of rooms.splice(0)) await room.disconnect();
-    await new RoomServiceClient(LIVEKIT_URL, LIVEKIT_API_KEY, LIVEKIT_API_SECRET).deleteRoom(ownerGrant.room);
+    // the SDK's own default timeout (10 s), as when this called RoomServiceClient directly
+    const roomService = new LiveKitRoomService(LIVEKIT_URL, LIVEKIT_API_KEY, LIVEKIT_API_SECRET, {
+      requestTimeoutS: 10,
+    });
+    await roomService.deleteRoom(ownerGrant.room);
     const ended = await waitFor(stream, 20_000, (events) =>
       ['call.room_finished', 'call.ended'].every((t) => events.some((e) => e.type === t)),
     );

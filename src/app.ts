@@ -165,6 +165,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
           events: { publish: (sessionId, event) => registry.get(sessionId).publish(event) },
           clock,
           logger,
+          metrics,
           nodeId,
           ...(options.livekit?.rooms ? { rooms: options.livekit.rooms } : {}),
         });

@@ -2,6 +2,7 @@ import type { WebhookEvent } from 'livekit-server-sdk';
 import type { Principal } from '../auth/jwt.ts';
 import { GatewayError } from '../errors/gateway-error.ts';
 import type { Logger } from '../observability/logger.ts';
+import type { LiveKitWebhookOutcome, Metrics } from '../observability/metrics.ts';
 import type { Clock } from '../util/clock.ts';
 import { ProviderEventWriter, type EmitResult } from './emit.ts';
 import type { EventSink, SessionLifecycle } from './ports.ts';
@@ -32,6 +33,7 @@ export interface LiveKitBridgeDeps {
   rooms: RoomProvider | undefined;
   clock: Clock;
   logger: Logger;
+  metrics: Metrics;
 }
 
 /** The answer to `POST /v1/call/sessions/:id/livekit-token`. */
@@ -121,6 +123,7 @@ export class LiveKitBridge {
       role: principal.role,
       attributes: { 'lifeos.session': sessionId, 'lifeos.role': principal.role },
     });
+    this.#deps.metrics.livekitTokensIssued.inc();
     return {
       token,
       url: this.#options.url === '' ? null : this.#options.url,
@@ -153,8 +156,23 @@ export class LiveKitBridge {
 
   // ── webhooks ────────────────────────────────────────────────────────────────────
 
-  /** Verifies, dedupes and applies one webhook; see the class comment. */
+  /**
+   * Verifies, dedupes and applies one webhook (see the class comment), and counts its
+   * outcome in `lifeos_livekit_webhooks_total`.
+   */
   async receiveWebhook(rawBody: Uint8Array, authorization: string): Promise<WebhookOutcome> {
+    const counter = this.#deps.metrics.livekitWebhooks;
+    try {
+      const outcome = await this.#receiveWebhook(rawBody, authorization);
+      counter.inc({ outcome: outcome.status });
+      return outcome;
+    } catch (err) {
+      counter.inc({ outcome: refusalOf(err) });
+      throw err;
+    }
+  }
+
+  async #receiveWebhook(rawBody: Uint8Array, authorization: string): Promise<WebhookOutcome> {
     const event = await this.#verifier.verify(rawBody, authorization);
     if (!event.id) throw new GatewayError('bad_request', 'the webhook has no id');
     const base = { event: event.event, id: event.id };
@@ -224,6 +242,21 @@ export class LiveKitBridge {
     if (result.status === 'session_ended') return ignored(logger, { ...log, sessionId }, 'session_ended');
     if (result.status === 'invalid') return { status: 'ignored', reason: 'invalid_translation' };
     return { status: 'processed', type: translation.type, seq: result.seq };
+  }
+}
+
+/** The webhook outcome of a failure: the verifier's refusals by code, anything else `error` (5xx). */
+function refusalOf(err: unknown): LiveKitWebhookOutcome {
+  if (!(err instanceof GatewayError)) return 'error';
+  switch (err.code) {
+    case 'webhook_signature_invalid':
+      return 'bad_signature';
+    case 'webhook_stale':
+      return 'stale';
+    case 'bad_request':
+      return 'bad_request';
+    default:
+      return 'error';
   }
 }
 

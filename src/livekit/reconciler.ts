@@ -1,5 +1,6 @@
 import type { ParticipantInfo } from 'livekit-server-sdk';
 import type { Logger } from '../observability/logger.ts';
+import type { Metrics } from '../observability/metrics.ts';
 import type { Clock } from '../util/clock.ts';
 import { ProviderEventWriter } from './emit.ts';
 import type { EventSink, SessionLifecycle } from './ports.ts';
@@ -30,6 +31,7 @@ export interface ReconcilerDeps {
   events: EventSink;
   clock: Clock;
   logger: Logger;
+  metrics: Metrics;
 }
 
 /** What one tick did. */
@@ -223,7 +225,9 @@ export class Reconciler {
         type,
         reconciledParticipantPayload(participant, room, to),
       );
-      return result.status === 'appended';
+      if (result.status !== 'appended') return false;
+      this.#deps.metrics.livekitReconcileCorrections.inc({ kind: to });
+      return true;
     } catch (err) {
       await store.revertParticipant(sessionId, room.roomSid, change, moved.previous).catch(() => {});
       throw err;

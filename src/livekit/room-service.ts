@@ -1,4 +1,5 @@
 import { RoomServiceClient, TwirpError, type ParticipantInfo } from 'livekit-server-sdk';
+import type { LiveKitRoomServiceOp, Metrics } from '../observability/metrics.ts';
 
 /**
  * What the bridge needs of LiveKit's RoomService (Twirp over HTTP), behind an interface so
@@ -58,4 +59,29 @@ export class LiveKitRoomService implements RoomProvider {
       throw err;
     }
   }
+
+  /**
+   * Deletes the room: everyone in it is disconnected and LiveKit sends `room_finished`.
+   * The gateway never calls it (rooms close on LiveKit's empty timeout); e2e/livekit.ts does.
+   */
+  async deleteRoom(room: string): Promise<void> {
+    await this.#client.deleteRoom(room);
+  }
+}
+
+/** `rooms`, with every call that fails counted in `lifeos_livekit_room_service_errors_total{op}`. */
+export function countingRoomErrors(rooms: RoomProvider, metrics: Metrics): RoomProvider {
+  const counted = async <T>(op: LiveKitRoomServiceOp, call: () => Promise<T>): Promise<T> => {
+    try {
+      return await call();
+    } catch (err) {
+      metrics.livekitRoomServiceErrors.inc({ op });
+      throw err;
+    }
+  };
+  return {
+    createRoom: (options) => counted('createRoom', () => rooms.createRoom(options)),
+    listRooms: (names) => counted('listRooms', () => rooms.listRooms(names)),
+    listParticipants: (room) => counted('listParticipants', () => rooms.listParticipants(room)),
+  };
 }

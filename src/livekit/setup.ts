@@ -1,10 +1,11 @@
 import type { Config } from '../config/schema.ts';
 import type { Logger } from '../observability/logger.ts';
+import type { Metrics } from '../observability/metrics.ts';
 import type { Clock } from '../util/clock.ts';
 import { LiveKitBridge } from './bridge.ts';
 import type { EventSink, SessionLifecycle } from './ports.ts';
 import { RECONCILER_DEFAULTS, Reconciler } from './reconciler.ts';
-import { LiveKitRoomService, type RoomProvider } from './room-service.ts';
+import { countingRoomErrors, LiveKitRoomService, type RoomProvider } from './room-service.ts';
 import type { LiveKitStore } from './store.ts';
 
 /** RoomService calls (createRoom on the token path, the reconciler's listings) give up after this. */
@@ -21,7 +22,8 @@ export interface LiveKit {
 /**
  * Builds the LiveKit bridge from the configuration, or returns undefined when LiveKit is
  * not configured (no LIVEKIT_API_KEY: its routes then answer `livekit_not_configured`).
- * `rooms` replaces the RoomService client (tests point it elsewhere).
+ * `rooms` replaces the RoomService client (tests point it elsewhere); either way its
+ * failures are counted in `metrics`.
  */
 export function startLiveKit(
   config: Config,
@@ -31,17 +33,19 @@ export function startLiveKit(
     events: EventSink;
     clock: Clock;
     logger: Logger;
+    metrics: Metrics;
     nodeId: string;
     rooms?: RoomProvider;
   },
 ): LiveKit {
-  const rooms =
+  const provider =
     deps.rooms ??
     (config.LIVEKIT_URL === ''
       ? undefined
       : new LiveKitRoomService(config.LIVEKIT_URL, config.LIVEKIT_API_KEY, config.LIVEKIT_API_SECRET, {
           requestTimeoutS: ROOM_SERVICE_TIMEOUT_S,
         }));
+  const rooms = provider && countingRoomErrors(provider, deps.metrics);
   const logger = deps.logger.child({ component: 'livekit' });
   const bridge = new LiveKitBridge(
     {
@@ -54,7 +58,15 @@ export function startLiveKit(
       maxParticipants: config.LIVEKIT_MAX_PARTICIPANTS,
       retentionS: config.HISTORY_TTL_AFTER_END_S,
     },
-    { store: deps.store, lifecycle: deps.lifecycle, events: deps.events, rooms, clock: deps.clock, logger },
+    {
+      store: deps.store,
+      lifecycle: deps.lifecycle,
+      events: deps.events,
+      rooms,
+      clock: deps.clock,
+      logger,
+      metrics: deps.metrics,
+    },
   );
   const reconciler = rooms
     ? new Reconciler(
@@ -71,6 +83,7 @@ export function startLiveKit(
           events: deps.events,
           clock: deps.clock,
           logger,
+          metrics: deps.metrics,
         },
       )
     : undefined;

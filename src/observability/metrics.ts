@@ -1,5 +1,20 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
+/** What became of a LiveKit webhook: the answer's status, or why it was refused. */
+export const LIVEKIT_WEBHOOK_OUTCOMES = [
+  'processed',
+  'duplicate',
+  'ignored',
+  'bad_signature',
+  'stale',
+  'bad_request',
+  'error',
+] as const;
+export type LiveKitWebhookOutcome = (typeof LIVEKIT_WEBHOOK_OUTCOMES)[number];
+/** The LiveKit RoomService calls the bridge makes. */
+export const LIVEKIT_ROOM_SERVICE_OPS = ['createRoom', 'listRooms', 'listParticipants'] as const;
+export type LiveKitRoomServiceOp = (typeof LIVEKIT_ROOM_SERVICE_OPS)[number];
+
 /** Longest a scrape waits for the readiness probe (see Metrics#collectReady). */
 const READY_PROBE_WAIT_MS = 250;
 
@@ -106,6 +121,33 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  // LiveKit bridge (src/livekit/). Every labelled series is created at 0 in the
+  // constructor, so alerts and dashboards see them before the first webhook (and on a
+  // node without the bridge).
+  readonly livekitWebhooks = new Counter({
+    name: 'lifeos_livekit_webhooks_total',
+    help: 'LiveKit webhooks by outcome: processed, duplicate, ignored (200); bad_signature (401), stale (400), bad_request (400); error (5xx, LiveKit retries).',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly livekitReconcileCorrections = new Counter({
+    name: 'lifeos_livekit_reconcile_corrections_total',
+    help: 'Participant events the LiveKit reconciler appended because no webhook had (kind: joined, left).',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
+  readonly livekitRoomServiceErrors = new Counter({
+    name: 'lifeos_livekit_room_service_errors_total',
+    help: 'LiveKit RoomService calls that failed, by operation (createRoom, listRooms, listParticipants).',
+    labelNames: ['op'] as const,
+    registers: [this.registry],
+  });
+  readonly livekitTokensIssued = new Counter({
+    name: 'lifeos_livekit_tokens_issued_total',
+    help: 'LiveKit participant tokens issued (POST /v1/call/sessions/:id/livekit-token).',
+    registers: [this.registry],
+  });
+
   /** What `/readyz` would answer; set by the server. Probed on each scrape. */
   readinessProbe: (() => Promise<boolean>) | undefined;
   #lastReady = false;
@@ -144,6 +186,9 @@ export class Metrics {
   constructor(nodeId = '') {
     if (nodeId !== '') this.registry.setDefaultLabels({ node: nodeId });
     collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 10 });
+    for (const outcome of LIVEKIT_WEBHOOK_OUTCOMES) this.livekitWebhooks.labels({ outcome }).inc(0);
+    for (const kind of ['joined', 'left']) this.livekitReconcileCorrections.labels({ kind }).inc(0);
+    for (const op of LIVEKIT_ROOM_SERVICE_OPS) this.livekitRoomServiceErrors.labels({ op }).inc(0);
   }
 
   /** Times an engine call by operation name. */

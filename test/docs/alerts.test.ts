@@ -10,6 +10,7 @@ import { parse } from 'yaml';
 import { MemoryEngine } from '../../src/engine/memory/memory-engine.ts';
 import { EngineUnavailableError } from '../../src/errors/gateway-error.ts';
 import { ErrorCodes } from '../../src/errors/codes.ts';
+import { LIVEKIT_ROOM_SERVICE_OPS, LIVEKIT_WEBHOOK_OUTCOMES } from '../../src/observability/metrics.ts';
 import { CloseCodes } from '../../src/protocol/close-codes.ts';
 import { TRY_AGAIN_LATER } from '../../src/session/close-reason.ts';
 import { systemClock } from '../../src/util/clock.ts';
@@ -187,6 +188,9 @@ const KNOWN_VALUES: Record<string, Record<string, string[]>> = {
   },
   lifeos_engine_errors_total: { code: errorCodes },
   lifeos_transport_info: { transport: ['native', 'fallback'] },
+  lifeos_livekit_webhooks_total: { outcome: [...LIVEKIT_WEBHOOK_OUTCOMES] },
+  lifeos_livekit_reconcile_corrections_total: { kind: ['joined', 'left'] },
+  lifeos_livekit_room_service_errors_total: { op: [...LIVEKIT_ROOM_SERVICE_OPS] },
 };
 /** Labels Prometheus adds to every scraped series (not exported by the gateway). */
 const TARGET_LABELS = new Set(['job', 'instance']);
@@ -404,6 +408,16 @@ describe('deploy/prometheus/alerts.yml', () => {
       // /readyz while the engine was down, and now that it is back.
       assert.equal(value(metrics, 'lifeos_ready'), 0);
       assert.equal(value(await scrape(), 'lifeos_ready'), 1);
+    });
+
+    it('the LiveKit series exist at 0 before any webhook (here: a gateway without the bridge)', () => {
+      for (const outcome of LIVEKIT_WEBHOOK_OUTCOMES)
+        assert.equal(value(metrics, 'lifeos_livekit_webhooks_total', { outcome }), 0, outcome);
+      for (const kind of ['joined', 'left'])
+        assert.equal(value(metrics, 'lifeos_livekit_reconcile_corrections_total', { kind }), 0, kind);
+      for (const op of LIVEKIT_ROOM_SERVICE_OPS)
+        assert.equal(value(metrics, 'lifeos_livekit_room_service_errors_total', { op }), 0, op);
+      assert.equal(value(metrics, 'lifeos_livekit_tokens_issued_total'), 0);
     });
 
     it('a stalled engine does not stall /metrics; lifeos_ready drops to 0 by a later scrape', async () => {

@@ -2,7 +2,8 @@
  * The bridge's failure paths, with its ports faked (the store is the real memory store,
  * the signatures real): a webhook whose processing fails answers an error, leaves its
  * claim and presence as they were, and LiveKit's retry is processed exactly once; a
- * reconciler tick on a node without the lease does nothing.
+ * reconciler tick on a node without the lease does nothing. Also what the bridge counts
+ * in its metrics (read from the Metrics registry).
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -12,12 +13,24 @@ import { GatewayError } from '../../src/errors/gateway-error.ts';
 import { LiveKitBridge } from '../../src/livekit/bridge.ts';
 import type { EventSink, SessionLifecycle } from '../../src/livekit/ports.ts';
 import { Reconciler } from '../../src/livekit/reconciler.ts';
-import type { RoomProvider } from '../../src/livekit/room-service.ts';
+import { countingRoomErrors, type RoomProvider } from '../../src/livekit/room-service.ts';
 import { reconciledEventId, webhookEventId } from '../../src/livekit/translate.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
+import { Metrics } from '../../src/observability/metrics.ts';
 import type { Envelope } from '../../src/protocol/envelope.ts';
 import { ManualClock } from '../../src/util/clock.ts';
-import { LK_KEY, LK_SECRET, signWebhook, webhookEvent } from '../helpers/livekit.ts';
+import { LK_KEY, LK_SECRET, ParticipantInfo, signWebhook, webhookEvent } from '../helpers/livekit.ts';
+
+/** The value of the series of `counter` with exactly `labels` (0 when it has none). */
+async function count(
+  counter: { get(): Promise<{ values: { labels: object; value: number }[] }> },
+  labels: Record<string, string> = {},
+): Promise<number> {
+  const { values } = await counter.get();
+  const found = values.filter((v) => JSON.stringify(v.labels) === JSON.stringify(labels));
+  assert.ok(found.length <= 1, `one series ${JSON.stringify(labels)}`);
+  return found[0]?.value ?? 0;
+}
 
 class FakeStream implements EventSink {
   readonly events: Envelope[] = [];
@@ -56,6 +69,7 @@ function setup() {
   const store = new MemoryLiveKitStore(clock);
   const stream = new FakeStream();
   const lifecycle = new FakeLifecycle();
+  const metrics = new Metrics();
   const bridge = new LiveKitBridge(
     {
       apiKey: LK_KEY,
@@ -67,9 +81,9 @@ function setup() {
       maxParticipants: 0,
       retentionS: 3600,
     },
-    { store, lifecycle, events: stream, rooms: undefined, clock, logger: silentLogger() },
+    { store, lifecycle, events: stream, rooms: undefined, clock, logger: silentLogger(), metrics },
   );
-  return { clock, store, stream, lifecycle, bridge };
+  return { clock, store, stream, lifecycle, bridge, metrics };
 }
 
 async function signed(event: ReturnType<typeof webhookEvent>): Promise<[Buffer, string]> {
@@ -79,7 +93,7 @@ async function signed(event: ReturnType<typeof webhookEvent>): Promise<[Buffer, 
 
 describe('LiveKit bridge failures', () => {
   it('an append that fails: the webhook errors (5xx), presence and claim are undone, the retry is processed once', async () => {
-    const { store, stream, bridge } = setup();
+    const { store, stream, bridge, metrics } = setup();
     await store.bindRoom('cs_1', 'lifeos-cs_1');
     const event = webhookEvent('participant_joined', {
       room: { sid: 'RM_1', name: 'lifeos-cs_1' },
@@ -99,6 +113,43 @@ describe('LiveKit bridge failures', () => {
       stream.events.map((e) => [e.type, e.eventId]),
       [['call.participant_joined', webhookEventId(event.id)]],
     );
+    const webhooks = metrics.livekitWebhooks;
+    assert.equal(await count(webhooks, { outcome: 'error' }), 1, 'the failure counts as error');
+    assert.equal(await count(webhooks, { outcome: 'processed' }), 1);
+    assert.equal(await count(webhooks, { outcome: 'duplicate' }), 1);
+  });
+
+  it('counts refused and ignored webhooks by outcome', async () => {
+    const { bridge, metrics } = setup();
+    const [body, auth] = await signed(
+      webhookEvent('room_started', { room: { sid: 'RM_x', name: 'nobody' } }),
+    );
+    assert.equal((await bridge.receiveWebhook(body, auth)).status, 'ignored');
+    await assert.rejects(bridge.receiveWebhook(body, 'not-a-jwt'));
+    const junk = Buffer.from('{"event": 42}');
+    await assert.rejects(bridge.receiveWebhook(junk, await signWebhook(junk)));
+    const [old, oldAuth] = await signed(webhookEvent('room_started', { createdAtS: 1 }));
+    await assert.rejects(bridge.receiveWebhook(old, oldAuth));
+    const counts: Record<string, number> = {};
+    for (const outcome of [
+      'processed',
+      'duplicate',
+      'ignored',
+      'bad_signature',
+      'stale',
+      'bad_request',
+      'error',
+    ])
+      counts[outcome] = await count(metrics.livekitWebhooks, { outcome });
+    assert.deepEqual(counts, {
+      processed: 0,
+      duplicate: 0,
+      ignored: 1,
+      bad_signature: 1,
+      stale: 1,
+      bad_request: 1,
+      error: 0,
+    });
   });
 
   it('room_finished whose session end fails: retried, the room event is stored once and the session ends', async () => {
@@ -155,6 +206,7 @@ describe('LiveKit reconciler lease', () => {
       events: new FakeStream(),
       clock,
       logger: silentLogger(),
+      metrics: new Metrics(),
     };
     const options = { intervalMs: 0, maxRoomsPerTick: 10, concurrency: 2, graceMs: 0, retentionS: 60 };
     const a = new Reconciler({ ...options, nodeId: 'a' }, deps);
@@ -167,5 +219,75 @@ describe('LiveKit reconciler lease', () => {
     clock.advance(60_000);
     assert.equal((await b.tick()).skipped, undefined, 'taken over once it lapsed');
     assert.equal(calls.length, 3);
+  });
+});
+
+describe('LiveKit reconciler metrics', () => {
+  it('counts the corrections it appends (once each) and the RoomService calls that failed', async () => {
+    const clock = new ManualClock(Date.now());
+    const store = new MemoryLiveKitStore(clock);
+    const metrics = new Metrics();
+    let listing: ParticipantInfo[] | Error = [new ParticipantInfo({ sid: 'PA_1', identity: 'user:a' })];
+    const rooms = countingRoomErrors(
+      {
+        createRoom: async () => ({ sid: 'RM_1', name: 'r' }),
+        listRooms: async () => [{ sid: 'RM_1', name: 'r' }],
+        listParticipants: async () => {
+          if (listing instanceof Error) throw listing;
+          return listing;
+        },
+      },
+      metrics,
+    );
+    const stream = new FakeStream();
+    const reconciler = new Reconciler(
+      { nodeId: 'a', intervalMs: 0, maxRoomsPerTick: 10, concurrency: 1, graceMs: 0, retentionS: 60 },
+      {
+        store,
+        rooms,
+        lifecycle: new FakeLifecycle(),
+        events: stream,
+        clock,
+        logger: silentLogger(),
+        metrics,
+      },
+    );
+    await store.bindRoom('cs_1', 'r');
+    await store.markLive('cs_1');
+    const counts = async () => ({
+      joined: await count(metrics.livekitReconcileCorrections, { kind: 'joined' }),
+      left: await count(metrics.livekitReconcileCorrections, { kind: 'left' }),
+      createRoom: await count(metrics.livekitRoomServiceErrors, { op: 'createRoom' }),
+      listRooms: await count(metrics.livekitRoomServiceErrors, { op: 'listRooms' }),
+      listParticipants: await count(metrics.livekitRoomServiceErrors, { op: 'listParticipants' }),
+    });
+    assert.deepEqual(await counts(), {
+      joined: 0,
+      left: 0,
+      createRoom: 0,
+      listRooms: 0,
+      listParticipants: 0,
+    });
+
+    assert.equal((await reconciler.tick()).joined, 1, 'a participant no webhook announced');
+    listing = [];
+    clock.advance(1_000);
+    assert.equal((await reconciler.tick()).left, 1, 'gone without a webhook');
+    const again = await reconciler.tick();
+    assert.deepEqual([again.joined, again.left], [0, 0]);
+    listing = new Error('LiveKit is down (fake)');
+    assert.equal((await reconciler.tick()).errors, 1);
+
+    assert.deepEqual(await counts(), {
+      joined: 1,
+      left: 1,
+      createRoom: 0,
+      listRooms: 0,
+      listParticipants: 1,
+    });
+    assert.deepEqual(
+      stream.events.map((e) => e.type),
+      ['call.participant_joined', 'call.participant_left'],
+    );
   });
 });

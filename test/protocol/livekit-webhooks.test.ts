@@ -3,8 +3,9 @@
  * AccessToken with the body's sha256, exactly as LiveKit signs), checked against the raw
  * bytes; the age window; exactly-once processing of an event id; translation of every
  * event type into the mapped session's stream; out-of-order and missing webhooks; a
- * finished room ending an active session (eos). Runs on both engines (the store follows
- * the engine: TEST_ENGINE=redis gives the gateway a REDIS_URL).
+ * finished room ending an active session (eos); the webhook and token counters on
+ * /metrics. Runs on both engines (the store follows the engine: TEST_ENGINE=redis gives
+ * the gateway a REDIS_URL).
  */
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, it } from 'node:test';
@@ -478,5 +479,81 @@ describe('room_finished ends the session', () => {
     assert.deepEqual([res.status, res.body.status], [200, 'processed']);
     const session = await api(gw, 'GET', `/v1/call/sessions/${c.sessionId}`, c.ownerToken);
     assert.equal(session.body.state, 'created');
+  });
+});
+
+describe('LiveKit metrics', () => {
+  /** The value of `name`'s series whose labels include `labels`, from the gateway's /metrics. */
+  function series(text: string, name: string, labels: Record<string, string> = {}): number {
+    const found = text
+      .split('\n')
+      .filter((line) => line.startsWith(`${name}{`))
+      .filter((line) => Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`)));
+    assert.equal(found.length, 1, `one series ${name}${JSON.stringify(labels)}`);
+    return Number(found[0]!.slice(found[0]!.lastIndexOf(' ') + 1));
+  }
+
+  it('count one processed, one duplicate, one bad signature and one stale webhook, and the token', async () => {
+    const fresh = await startTestGateway({ ...LK_ENV });
+    try {
+      const session = await newSession(fresh);
+      const token = await api(
+        fresh,
+        'POST',
+        `/v1/call/sessions/${session.sessionId}/livekit-token`,
+        session.ownerToken,
+      );
+      assert.equal(token.status, 200, JSON.stringify(token.body));
+      const r = { sid: `RM_${process.pid}_metrics`, name: token.body.room as string };
+
+      const before = (await fresh.http('GET', '/metrics')).body as string;
+      for (const outcome of [
+        'processed',
+        'duplicate',
+        'ignored',
+        'bad_signature',
+        'stale',
+        'bad_request',
+        'error',
+      ])
+        assert.equal(
+          series(before, 'lifeos_livekit_webhooks_total', { outcome }),
+          0,
+          `${outcome} starts at 0`,
+        );
+
+      const body = webhookEvent('room_started', { room: r }).toJsonString();
+      const authorization = await signWebhook(body);
+      assert.equal((await postWebhook(fresh.url, body, authorization)).body.status, 'processed');
+      assert.equal((await postWebhook(fresh.url, body, authorization)).body.status, 'duplicate');
+      const forged = await signWebhook(body, LK_ENV.LIVEKIT_API_KEY, 'x'.repeat(48));
+      assert.equal((await postWebhook(fresh.url, body, forged)).status, 401);
+      const stale = webhookEvent('room_started', { room: r, createdAtS: 1 });
+      assert.equal((await deliver(fresh.url, stale)).status, 400);
+
+      const text = (await fresh.http('GET', '/metrics')).body as string;
+      const counts = Object.fromEntries(
+        ['processed', 'duplicate', 'ignored', 'bad_signature', 'stale', 'bad_request', 'error'].map((o) => [
+          o,
+          series(text, 'lifeos_livekit_webhooks_total', { outcome: o }),
+        ]),
+      );
+      assert.deepEqual(counts, {
+        processed: 1,
+        duplicate: 1,
+        ignored: 0,
+        bad_signature: 1,
+        stale: 1,
+        bad_request: 0,
+        error: 0,
+      });
+      assert.match(text, /lifeos_livekit_webhooks_total\{[^}]*node="[^"]+"/, 'labelled by node');
+      assert.equal(series(text, 'lifeos_livekit_tokens_issued_total'), 1);
+      // no LIVEKIT_URL: no reconciler, no RoomService call, the series stay at 0
+      assert.equal(series(text, 'lifeos_livekit_reconcile_corrections_total', { kind: 'joined' }), 0);
+      assert.equal(series(text, 'lifeos_livekit_room_service_errors_total', { op: 'createRoom' }), 0);
+    } finally {
+      await fresh.stop();
+    }
   });
 });
