@@ -10,6 +10,7 @@ import {
 import { sessionKeys } from '../../src/engine/redis/keys.ts';
 import { RedisCluster } from '../helpers/redis-cluster.ts';
 import { TestClient, subscribe, type Frame } from '../helpers/ws-client.ts';
+import { until } from '../helpers/until.ts';
 
 /**
  * Real gateway processes (the entry point, `REDIS_CLUSTER_NODES`) on a private 3-master
@@ -56,15 +57,6 @@ after(async () => {
 
 function range(from: number, to: number): number[] {
   return Array.from({ length: Math.max(0, to - from + 1) }, (_, i) => from + i);
-}
-
-/** Waits until `cond()` holds, re-checked every 10 ms; throws naming `what` after `timeoutMs`. */
-async function until(cond: () => boolean, timeoutMs: number, what: () => string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what()}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 function transcript(id: string, i: number): Frame {

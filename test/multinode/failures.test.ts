@@ -11,6 +11,7 @@ import {
 } from '../../chaos/toolkit/gateway-process.ts';
 import { TestClient, subscribe, type Frame } from '../helpers/ws-client.ts';
 import { sessionKeys, subscriberKey } from '../../src/engine/redis/keys.ts';
+import { until } from '../helpers/until.ts';
 
 /**
  * Node failures with real gateway processes (issue 3, point 3): 3 nodes on one private
@@ -62,15 +63,6 @@ function transcript(id: string, i: number): Frame {
 
 function range(from: number, to: number): number[] {
   return Array.from({ length: Math.max(0, to - from + 1) }, (_, i) => from + i);
-}
-
-/** Waits until `cond()` holds (re-checked whenever `wake` fires or every 20 ms). */
-async function until(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 /** `promise`, or a rejection naming `what()` after `timeoutMs`; leaves no timer behind. */

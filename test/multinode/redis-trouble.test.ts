@@ -6,6 +6,7 @@ import { RedisServer } from '../../chaos/toolkit/redis-server.ts';
 import { GatewayProcess, processToken } from '../../chaos/toolkit/gateway-process.ts';
 import { TestClient, subscribe, type Frame } from '../helpers/ws-client.ts';
 import { sessionKeys } from '../../src/engine/redis/keys.ts';
+import { until } from '../helpers/until.ts';
 
 /**
  * Redis trouble under a real gateway process (issue 3, point 4): one private
@@ -137,14 +138,6 @@ async function history(sessionId: string): Promise<{ status: number; body: any }
     events.push(...(next.body.events as { seq: number }[]));
   }
   return { status: 200, body: { ...first.body, events } };
-}
-
-async function until(cond: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 /** The session's epoch and head as Redis holds them (raw, not through the gateway). */
