@@ -99,6 +99,12 @@ export default defineConfig(
       '@typescript-eslint/unbound-method': 'off',
     },
   },
+  {
+    // The session inspector's page script: plain browser JavaScript served as is, outside
+    // the TypeScript program (its browser globals are declared in the file).
+    files: ['src/inspector/assets/**/*.js'],
+    extends: [tseslint.configs.disableTypeChecked],
+  },
   // Must be last: switches off stylistic rules that Prettier owns.
   prettierConfig,
 );

@@ -7,6 +7,8 @@ import type { Engine } from './engine/engine.ts';
 import { MemoryEngine } from './engine/memory/memory-engine.ts';
 import { MemoryLiveKitStore } from './engine/memory/livekit-store.ts';
 import { GatewayError } from './errors/gateway-error.ts';
+import { loadConsoleAssets } from './inspector/assets.ts';
+import { Inspector } from './inspector/inspector.ts';
 import type { SessionLifecycle } from './livekit/ports.ts';
 import type { RoomProvider } from './livekit/room-service.ts';
 import { startLiveKit, type LiveKit } from './livekit/setup.ts';
@@ -133,6 +135,11 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const nodeId = nodeIdFrom(config);
   const metrics = new Metrics(nodeId);
   metrics.transport.set({ transport: transportKind }, 1);
+  // Before the engine: a console that cannot be served fails the start with nothing to close.
+  const consoleAssets =
+    config.CONSOLE_ENABLED === 'true'
+      ? await loadConsoleAssets((err) => logger.error({ err }, 'console: client SDK bundle unavailable'))
+      : undefined;
   const engine = options.engine ?? (await createEngine(config, clock, logger));
   const jwt = new JwtVerifier(config.AUTH_JWT_SECRET, () => clock.now());
   const resumeTokens = new ResumeTokens(config.AUTH_JWT_SECRET);
@@ -143,6 +150,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     metrics,
     logger,
     issueResumeToken: (claims) => resumeTokens.issue(claims),
+    nodeId,
     limits: {
       maxInFlight: config.MAX_IN_FLIGHT,
       backpressureBytes: config.SOCKET_BACKPRESSURE_BYTES,
@@ -156,6 +164,20 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     },
   });
   const calls = new CallService({ engine, clock, metrics, logger });
+  const inspector = consoleAssets
+    ? {
+        jwt,
+        assets: consoleAssets,
+        inspector: new Inspector({
+          engine,
+          calls,
+          registry,
+          clock,
+          nodeId,
+          resumeWindowMs: config.RESUME_WINDOW_MS,
+        }),
+      }
+    : undefined;
   const livekit =
     config.LIVEKIT_API_KEY === ''
       ? undefined
@@ -197,6 +219,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       logger,
       routes: { jwt, calls, engine, registry, clock, historyPageMax: 1000 },
       livekit: { jwt, calls, bridge: livekit?.bridge },
+      ...(inspector ? { inspector } : {}),
     },
   );
   const port = await server.listen();

@@ -41,6 +41,11 @@ export class RedisServer {
     return `redis://127.0.0.1:${this.port}`;
   }
 
+  /** The running server's pid (undefined while stopped). */
+  get pid(): number | undefined {
+    return this.#child?.exitCode === null ? this.#child.pid : undefined;
+  }
+
   /** Starts a server on a free port; retries with another port if that one was taken meanwhile. */
   static async start(options: RedisServerOptions = {}): Promise<RedisServer> {
     const resolved: Required<RedisServerOptions> = {

@@ -139,6 +139,11 @@ export const ConfigSchema = Type.Object(
       description:
         'Port of a separate metrics listener on `HOST` (0 picks a free one, logged): `/metrics` of every worker merged (each series labelled with its `node`), `/workers`, `/healthz`. With `WORKERS=1` the gateway process serves it itself. Unset: none.',
     }),
+    CONSOLE_ENABLED: Type.Union([Type.Literal('false'), Type.Literal('true')], {
+      default: 'false',
+      description:
+        'Serves the session inspector: the `/console` page and its operator-only API `/v1/inspector/*` (docs/inspector.md). Off: both answer 404.',
+    }),
     LIVEKIT_URL: Type.String({
       default: '',
       description:

@@ -91,21 +91,26 @@ export interface Engine {
   endStream(sessionId: string): Promise<StreamHead>;
 
   // ── subscribers ───────────────────────────────────────────────────────────────
-  /** Creates a subscriber with generation 1, connected, with checkpoint = `after`. */
+  /**
+   * Creates a subscriber with generation 1, connected, with checkpoint = `after`; `node`,
+   * when given, is stored with `connectedAt` (0 when absent; without `node` neither is).
+   */
   createSubscriber(sessionId: string, sub: NewSubscriber): Promise<SubscriberRecord>;
   getSubscriber(sessionId: string, subscriberId: string): Promise<SubscriberRecord | undefined>;
 
   /**
    * Takes a subscriber over for a new connection: increments its generation and marks
    * it connected, atomically, but only while it is resumable at `now` (connected, or
-   * disconnected for at most `windowMs`, and not ended). Returns the updated record,
-   * or undefined when it is not resumable.
+   * disconnected for at most `windowMs`, and not ended). With `node`, records that node
+   * as the holder of the connection, connected since `now`, in the same step. Returns
+   * the updated record, or undefined when it is not resumable.
    */
   takeoverSubscriber(
     sessionId: string,
     subscriberId: string,
     now: number,
     windowMs: number,
+    node?: string,
   ): Promise<SubscriberRecord | undefined>;
 
   /**
@@ -128,6 +133,14 @@ export interface Engine {
 
   /** Ends a subscriber for good (`bye`): its resume token stops working at once. */
   endSubscriber(sessionId: string, subscriberId: string): Promise<void>;
+
+  /**
+   * The session's subscribers that still exist (connected, or released and inside their
+   * resume window), for inspection: at most `limit` of them, in no particular order,
+   * `truncated` when there are more. Not a snapshot: each record is read on its own, so
+   * records may come from slightly different moments. Never used on the delivery path.
+   */
+  listSubscribers(sessionId: string, limit: number): Promise<SubscriberList>;
 
   // ── cross-node notifications ──────────────────────────────────────────────────
   /**
@@ -270,6 +283,15 @@ export interface NewSubscriber {
   userId: string;
   tenantId: string;
   after: number;
+  /**
+   * The node holding the subscriber's current connection (NODE_ID), and when that
+   * connection attached (ms since the epoch). Informational only (the inspector shows
+   * them): recorded at create and takeover, never read for delivery or fencing, and not
+   * cleared on release, where they name the node that held the last connection. Absent
+   * when the caller did not say.
+   */
+  node?: string;
+  connectedAt?: number;
 }
 
 export interface SubscriberRecord extends NewSubscriber {
@@ -279,6 +301,12 @@ export interface SubscriberRecord extends NewSubscriber {
   /** ms since the epoch; 0 while connected. */
   disconnectedAt: number;
   ended: boolean;
+}
+
+export interface SubscriberList {
+  subscribers: SubscriberRecord[];
+  /** More subscribers exist than were returned. */
+  truncated: boolean;
 }
 
 export interface EngineLimits {

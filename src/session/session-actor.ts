@@ -38,8 +38,26 @@ export interface ActorDeps {
   metrics: Metrics;
   logger: Logger;
   issueResumeToken: (claims: ResumeClaims) => string;
+  /**
+   * This node's id, recorded with each subscriber it attaches (create, takeover) so an
+   * inspector on any node can tell where a subscriber's connection is. Absent: not recorded.
+   */
+  nodeId?: string;
   /** Called once the actor has had nothing to do for `idleMs`; the registry drops it. */
   onIdle: (actor: SessionActor) => void;
+}
+
+/** One live connection on this node, for the inspector. Positions as in Connection. */
+export interface LiveConnectionView {
+  subscriberId: string;
+  connectionId: string;
+  generation: number;
+  codec: string;
+  /** Highest seq delivered on this connection. */
+  sentSeq: number;
+  /** Highest seq the client acknowledged on it (the checkpoint may trail it briefly). */
+  ackedSeq: number;
+  bufferedBytes: number;
 }
 
 interface PendingPublish {
@@ -127,6 +145,19 @@ export class SessionActor {
     return this.#head;
   }
 
+  /** This node's live connections of the session, as the inspector shows them. */
+  liveConnections(): LiveConnectionView[] {
+    return [...this.#conns].map((conn) => ({
+      subscriberId: conn.subscriberId,
+      connectionId: conn.id,
+      generation: conn.generation,
+      codec: conn.codec.name,
+      sentSeq: conn.sentSeq,
+      ackedSeq: conn.ackedSeq,
+      bufferedBytes: conn.sink.bufferedAmount(),
+    }));
+  }
+
   // ── attaching connections ────────────────────────────────────────────────────────
 
   /** A fresh subscription (`hello` without `resume`). Rejects with a GatewayError. */
@@ -146,6 +177,9 @@ export class SessionActor {
           userId: identity.userId,
           tenantId: identity.tenantId,
           after: start,
+          ...(this.#deps.nodeId !== undefined
+            ? { node: this.#deps.nodeId, connectedAt: this.#deps.clock.now() }
+            : {}),
         }),
       );
       this.#attach(conn, identity, record.id, record.generation, start, record.checkpoint, false);
@@ -190,7 +224,13 @@ export class SessionActor {
         throw new GatewayError('history_gone', 'lastSeq is beyond the stream head');
       }
       const record = await this.#time('takeover', () =>
-        engine.takeoverSubscriber(this.sessionId, claims.subscriberId, clock.now(), limits.resumeWindowMs),
+        engine.takeoverSubscriber(
+          this.sessionId,
+          claims.subscriberId,
+          clock.now(),
+          limits.resumeWindowMs,
+          this.#deps.nodeId,
+        ),
       );
       if (!record) {
         this.#deps.metrics.resumes.inc({ outcome: 'expired' });

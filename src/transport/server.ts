@@ -1,6 +1,7 @@
 import type { Codec } from '../codec/index.ts';
 import { negotiate } from '../codec/index.ts';
 import type { Engine } from '../engine/engine.ts';
+import { inspectorRoutes, type InspectorRouteDeps } from '../inspector/routes.ts';
 import { GatewayError } from '../errors/gateway-error.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
@@ -30,6 +31,8 @@ export interface ServerDeps {
   realtime: RealtimeHandler;
   routes: SessionRouteDeps;
   livekit: LiveKitRouteDeps;
+  /** The session inspector's routes, when CONSOLE_ENABLED (src/inspector/routes.ts). */
+  inspector?: InspectorRouteDeps;
   engine: Engine;
   metrics: Metrics;
   logger: Logger;
@@ -119,6 +122,9 @@ export class GatewayServer {
       '/v1/webhooks/livekit',
       route((ctx) => livekit.livekitWebhook(lk, ctx), { body: 'raw', maxBodyBytes, logger }),
     );
+    if (this.#deps.inspector) {
+      for (const r of inspectorRoutes(this.#deps.inspector)) get(r.path, r.handler, r.paramCount);
+    }
     this.#app.any(
       '/*',
       route(() => notFound(), { maxBodyBytes, logger }),

@@ -19,6 +19,7 @@ import type {
   Watch,
   StoredEvent,
   StreamHead,
+  SubscriberList,
   SubscriberRecord,
 } from '../engine.ts';
 import { GatewayError } from '../../errors/gateway-error.ts';
@@ -209,8 +210,11 @@ export class MemoryEngine implements Engine {
 
   async createSubscriber(sessionId: string, sub: NewSubscriber): Promise<SubscriberRecord> {
     await tick();
+    const { node, connectedAt, ...rest } = sub;
     const record: SubscriberRecord = {
-      ...sub,
+      // like the redis engine: connectedAt only with node
+      ...(node !== undefined ? { node, connectedAt: connectedAt ?? 0 } : {}),
+      ...rest,
       generation: 1,
       checkpoint: sub.after,
       connected: true,
@@ -232,6 +236,7 @@ export class MemoryEngine implements Engine {
     subscriberId: string,
     now: number,
     windowMs: number,
+    node?: string,
   ): Promise<SubscriberRecord | undefined> {
     await tick();
     const entry = this.#liveSubscriber(sessionId, subscriberId);
@@ -241,6 +246,10 @@ export class MemoryEngine implements Engine {
     r.generation += 1;
     r.connected = true;
     r.disconnectedAt = 0;
+    if (node !== undefined) {
+      r.node = node;
+      r.connectedAt = now;
+    }
     entry.expiresAt = Infinity;
     this.#notify(sessionId, { kind: 'takeover', subscriberId, generation: r.generation });
     return { ...r };
@@ -278,6 +287,24 @@ export class MemoryEngine implements Engine {
   async endSubscriber(sessionId: string, subscriberId: string): Promise<void> {
     await tick();
     this.#subscribers.delete(subKey(sessionId, subscriberId));
+  }
+
+  /** A scan of every subscriber of the process: fine for an operator's occasional look. */
+  async listSubscribers(sessionId: string, limit: number): Promise<SubscriberList> {
+    await tick();
+    const prefix = subKey(sessionId, '');
+    const now = this.#clock.now();
+    const subscribers: SubscriberRecord[] = [];
+    let truncated = false;
+    for (const [key, entry] of this.#subscribers) {
+      if (!key.startsWith(prefix) || entry.expiresAt <= now) continue;
+      if (subscribers.length >= limit) {
+        truncated = true;
+        break;
+      }
+      subscribers.push({ ...entry.record });
+    }
+    return { subscribers, truncated };
   }
 
   watch(sessionId: string, listener: SessionListener): Watch {

@@ -1,5 +1,5 @@
 import type { Envelope } from '../../protocol/envelope.ts';
-import type { StoredEvent, StreamHead, SubscriberRecord } from '../engine.ts';
+import type { NewSubscriber, StoredEvent, StreamHead, SubscriberRecord } from '../engine.ts';
 
 /**
  * Parsing of script replies. Scripts return only strings, integers and (nested) arrays:
@@ -66,7 +66,9 @@ export function subscriberFields(raw: unknown): Map<string, string> {
 export function parseSubscriber(id: string, fields: Map<string, string>): SubscriberRecord | undefined {
   if (!fields.has('gen')) return undefined;
   const num = (name: string): number => toInt(fields.get(name) ?? '0', name);
+  const node = fields.get('node');
   return {
+    ...(node !== undefined ? { node, connectedAt: num('at') } : {}),
     id,
     userId: fields.get('user') ?? '',
     tenantId: fields.get('tenant') ?? '',
@@ -76,5 +78,19 @@ export function parseSubscriber(id: string, fields: Map<string, string>): Subscr
     connected: fields.get('conn') === '1',
     disconnectedAt: num('disc'),
     ended: fields.get('ended') === '1',
+  };
+}
+
+/** What createSubscriber stored, as parseSubscriber would read it back. */
+export function newSubscriberRecord(sub: NewSubscriber): SubscriberRecord {
+  const { node, connectedAt, ...rest } = sub;
+  return {
+    ...(node !== undefined ? { node, connectedAt: connectedAt ?? 0 } : {}),
+    ...rest,
+    generation: 1,
+    checkpoint: sub.after,
+    connected: true,
+    disconnectedAt: 0,
+    ended: false,
   };
 }

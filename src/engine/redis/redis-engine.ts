@@ -19,6 +19,7 @@ import type {
   Watch,
   SessionRecord,
   StreamHead,
+  SubscriberList,
   SubscriberRecord,
 } from '../engine.ts';
 import { GatewayError } from '../../errors/gateway-error.ts';
@@ -51,7 +52,15 @@ import {
   type EngineLogger,
   type PersistenceReport,
 } from './persistence.ts';
-import { asArray, parseEntry, parseHead, parseSubscriber, subscriberFields, toInt } from './records.ts';
+import {
+  asArray,
+  newSubscriberRecord,
+  parseEntry,
+  parseHead,
+  parseSubscriber,
+  subscriberFields,
+  toInt,
+} from './records.ts';
 import type { ScriptName } from './scripts/index.ts';
 import { PRUNE_THRESHOLD } from './scripts/subscriber-scripts.ts';
 
@@ -98,6 +107,9 @@ const LIST_MAX_ROUNDS = 8;
  * (the index is written first). Older ones expired after their stream ended.
  */
 const LIST_PRUNE_GRACE_MS = 10 * 60_000;
+
+/** Subscriber hashes read at once by listSubscribers. */
+const LIST_SUBSCRIBERS_BATCH = 100;
 
 /**
  * The engine on Redis (7.0 or newer): streams, meta, dedupe ids and subscribers of a
@@ -481,10 +493,17 @@ export class RedisEngine implements Engine {
       'createSubscriber',
       'loCreateSubscriber',
       [subscriberKey(k, sub.id), k.subs, k.meta],
-      [subscriberMember(sub.id), sub.userId, sub.tenantId, int(sub.after)],
+      [
+        subscriberMember(sub.id),
+        sub.userId,
+        sub.tenantId,
+        int(sub.after),
+        sub.node ?? '',
+        sub.node === undefined ? 0 : int(sub.connectedAt ?? 0),
+      ],
     );
     if (toInt(indexed, 'subs') > PRUNE_THRESHOLD) await this.#pruneSubscribers(k);
-    return { ...sub, generation: 1, checkpoint: sub.after, connected: true, disconnectedAt: 0, ended: false };
+    return newSubscriberRecord(sub);
   }
 
   /** Keeps the subs index proportional to live subscribers: drops members whose key expired. */
@@ -512,13 +531,14 @@ export class RedisEngine implements Engine {
     subscriberId: string,
     now: number,
     windowMs: number,
+    node?: string,
   ): Promise<SubscriberRecord | undefined> {
     const k = this.#keys(sessionId);
     const reply = await this.#run(
       'takeoverSubscriber',
       'loTakeoverSubscriber',
       [subscriberKey(k, subscriberId), k.meta],
-      [int(now), int(windowMs), int(this.#clock.now()), k.channel, subscriberId],
+      [int(now), int(windowMs), int(this.#clock.now()), k.channel, subscriberId, node ?? ''],
     );
     return parseSubscriber(subscriberId, subscriberFields(reply));
   }
@@ -564,6 +584,34 @@ export class RedisEngine implements Engine {
       [subscriberKey(k, subscriberId), k.subs],
       [subscriberMember(subscriberId)],
     );
+  }
+
+  /**
+   * The subs index, then each member's hash (all in the session's slot). Members whose
+   * key expired, or whose release window passed (`exp`), are left out; the index itself
+   * is pruned by createSubscriber, not here.
+   */
+  async listSubscribers(sessionId: string, limit: number): Promise<SubscriberList> {
+    const k = this.#keys(sessionId);
+    const members = (await this.#call('listSubscribers', () => this.#redis.smembers(k.subs))).sort();
+    const now = this.#clock.now();
+    const subscribers: SubscriberRecord[] = [];
+    // Read a batch at a time until `limit` live ones are found: the index may hold dead members.
+    for (let at = 0; at < members.length && subscribers.length <= limit; at += LIST_SUBSCRIBERS_BATCH) {
+      const batch = members.slice(at, at + LIST_SUBSCRIBERS_BATCH);
+      const hashes = await this.#call('listSubscribers', () =>
+        Promise.all(batch.map((m) => this.#redis.hgetall(k.subPrefix + m))),
+      );
+      hashes.forEach((raw, i) => {
+        const fields = subscriberFields(raw);
+        const exp = fields.get('exp');
+        if (exp !== undefined && toInt(exp, 'exp') <= now) return;
+        const record = parseSubscriber(decodeURIComponent(batch[i]!), fields);
+        if (record) subscribers.push(record);
+      });
+    }
+    const truncated = subscribers.length > limit;
+    return { subscribers: subscribers.slice(0, limit), truncated };
   }
 
   // ── lifecycle ─────────────────────────────────────────────────────────────────

@@ -7,11 +7,14 @@ import type { PublishCommand } from './index.ts';
  * cannot be split by another node's takeover: that is the fencing.
  *
  * Hash fields: gen, cp (checkpoint), conn (1|0), disc (ms, 0 while connected), ended (0),
- * user, tenant, after, exp (logical expiry, only while released).
+ * user, tenant, after, exp (logical expiry, only while released), node and at (the node
+ * holding the current connection and when it attached: informational, for the inspector;
+ * absent when the caller did not say).
  */
 
 /**
- * create — KEYS: sub, subs, meta. ARGV: member, userId, tenantId, after.
+ * create — KEYS: sub, subs, meta. ARGV: member, userId, tenantId, after, node ('' = none),
+ * connectedAt.
  * Returns the size of the subs index; above PRUNE_THRESHOLD the caller prunes it
  * (loPruneSubscribers), which needs the subscriber keys declared, so it cannot happen here.
  */
@@ -19,6 +22,7 @@ export const CREATE_SUBSCRIBER_LUA = `${SHEBANG}${SUBSCRIBER_LIB}
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'gen', 1, 'cp', ARGV[4], 'conn', 1, 'disc', 0, 'ended', 0,
   'user', ARGV[2], 'tenant', ARGV[3], 'after', ARGV[4])
+if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'node', ARGV[5], 'at', ARGV[6]) end
 follow_session_ttl(KEYS[1], KEYS[3])
 redis.call('SADD', KEYS[2], ARGV[1])
 follow_session_ttl(KEYS[2], KEYS[3])
@@ -46,7 +50,8 @@ return dropped
 `;
 
 /**
- * takeover — KEYS: sub, meta. ARGV: now, windowMs, clockNow, channel, subscriberId.
+ * takeover — KEYS: sub, meta. ARGV: now, windowMs, clockNow, channel, subscriberId,
+ * node ('' = leave node and at as they are; else node, connected at `now`).
  * Publishes "t <generation> <subscriberId>" so the node holding the old connection
  * closes it promptly (the generation already fences it); the channel carries the
  * session's hash tag, so an SPUBLISH on a cluster stays in the script's slot.
@@ -59,6 +64,7 @@ if r[1] == '1' then return {} end
 if r[2] ~= '1' and tonumber(ARGV[1]) - tonumber(r[3]) > tonumber(ARGV[2]) then return {} end
 redis.call('HINCRBY', KEYS[1], 'gen', 1)
 redis.call('HSET', KEYS[1], 'conn', 1, 'disc', 0)
+if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'node', ARGV[6], 'at', ARGV[1]) end
 redis.call('HDEL', KEYS[1], 'exp')
 -- resumed: no longer on the release window's TTL
 follow_session_ttl(KEYS[1], KEYS[2])

@@ -1,0 +1,140 @@
+/**
+ * Turning bench:compare's raw rounds into the numbers people compare: per-round ratios of
+ * G to each peer at a common comparison point, their medians over the interleaved rounds,
+ * the G/G′ noise band, and the goal table of issue 6.
+ */
+import type { CapacityResult } from './scenarios/capacity.ts';
+import type { FanoutResult, RatePoint } from './scenarios/fanout.ts';
+import type { RecoveryResult } from './scenarios/recovery.ts';
+
+export interface Round {
+  round: number;
+  order: string[];
+  fanout: FanoutResult[];
+}
+
+export function median(values: number[]): number {
+  const v = values.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (v.length === 0) return Number.NaN;
+  const mid = Math.floor(v.length / 2);
+  return v.length % 2 ? v[mid]! : (v[mid - 1]! + v[mid]!) / 2;
+}
+
+/** The highest rate at which every listed result delivered ≥ 99.99 % without loss. */
+export function commonRate(results: FanoutResult[]): number | undefined {
+  const ok = (p: RatePoint): boolean => p.deliveredFraction >= 0.9999 && p.gaps === 0 && p.duplicates === 0;
+  const rates = results.map((r) => new Set(r.points.filter(ok).map((p) => p.rate)));
+  const all = results[0]?.points.map((p) => p.rate).filter((rate) => rates.every((s) => s.has(rate))) ?? [];
+  return all.length ? Math.max(...all) : undefined;
+}
+
+export function pointAt(result: FanoutResult | undefined, rate: number | undefined): RatePoint | undefined {
+  return rate === undefined ? undefined : result?.points.find((p) => p.rate === rate);
+}
+
+/** Highest sustainable rate (events/s per session); 0 when none was. */
+export function maxSustainable(result: FanoutResult): number {
+  const ok = result.points.filter((p) => p.sustainable).map((p) => p.rate);
+  return ok.length ? Math.max(...ok) : 0;
+}
+
+const ratio = (a: number | undefined, b: number | undefined): number =>
+  a !== undefined && b !== undefined && b !== 0 ? a / b : Number.NaN;
+
+/** Per-round ratios of the headline fan-out, keyed like `M1.G/U`. */
+export function roundRatios(round: Round): Record<string, number> {
+  const by = new Map(round.fanout.map((r) => [r.arm, r]));
+  const out: Record<string, number> = {};
+  const g = by.get('G');
+  if (!g) return out;
+  for (const peer of ['U', 'S', 'W', "G'"]) {
+    const p = by.get(peer);
+    if (!p) continue;
+    const rate = commonRate([g, p]);
+    const gp = pointAt(g, rate);
+    const pp = pointAt(p, rate);
+    const key = peer === "G'" ? "G/G'" : `G/${peer}`;
+    out[`M1.${key}`] = ratio(gp?.perCpuS, pp?.perCpuS);
+    out[`M1.user.${key}`] = ratio(gp?.perUserCpuS, pp?.perUserCpuS);
+    out[`M1.max.${key}`] = ratio(maxSustainable(g), maxSustainable(p));
+    out[`M2.p99.${key}`] = ratio(gp?.latency.p99, pp?.latency.p99);
+    out[`M3.${key}`] = ratio(g.memory.rssPerConnKB, p.memory.rssPerConnKB);
+    out[`M4.handshakes.${key}`] = ratio(g.connect.handshakesPerS, p.connect.handshakesPerS);
+  }
+  return out;
+}
+
+export function medianRatios(rounds: Round[]): Record<string, number> {
+  const keys = new Set(rounds.flatMap((r) => Object.keys(roundRatios(r))));
+  const out: Record<string, number> = {};
+  for (const key of keys) out[key] = median(rounds.map((r) => roundRatios(r)[key] ?? Number.NaN));
+  return out;
+}
+
+/** Ratios of the other shapes, the capacity ramp and recovery (one round each). */
+export function extraRatios(
+  shapes: FanoutResult[],
+  capacity: CapacityResult[],
+  recovery: RecoveryResult[],
+): Record<string, number> {
+  const out: Record<string, number> = {};
+  const groups = new Map<string, FanoutResult[]>();
+  for (const r of shapes) {
+    const key = `${r.sessions}x${r.perSession}`;
+    groups.set(key, [...(groups.get(key) ?? []), r]);
+  }
+  for (const [shape, results] of groups) {
+    const g = results.find((r) => r.arm === 'G');
+    if (!g) continue;
+    for (const p of results.filter((r) => r.arm !== 'G')) {
+      const rate = commonRate([g, p]);
+      out[`M1.${shape}.G/${p.arm}`] = ratio(pointAt(g, rate)?.perCpuS, pointAt(p, rate)?.perCpuS);
+    }
+  }
+  const cap = new Map(capacity.map((c) => [c.arm, c]));
+  const g = cap.get('G');
+  if (g) {
+    for (const [arm, c] of cap) {
+      if (arm === 'G') continue;
+      out[`M4.connsPerGiB.G/${arm}`] = ratio(g.connectionsPerGiB, c.connectionsPerGiB);
+      out[`M4.ramp.handshakes.G/${arm}`] = ratio(g.handshakesPerS, c.handshakesPerS);
+      const at = (x: CapacityResult, n: number): number | undefined =>
+        x.steps.find((s) => s.connections >= n * 0.98 && s.connections <= n * 1.1)?.rssPerConnKB;
+      out[`M3.15k.G/${arm}`] = ratio(at(g, 15000), at(c, 15000));
+      out[`M3.5k.G/${arm}`] = ratio(at(g, 5000), at(c, 5000));
+    }
+  }
+  const rec = (arm: string, n: number, k: number, signal: string): RecoveryResult | undefined =>
+    recovery.find((r) => r.arm === arm && r.missed === k && r.signal === signal && r.clients >= n * 0.98);
+  for (const signal of ['SIGTERM', 'SIGKILL']) {
+    for (const [n, k] of [
+      [1000, 10],
+      [1000, 100],
+      [10000, 10],
+      [10000, 100],
+    ] as const) {
+      const gr = rec('G', n, k, signal);
+      const sr = rec('S', n, k, signal);
+      if (gr && sr) out[`M5.${n / 1000}kx${k}.${signal}.p99.S/G`] = ratio(sr.catchup.p99, gr.catchup.p99);
+    }
+  }
+  return out;
+}
+
+const fmt = (x: number | undefined, digits = 2): string =>
+  x === undefined || !Number.isFinite(x)
+    ? '—'
+    : x >= 1000
+      ? Math.round(x).toLocaleString('en-US')
+      : x.toFixed(digits);
+
+export function table(head: string[], rows: (string | number | undefined)[][]): string {
+  const cells = rows.map((r) => r.map((c) => (typeof c === 'number' ? fmt(c) : (c ?? '—'))));
+  return [
+    `| ${head.join(' | ')} |`,
+    `| ${head.map(() => '---').join(' | ')} |`,
+    ...cells.map((r) => `| ${r.join(' | ')} |`),
+  ].join('\n');
+}
+
+export { fmt };

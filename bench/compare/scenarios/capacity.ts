@@ -1,0 +1,93 @@
+/**
+ * M3 and M4: ramp idle connections up in steps (to ~18,500, under the 20,000 open-files
+ * limit of one server process, or 4 GiB of server RSS), and at every step record the
+ * handshake rate and p99 (G verifies a JWT in every hello), and RSS per connection after
+ * a GC at the steps the report names (5k, 15k).
+ */
+import { Fleet } from '../loadgen/fleet.ts';
+import { percentilesMs } from '../loadgen/histogram.ts';
+import { ArmServer, type ArmSpec } from '../servers.ts';
+import type { Latency } from './fanout.ts';
+import { createTopics, sourceAddresses } from './setup.ts';
+
+export interface CapacityOptions {
+  steps: number[];
+  topics: number;
+  concurrency: number;
+  log: (line: string) => void;
+}
+
+export interface CapacityStep {
+  connections: number;
+  failed: number;
+  handshakesPerS: number;
+  handshake: Latency;
+  rssMB: number;
+  rssPerConnKB: number;
+}
+
+export interface CapacityResult {
+  arm: string;
+  held: number;
+  /** Connections per GiB of server RSS growth at the last step. */
+  connectionsPerGiB: number;
+  /** The best step's handshake rate among steps with p99 < 100 ms (0 if none). */
+  handshakesPerS: number;
+  steps: CapacityStep[];
+}
+
+const LIMIT_BYTES = 4 * 2 ** 30;
+
+export async function runCapacity(spec: ArmSpec, o: CapacityOptions): Promise<CapacityResult> {
+  const server = await ArmServer.start(spec);
+  let fleet: Fleet | undefined;
+  try {
+    const setup = await createTopics(server, o.topics);
+    await server.gc();
+    const base = server.rss;
+    const top = o.steps[o.steps.length - 1]!;
+    fleet = await Fleet.start(Math.max(2, Math.ceil(top / 9000)), {
+      kind: spec.kind,
+      url: server.url,
+      ...(setup.token !== undefined ? { token: setup.token } : {}),
+      ackEvery: 32,
+      localAddresses: sourceAddresses(8),
+    });
+    const steps: CapacityStep[] = [];
+    let held = 0;
+    for (const target of o.steps) {
+      const perTopic = Math.ceil((target - held) / o.topics);
+      if (perTopic <= 0) continue;
+      const reply = await fleet.connect(setup.topics, perTopic, o.concurrency);
+      held += reply.ready;
+      await server.gc();
+      const rss = server.rss;
+      const step: CapacityStep = {
+        connections: held,
+        failed: reply.failed,
+        handshakesPerS: reply.ready / (reply.ms / 1000),
+        handshake: percentilesMs(reply.histogram),
+        rssMB: rss / 2 ** 20,
+        rssPerConnKB: (rss - base) / Math.max(1, held) / 1024,
+      };
+      steps.push(step);
+      o.log(
+        `${spec.name} M4 ${held} conns: ${Math.round(step.handshakesPerS)} handshakes/s, p99 ${step.handshake.p99} ms, ` +
+          `RSS ${step.rssMB.toFixed(0)} MB (${step.rssPerConnKB.toFixed(2)} KB/conn)${reply.failed ? `, ${reply.failed} failed` : ''}`,
+      );
+      if (reply.failed > (target - held + reply.ready) * 0.01 || rss > LIMIT_BYTES) break;
+    }
+    const last = steps[steps.length - 1];
+    const good = steps.filter((s) => s.handshake.p99 < 100);
+    return {
+      arm: spec.name,
+      held,
+      connectionsPerGiB: last ? held / ((last.rssPerConnKB * held * 1024) / 2 ** 30) : 0,
+      handshakesPerS: good.length ? Math.max(...good.map((s) => s.handshakesPerS)) : 0,
+      steps,
+    };
+  } finally {
+    await fleet?.close();
+    await server.close();
+  }
+}

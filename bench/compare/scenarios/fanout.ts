@@ -1,0 +1,229 @@
+/**
+ * M1–M4 on one connected fleet: `sessions` topics × `perSession` subscribers.
+ *
+ *   connect (handshake rate and p99: M4) → GC → idle RSS per connection, Redis bytes,
+ *   idle wire bytes (M3) → a ladder of publish rates, each a measured window (M1, M2).
+ *
+ * A rate point counts as sustainable when ≥ 99.99 % of the window's deliveries arrived
+ * (after a drain), p99 < 50 ms, and no subscriber saw a gap or a duplicate.
+ */
+import { performance } from 'node:perf_hooks';
+import { nowMicros } from '../../lib/wire.ts';
+import { OpenLoop } from '../driver.ts';
+import { Fleet } from '../loadgen/fleet.ts';
+import { percentilesMs } from '../loadgen/histogram.ts';
+import { CLIENT_CORE, ArmServer, type ArmSpec } from '../servers.ts';
+import { CpuSpan, corePercent, coreTicks } from '../proc.ts';
+import { connectPublisher, createTopics, loadArmClient, sourceAddresses } from './setup.ts';
+
+export interface FanoutOptions {
+  sessions: number;
+  perSession: number;
+  payloadBytes: number;
+  /** Events per second per session, ascending. */
+  rates: number[];
+  warmupS: number;
+  windowS: number;
+  idleS: number;
+  /** Handshakes in flight across the fleet. */
+  concurrency: number;
+  log: (line: string) => void;
+}
+
+export interface Latency {
+  p50: number;
+  p99: number;
+  p999: number;
+  max: number;
+  count: number;
+}
+
+export interface RatePoint {
+  rate: number;
+  /** Deliveries the window's events owed, and the share of them that arrived. */
+  expected: number;
+  deliveredFraction: number;
+  deliveriesPerS: number;
+  latency: Latency;
+  server: { user: number; system: number; total: number; percent: number };
+  /** Deliveries per server CPU-second (user + system) and per user CPU-second. */
+  perCpuS: number;
+  perUserCpuS: number;
+  redisPercent: number;
+  clientCorePercent: number;
+  clientBound: boolean;
+  gaps: number;
+  duplicates: number;
+  closes: Record<string, number>;
+  publisherLagMs: number;
+  sustainable: boolean;
+}
+
+export interface FanoutResult {
+  arm: string;
+  sessions: number;
+  perSession: number;
+  payloadBytes: number;
+  connect: { ready: number; failed: number; ms: number; handshakesPerS: number; handshake: Latency };
+  memory: {
+    rssBaseMB: number;
+    rssConnectedMB: number;
+    rssPerConnKB: number;
+    redisBytesPerSession?: number;
+    redisBytesPerConn?: number;
+    wireBytesPerConnPerMin: number;
+  };
+  points: RatePoint[];
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+async function redisUsedMemory(server: ArmServer): Promise<number | undefined> {
+  if (!server.redis) return undefined;
+  const client = await server.redis.client();
+  try {
+    const info = String(await client.command('INFO', 'memory'));
+    const m = /used_memory:(\d+)/.exec(info);
+    return m ? Number(m[1]) : undefined;
+  } finally {
+    client.close();
+  }
+}
+
+export async function runFanout(spec: ArmSpec, o: FanoutOptions): Promise<FanoutResult> {
+  const server = await ArmServer.start(spec);
+  let fleet: Fleet | undefined;
+  try {
+    const arm = await loadArmClient(spec.kind);
+    const setup = await createTopics(server, o.sessions);
+    const total = o.sessions * o.perSession;
+    await server.gc();
+    const rssBase = server.rss;
+    const redisBase = await redisUsedMemory(server);
+
+    fleet = await Fleet.start(Math.max(2, Math.ceil(total / 9000)), {
+      kind: spec.kind,
+      url: server.url,
+      ...(setup.token !== undefined ? { token: setup.token } : {}),
+      ackEvery: 32,
+      localAddresses: sourceAddresses(8),
+    });
+    const connected = await fleet.connect(setup.topics, o.perSession, o.concurrency);
+    const handshake = percentilesMs(connected.histogram);
+    o.log(
+      `${spec.name}: ${connected.ready}/${total} connected in ${(connected.ms / 1000).toFixed(1)} s, handshake p99 ${handshake.p99} ms`,
+    );
+
+    await sleep(1000);
+    await server.gc();
+    const rssConnected = server.rss;
+    const redisConnected = await redisUsedMemory(server);
+    const bytesFrom = await fleet.bytes();
+    await sleep(o.idleS * 1000);
+    const bytesTo = await fleet.bytes();
+    const idleBytes = bytesTo.read - bytesFrom.read + (bytesTo.written - bytesFrom.written);
+
+    const publisher = await connectPublisher(arm, server, setup);
+    const loop = new OpenLoop(publisher, setup.topics, o.payloadBytes);
+    // G's stream starts with call.created: the gateway seq is the publisher's + 1.
+    const seqOffset = spec.kind === 'gateway' ? 1 : 0;
+    const points: RatePoint[] = [];
+    for (const rate of o.rates) {
+      await loop.run(rate, o.warmupS);
+      const fromUs = nowMicros() + 20_000;
+      const toUs = fromUs + o.windowS * 1e6;
+      await fleet.openWindow(fromUs, toUs);
+      const cpu = new CpuSpan(server.pids);
+      const redisCpu = server.redis?.pid !== undefined ? new CpuSpan([server.redis.pid]) : undefined;
+      const core0 = coreTicks(Number(CLIENT_CORE));
+      loop.maxLagMs = 0;
+      const windowSent = await loop.run(rate, o.windowS + 0.02, { fromUs, toUs });
+      const serverCpu = cpu.stop();
+      const clientCorePercent = corePercent(core0, coreTicks(Number(CLIENT_CORE)));
+      const redisPercent = redisCpu?.stop().percent ?? 0;
+      const windowReport = await fleet.report();
+      // drain: wait until every subscriber holds its topic's last event (or 10 s)
+      await publisher.drain();
+      const drainUntil = performance.now() + 10_000;
+      let report = await fleet.report();
+      while (performance.now() < drainUntil) {
+        const behind = setup.topics.some(
+          (t) => (report.lastSeq[t]?.min ?? -1) < loop.seq.get(t)! + seqOffset,
+        );
+        if (!behind) break;
+        await sleep(200);
+        report = await fleet.report();
+      }
+      const expected = windowSent * o.perSession;
+      const latency = percentilesMs(report.latency);
+      const deliveredFraction = expected > 0 ? report.latency.totalCount / expected : 0;
+      const deliveriesPerS = windowReport.deliveredPerS;
+      const delivered = deliveriesPerS * serverCpu.wallS;
+      const point: RatePoint = {
+        rate,
+        expected,
+        deliveredFraction,
+        deliveriesPerS,
+        latency,
+        server: {
+          user: serverCpu.user,
+          system: serverCpu.system,
+          total: serverCpu.total,
+          percent: serverCpu.percent,
+        },
+        perCpuS: delivered / serverCpu.total,
+        perUserCpuS: delivered / serverCpu.user,
+        redisPercent,
+        clientCorePercent,
+        clientBound: clientCorePercent >= 85,
+        gaps: report.gaps,
+        duplicates: report.duplicates,
+        closes: report.closes,
+        publisherLagMs: loop.maxLagMs,
+        sustainable:
+          deliveredFraction >= 0.9999 && latency.p99 < 50 && report.gaps === 0 && report.duplicates === 0,
+      };
+      points.push(point);
+      o.log(
+        `${spec.name} ${rate}/s×${o.sessions}×${o.perSession}: ${Math.round(deliveriesPerS)} deliv/s, ` +
+          `${(deliveredFraction * 100).toFixed(3)}% delivered, p50 ${latency.p50} p99 ${latency.p99} ms, ` +
+          `server ${serverCpu.percent.toFixed(0)}% (user ${((serverCpu.user / serverCpu.wallS) * 100).toFixed(0)}%), ` +
+          `${Math.round(point.perCpuS)}/cpu-s, client core ${clientCorePercent.toFixed(0)}%` +
+          `${point.clientBound ? ' CLIENT-BOUND' : ''}${point.sustainable ? '' : ' (not sustainable)'}`,
+      );
+      // far past saturation: higher rates only cost time
+      if (deliveredFraction < 0.5 || latency.p99 > 5000) break;
+    }
+    publisher.close();
+    const conns = Math.max(1, connected.ready);
+    return {
+      arm: spec.name,
+      sessions: o.sessions,
+      perSession: o.perSession,
+      payloadBytes: o.payloadBytes,
+      connect: {
+        ready: connected.ready,
+        failed: connected.failed,
+        ms: connected.ms,
+        handshakesPerS: connected.ready / (connected.ms / 1000),
+        handshake,
+      },
+      memory: {
+        rssBaseMB: rssBase / 2 ** 20,
+        rssConnectedMB: rssConnected / 2 ** 20,
+        rssPerConnKB: (rssConnected - rssBase) / conns / 1024,
+        ...(redisBase !== undefined && redisConnected !== undefined
+          ? {
+              redisBytesPerSession: (redisConnected - redisBase) / o.sessions,
+              redisBytesPerConn: (redisConnected - redisBase) / conns,
+            }
+          : {}),
+        wireBytesPerConnPerMin: (idleBytes / conns) * (60 / o.idleS),
+      },
+      points,
+    };
+  } finally {
+    await fleet?.close();
+    await server.close();
+  }
+}
