@@ -9,6 +9,7 @@ export default defineConfig(
     ignores: [
       'node_modules/**',
       'dist/**',
+      'dist-client/**',
       'schema/**',
       'coverage/**',
       'bench/results/**',

@@ -37,11 +37,18 @@ const { values } = parseArgs({
     arms: { type: 'string' },
     rounds: { type: 'string' },
     subscribers: { type: 'string' },
+    sessions: { type: 'string' },
     rates: { type: 'string' },
     payload: { type: 'string' },
     only: { type: 'string' },
     out: { type: 'string' },
     plots: { type: 'string' },
+    window: { type: 'string' },
+    idle: { type: 'string' },
+    'm5-clients': { type: 'string' },
+    'm5-missed': { type: 'string' },
+    'm5-signal': { type: 'string' },
+    'm5-timeout': { type: 'string' },
   },
 });
 
@@ -63,6 +70,7 @@ function plan(): Plan {
   const full = values.full && !values.quick;
   const arms = values.arms?.split(',') ?? ['G', "G'", 'U', 'S', 'W'];
   const perSession = Number(values.subscribers ?? 10_000);
+  const sessions = Number(values.sessions ?? 1);
   const payloadBytes = Number(values.payload ?? 100);
   if (full) {
     return {
@@ -70,7 +78,7 @@ function plan(): Plan {
       arms,
       rounds: Number(values.rounds ?? 3),
       headline: {
-        sessions: 1,
+        sessions,
         perSession,
         payloadBytes,
         rates: numbers(values.rates) ?? [5, 10, 20, 30, 40, 60],
@@ -102,19 +110,28 @@ function plan(): Plan {
     arms,
     rounds: Number(values.rounds ?? 1),
     headline: {
-      sessions: 1,
+      sessions,
       perSession,
       payloadBytes,
       rates: numbers(values.rates) ?? [5, 10, 20],
       warmupS: 1,
-      windowS: 5,
-      idleS: 5,
+      windowS: Number(values.window ?? 5),
+      idleS: Number(values.idle ?? 5),
       concurrency: 200,
     },
     shapes: [],
     variants: [],
     capacity: undefined,
-    recovery: { arms: ['G', 'S'], cases: [{ clients: 1000, missed: 10, signal: 'SIGKILL' }] },
+    recovery: {
+      arms: ['G', 'S'],
+      cases: [
+        {
+          clients: Number(values['m5-clients'] ?? 1000),
+          missed: Number(values['m5-missed'] ?? 10),
+          signal: values['m5-signal'] === 'SIGTERM' ? 'SIGTERM' : 'SIGKILL',
+        },
+      ],
+    },
   };
 }
 
@@ -130,11 +147,12 @@ function spec(name: string): ArmSpec {
 
 async function main(): Promise<void> {
   const p = plan();
+  p.recovery.arms = p.recovery.arms.filter((a) => p.arms.includes(a));
   const only = values.only?.split(',');
   const wants = (part: string): boolean => !only || only.includes(part);
+  const machine = { ...machineInfo(), serverCore: 0, clientCore: Number(CLIENT_CORE) };
   pin(process.pid, CLIENT_CORE);
   const began = Date.now();
-  const machine = { ...machineInfo(), serverCore: 0, clientCore: Number(CLIENT_CORE) };
   log(
     `bench:compare ${p.name}: arms ${p.arms.join(' ')}, ${p.rounds} round(s); server on core 0, clients + Redis on core 1`,
   );
@@ -177,7 +195,7 @@ async function main(): Promise<void> {
             topics: 10,
             payloadBytes: p.headline.payloadBytes,
             concurrency: 200,
-            timeoutMs: 60_000,
+            timeoutMs: Number(values['m5-timeout'] ?? 60) * 1000,
             log,
           }),
         );

@@ -151,7 +151,10 @@ export class ArmServer {
     } else {
       script = SCRIPTS[this.spec.kind];
     }
-    const child = spawn('taskset', ['-c', SERVER_CORE, process.execPath, ...NODE_FLAGS, script], {
+    // BENCH_CPU_PROF=DIR: write a V8 CPU profile of every server process into DIR (on exit)
+    const profile = process.env['BENCH_CPU_PROF'];
+    const flags = profile ? ['--cpu-prof', `--cpu-prof-dir=${profile}`, ...NODE_FLAGS] : NODE_FLAGS;
+    const child = spawn('taskset', ['-c', SERVER_CORE, process.execPath, ...flags, script], {
       cwd: repoRoot,
       env,
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -52,6 +52,12 @@ export interface Subscriber {
   close(): void;
   /** Bytes read and written on the current TCP socket so far (for idle wire cost). */
   bytes(): { read: number; written: number };
+  /**
+   * Publishes `payload` to this subscriber's own topic on its own connection (the
+   * many-sessions shape: each session's one client publishes and receives its events, so
+   * G needs no second socket per session). Dropped while not connected.
+   */
+  publish(payload: string): void;
 }
 
 export interface PublisherOptions {

@@ -266,6 +266,18 @@ class GatewaySubscriber extends GatewayConnection implements Subscriber {
     this.ws?.close(1000);
   }
 
+  #published = 0;
+
+  /** `pub` on this subscriber's own connection; its puback is ignored (onControl). */
+  publish(payload: string): void {
+    if (!this.welcomed) return;
+    const n = this.#published++;
+    this.ws!.send(
+      `{"op":"pub","id":"e${n}","type":"transcript.partial","payload":{"segmentId":"seg-${n >>> 6}",` +
+        `"revision":${n},"text":${JSON.stringify(payload)}}}`,
+    );
+  }
+
   bytes(): { read: number; written: number } {
     return { read: this.ws?.bytesRead ?? 0, written: this.ws?.bytesWritten ?? 0 };
   }

@@ -76,6 +76,11 @@ class MiniSubscriber implements Subscriber, RawWsHandlers {
     this.#ws = this.#open();
   }
 
+  publish(payload: string): void {
+    if (!this.#ws.isOpen) return;
+    this.#ws.send(`{"op":"pub","topic":${JSON.stringify(this.#topic)},"data":${JSON.stringify(payload)}}`);
+  }
+
   close(): void {
     this.#ws.close(1000);
   }

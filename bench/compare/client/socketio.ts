@@ -211,6 +211,11 @@ class SioSubscriber implements Subscriber, RawWsHandlers {
     this.#handlers.onClose(code);
   }
 
+  publish(payload: string): void {
+    if (!this.#connected) return;
+    this.#ws.send(`42["pub",${JSON.stringify(this.#topic)},${JSON.stringify(payload)}]`);
+  }
+
   reconnect(): void {
     if (this.#ws.isOpen) return;
     this.#ws = this.#open();

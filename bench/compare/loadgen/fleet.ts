@@ -205,6 +205,26 @@ export class Fleet {
     };
   }
 
+  /** The many-sessions shape: every subscriber publishes on its own connection (see worker `echo`). */
+  async echo(o: {
+    ratePerSub: number;
+    seconds: number;
+    payloadBytes: number;
+    fromUs: number;
+    toUs: number;
+    seqOffset: number;
+    drainMs: number;
+  }): Promise<{ sent: number; inWindow: number; behind: number; maxLagMs: number }> {
+    const replies = await Promise.all(this.workers.map((w) => w.request({ op: 'echo', ...o })));
+    const echoed = replies.filter((r): r is Extract<FromWorker, { op: 'echoed' }> => r.op === 'echoed');
+    return {
+      sent: sum(echoed.map((r) => r.sent)),
+      inWindow: sum(echoed.map((r) => r.inWindow)),
+      behind: sum(echoed.map((r) => r.behind)),
+      maxLagMs: Math.max(0, ...echoed.map((r) => r.maxLagMs)),
+    };
+  }
+
   async bytes(): Promise<{ read: number; written: number }> {
     const answers = await Promise.all(this.workers.map((w) => w.request({ op: 'bytes' })));
     let read = 0;

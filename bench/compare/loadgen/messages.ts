@@ -42,6 +42,23 @@ export type ToWorker =
   | { op: 'catchup'; id: number; target: Record<string, number>; offsetUs: number }
   /** Answers when every subscriber holds its target or after `timeoutMs`; times count from `t0Us` (parent clock). */
   | { op: 'catchup-wait'; id: number; timeoutMs: number; t0Us: number }
+  /**
+   * The many-sessions shape: every subscriber publishes `ratePerSub` events/s on its own
+   * connection for `seconds` (open loop, stamped with due times on the parent clock), then
+   * the worker waits up to `drainMs` until each holds its own last event (`seqOffset`: G's
+   * streams start with call.created).
+   */
+  | {
+      op: 'echo';
+      id: number;
+      ratePerSub: number;
+      seconds: number;
+      payloadBytes: number;
+      fromUs: number;
+      toUs: number;
+      seqOffset: number;
+      drainMs: number;
+    }
   | { op: 'bytes'; id: number }
   | { op: 'close'; id: number };
 
@@ -88,5 +105,6 @@ export type FromWorker =
   | { op: 'connected'; id: number; reply: ConnectReply }
   | { op: 'report'; id: number; report: WorkerReport }
   | { op: 'catchup'; id: number; reply: CatchupReply }
+  | { op: 'echoed'; id: number; sent: number; inWindow: number; behind: number; maxLagMs: number }
   | { op: 'bytes'; id: number; read: number; written: number }
   | { op: 'error'; id: number; message: string };

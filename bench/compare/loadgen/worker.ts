@@ -9,6 +9,7 @@ import { performance } from 'node:perf_hooks';
 import * as hdr from 'hdr-histogram-js';
 import { nowMicros } from '../../lib/wire.ts';
 import type { ArmClient, Subscriber } from '../types.ts';
+import { makePayload } from '../payload.ts';
 import { newHistogram } from './histogram.ts';
 import type {
   CatchupReply,
@@ -144,6 +145,47 @@ function open(sub: Sub, index: number, onFirst: (ok: boolean) => void): void {
       },
     },
   });
+}
+
+/** Per subscriber, how many events it published itself (the echo shape). */
+const published = new Map<Sub, number>();
+
+async function echo(m: Extract<ToWorker, { op: 'echo' }>): Promise<Extract<FromWorker, { op: 'echoed' }>> {
+  const n = subs.length;
+  const total = m.ratePerSub * n;
+  const count = Math.round(total * m.seconds);
+  const intervalUs = 1e6 / total;
+  const startUs = nowMicros() + offsetUs; // parent clock
+  let sent = 0;
+  let inWindow = 0;
+  let maxLagMs = 0;
+  await new Promise<void>((resolve) => {
+    const tick = (): void => {
+      const now = nowMicros() + offsetUs;
+      const owed = Math.min(count, Math.floor((now - startUs) / intervalUs) + 1);
+      while (sent < owed) {
+        const dueUs = startUs + sent * intervalUs;
+        maxLagMs = Math.max(maxLagMs, (now - dueUs) / 1000);
+        if (dueUs >= m.fromUs && dueUs < m.toUs) inWindow++;
+        const sub = subs[sent % n]!;
+        const seq = (published.get(sub) ?? 0) + 1;
+        published.set(sub, seq);
+        sub.client?.publish(makePayload(sub.topic, seq, Math.round(dueUs), m.payloadBytes));
+        sent++;
+      }
+      if (sent >= count) resolve();
+      else setTimeout(tick, 1);
+    };
+    tick();
+  });
+  const behindCount = (): number => subs.filter((s) => s.last < (published.get(s) ?? 0) + m.seqOffset).length;
+  const until = performance.now() + m.drainMs;
+  let behind = behindCount();
+  while (behind > 0 && performance.now() < until) {
+    await new Promise((r) => setTimeout(r, 100));
+    behind = behindCount();
+  }
+  return { op: 'echoed', id: m.id, sent, inWindow, behind, maxLagMs };
 }
 
 async function connect(
@@ -302,6 +344,8 @@ async function handle(message: ToWorker): Promise<FromWorker> {
       for (const sub of subs) sub.target = 0;
       return { op: 'catchup', id: message.id, reply };
     }
+    case 'echo':
+      return echo(message);
     case 'bytes': {
       let read = 0;
       let written = 0;

@@ -123,35 +123,64 @@ export async function runFanout(spec: ArmSpec, o: FanoutOptions): Promise<Fanout
     const bytesTo = await fleet.bytes();
     const idleBytes = bytesTo.read - bytesFrom.read + (bytesTo.written - bytesFrom.written);
 
-    const publisher = await connectPublisher(arm, server, setup);
-    const loop = new OpenLoop(publisher, setup.topics, o.payloadBytes);
+    // Many sessions with one client each: every client publishes on its own connection
+    // (G would otherwise need a second socket per session, past the open-files limit).
+    const echo = o.perSession === 1 && o.sessions > 1;
+    const publisher = echo ? undefined : await connectPublisher(arm, server, setup);
+    const loop = publisher ? new OpenLoop(publisher, setup.topics, o.payloadBytes) : undefined;
     // G's stream starts with call.created: the gateway seq is the publisher's + 1.
     const seqOffset = spec.kind === 'gateway' ? 1 : 0;
+    const echoRun = (rate: number, seconds: number, fromUs: number, toUs: number, drainMs: number) =>
+      fleet!.echo({
+        ratePerSub: rate,
+        seconds,
+        payloadBytes: o.payloadBytes,
+        fromUs,
+        toUs,
+        seqOffset,
+        drainMs,
+      });
     const points: RatePoint[] = [];
     for (const rate of o.rates) {
-      await loop.run(rate, o.warmupS);
+      if (loop) await loop.run(rate, o.warmupS);
+      else await echoRun(rate, o.warmupS, 0, 0, 0);
       const fromUs = nowMicros() + 20_000;
       const toUs = fromUs + o.windowS * 1e6;
       await fleet.openWindow(fromUs, toUs);
       const cpu = new CpuSpan(server.pids);
       const redisCpu = server.redis?.pid !== undefined ? new CpuSpan([server.redis.pid]) : undefined;
       const core0 = coreTicks(Number(CLIENT_CORE));
-      loop.maxLagMs = 0;
-      const windowSent = await loop.run(rate, o.windowS + 0.02, { fromUs, toUs });
+      let publisherLagMs = 0;
+      let windowSent: number;
+      if (loop) {
+        loop.maxLagMs = 0;
+        windowSent = await loop.run(rate, o.windowS + 0.02, { fromUs, toUs });
+        publisherLagMs = loop.maxLagMs;
+      } else {
+        const r = await echoRun(rate, o.windowS + 0.02, fromUs, toUs, 0);
+        windowSent = r.inWindow;
+        publisherLagMs = r.maxLagMs;
+      }
       const serverCpu = cpu.stop();
       const clientCorePercent = corePercent(core0, coreTicks(Number(CLIENT_CORE)));
       const redisPercent = redisCpu?.stop().percent ?? 0;
       const windowReport = await fleet.report();
       // drain: wait until every subscriber holds its topic's last event (or 10 s)
-      await publisher.drain();
-      const drainUntil = performance.now() + 10_000;
-      let report = await fleet.report();
-      while (performance.now() < drainUntil) {
-        const behind = setup.topics.some(
-          (t) => (report.lastSeq[t]?.min ?? -1) < loop.seq.get(t)! + seqOffset,
-        );
-        if (!behind) break;
-        await sleep(200);
+      let report;
+      if (loop && publisher) {
+        await publisher.drain();
+        const drainUntil = performance.now() + 10_000;
+        report = await fleet.report();
+        while (performance.now() < drainUntil) {
+          const behind = setup.topics.some(
+            (t) => (report!.lastSeq[t]?.min ?? -1) < loop.seq.get(t)! + seqOffset,
+          );
+          if (!behind) break;
+          await sleep(200);
+          report = await fleet.report();
+        }
+      } else {
+        await echoRun(rate, 0, 0, 0, 10_000);
         report = await fleet.report();
       }
       const expected = windowSent * o.perSession;
@@ -179,7 +208,7 @@ export async function runFanout(spec: ArmSpec, o: FanoutOptions): Promise<Fanout
         gaps: report.gaps,
         duplicates: report.duplicates,
         closes: report.closes,
-        publisherLagMs: loop.maxLagMs,
+        publisherLagMs,
         sustainable:
           deliveredFraction >= 0.9999 && latency.p99 < 50 && report.gaps === 0 && report.duplicates === 0,
       };
@@ -194,7 +223,7 @@ export async function runFanout(spec: ArmSpec, o: FanoutOptions): Promise<Fanout
       // far past saturation: higher rates only cost time
       if (deliveredFraction < 0.5 || latency.p99 > 5000) break;
     }
-    publisher.close();
+    publisher?.close();
     const conns = Math.max(1, connected.ready);
     return {
       arm: spec.name,

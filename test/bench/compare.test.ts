@@ -1,0 +1,166 @@
+/**
+ * bench:compare is a measuring instrument, so it gets tests like any other code: the
+ * report's arithmetic on known inputs, and one tiny end-to-end run over every arm that
+ * checks the JSON has the documented shape and that no arm lost, duplicated or reordered
+ * an event on the way (a broken adapter would show up here, not in a one-hour run).
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, describe, it } from 'node:test';
+import { commonRate, maxSustainable, median, roundRatios } from '../../bench/compare/report.ts';
+import type { FanoutResult, RatePoint } from '../../bench/compare/scenarios/fanout.ts';
+
+function point(rate: number, over: Partial<RatePoint> = {}): RatePoint {
+  const latency = { p50: 5, p99: 20, p999: 30, max: 40, count: 100 };
+  return {
+    rate,
+    expected: 100,
+    deliveredFraction: 1,
+    deliveriesPerS: rate * 1000,
+    latency,
+    server: { user: 1, system: 1, total: 2, percent: 50 },
+    perCpuS: rate * 1000,
+    perUserCpuS: rate * 2000,
+    redisPercent: 0,
+    clientCorePercent: 50,
+    clientBound: false,
+    gaps: 0,
+    duplicates: 0,
+    closes: {},
+    publisherLagMs: 0,
+    sustainable: true,
+    ...over,
+  };
+}
+
+function result(arm: string, points: RatePoint[], rssPerConnKB = 2): FanoutResult {
+  const handshake = { p50: 1, p99: 2, p999: 3, max: 4, count: 10 };
+  return {
+    arm,
+    sessions: 1,
+    perSession: 1000,
+    payloadBytes: 100,
+    connect: { ready: 1000, failed: 0, ms: 1000, handshakesPerS: 1000, handshake },
+    memory: { rssBaseMB: 50, rssConnectedMB: 52, rssPerConnKB, wireBytesPerConnPerMin: 0 },
+    points,
+  };
+}
+
+describe('bench:compare report', () => {
+  it('compares arms at the highest rate both delivered completely, and takes medians of per-round ratios', () => {
+    const g = result(
+      'G',
+      [point(5), point(10), point(20, { deliveredFraction: 0.9, sustainable: false })],
+      3,
+    );
+    const u = result('U', [point(5, { perCpuS: 10_000 }), point(10, { perCpuS: 20_000 }), point(20)], 1.5);
+    assert.equal(commonRate([g, u]), 10, '20/s is out: G lost deliveries there');
+    assert.equal(maxSustainable(g), 10);
+    assert.equal(maxSustainable(u), 20);
+    const ratios = roundRatios({ round: 1, order: ['G', 'U'], fanout: [g, u] });
+    assert.equal(ratios['M1.G/U'], 10_000 / 20_000);
+    assert.equal(ratios['M1.max.G/U'], 0.5);
+    assert.equal(ratios['M3.G/U'], 2);
+    assert.equal(median([3, 1, 2]), 2);
+    assert.equal(median([4, 1, 2, Number.NaN, 3]), 2.5, 'NaN rounds are left out');
+  });
+
+  it('a point with a gap is never a comparison point', () => {
+    const g = result('G', [point(5), point(10, { gaps: 1 })]);
+    const s = result('S', [point(5), point(10)]);
+    assert.equal(commonRate([g, s]), 5);
+  });
+});
+
+describe('bench:compare end to end (tiny)', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'lo-compare-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('runs every arm, writes the documented JSON and plots, and no arm loses or repeats an event', async () => {
+    const out = path.join(dir, 'compare.json');
+    const args = [
+      '--import',
+      'tsx',
+      'bench/compare/run.ts',
+      '--quick',
+      '--arms',
+      "G,G',U,S,W",
+      '--subscribers',
+      '60',
+      '--rates',
+      '5',
+      '--window',
+      '1',
+      '--idle',
+      '1',
+      '--m5-clients',
+      '40',
+      '--m5-missed',
+      '5',
+      '--m5-signal',
+      'SIGTERM',
+      '--m5-timeout',
+      '20',
+      '--out',
+      out,
+    ];
+    const output: string[] = [];
+    const code = await new Promise<number | null>((resolve) => {
+      const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+      child.stdout.on('data', (c: Buffer) => output.push(c.toString()));
+      child.stderr.on('data', (c: Buffer) => output.push(c.toString()));
+      child.on('exit', resolve);
+    });
+    assert.equal(code, 0, output.join(''));
+    const json = JSON.parse(readFileSync(out, 'utf8')) as {
+      machine: { nproc: number };
+      arms: Record<string, unknown>;
+      rounds: { fanout: FanoutResult[] }[];
+      recovery: { arm: string; caughtUp: number; total: number; gaps: number; duplicates: number }[];
+      ratios: Record<string, number | null>;
+    };
+    assert.ok(json.machine.nproc >= 1);
+    assert.deepEqual(Object.keys(json.arms).sort(), ['G', "G'", 'S', 'U', 'W']);
+    const fanout = json.rounds[0]!.fanout;
+    assert.equal(fanout.length, 5);
+    for (const f of fanout) {
+      assert.equal(f.connect.ready, 60, `${f.arm} connected every subscriber`);
+      const p = f.points[0]!;
+      assert.equal(p.gaps, 0, `${f.arm} gaps`);
+      assert.equal(p.duplicates, 0, `${f.arm} duplicates`);
+      assert.ok(p.expected > 0 && p.deliveredFraction === 1, `${f.arm} delivered ${p.deliveredFraction}`);
+      assert.ok(p.server.total > 0 && Number.isFinite(p.perCpuS), `${f.arm} server CPU was measured`);
+    }
+    for (const key of [
+      'M1.G/U',
+      'M1.G/S',
+      'M1.G/W',
+      "M1.G/G'",
+      'M2.p99.G/U',
+      'M3.G/U',
+      'M4.handshakes.G/S',
+    ]) {
+      assert.equal(typeof json.ratios[key], 'number', `ratio ${key}`);
+    }
+    // SIGTERM: both arms with recovery get every missed event back, once
+    for (const arm of ['G', 'S']) {
+      const r = json.recovery.find((x) => x.arm === arm)!;
+      assert.equal(r.caughtUp, r.total, `${arm} caught up`);
+      assert.equal(r.gaps + r.duplicates, 0, `${arm} recovered without gaps or duplicates`);
+    }
+    assert.equal(
+      typeof json.ratios['M5.1kx10.SIGTERM.p99.S/G'],
+      'undefined',
+      'M5 ratios are keyed by the issue sizes only',
+    );
+    for (const plot of ['compare-quick-throughput.svg', 'compare-quick-latency.svg']) {
+      const svg = readFileSync(path.join(dir, plot), 'utf8');
+      assert.match(svg, /^<svg [^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"/);
+      assert.ok((svg.match(/<rect /g) ?? []).length > 5, `${plot} has bars`);
+    }
+    assert.ok(existsSync(out));
+  });
+});
