@@ -4,7 +4,8 @@
 # so Alpine/musl would silently fall back to the slow pure-JS implementation (see docs/adr/0001).
 
 ############################
-# Build stage: full install (dev deps) and TypeScript emit to dist/
+# Build stage: full install (dev deps), TypeScript emit to dist/, and the client SDK's
+# browser bundle (dist-client/lifeos-client.js, esbuild) that the console serves
 ############################
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
@@ -14,7 +15,8 @@ RUN npm ci --no-audit --no-fund
 
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
-RUN npm run build
+COPY client ./client
+RUN npm run build && npm run build:client
 
 ############################
 # Runtime stage: production deps only, non-root
@@ -29,6 +31,10 @@ RUN npm ci --omit=dev --no-audit --no-fund \
     && node -e "const u=require('uWebSockets.js'); if(!String(u.App).includes('[native code]')){console.error('uWebSockets.js native build not loaded');process.exit(1)}"
 
 COPY --from=build /app/dist ./dist
+# The session console (CONSOLE_ENABLED=true): its static page, read from dist/inspector/assets
+# (src/inspector/assets.ts), and the prebuilt SDK bundle it serves, so no esbuild at run time.
+COPY --from=build /app/src/inspector/assets ./dist/inspector/assets
+COPY --from=build /app/dist-client/lifeos-client.js ./dist-client/lifeos-client.js
 
 USER node
 EXPOSE 8080

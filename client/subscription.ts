@@ -213,6 +213,11 @@ export class SubscriptionImpl implements Subscription {
 
   #closing = false;
   #closePromise: Promise<void> | undefined;
+  /**
+   * Closed with 4009: another client (a tab sharing this storage) resumed the subscriber
+   * and owns the checkpoint from then on; this one never writes or deletes it again.
+   */
+  #superseded = false;
 
   readonly #stats = {
     reconnects: 0,
@@ -643,7 +648,11 @@ export class SubscriptionImpl implements Subscription {
 
   #saveCheckpoint(): Promise<void> {
     const cp = this.#checkpoint();
-    return this.#storage(() => this.#rt.storage.set(this.key, cp), 'saving the checkpoint');
+    // Checked when the write runs: one queued before a 4009 would still undo the survivor's.
+    return this.#storage(
+      () => (this.#superseded ? undefined : this.#rt.storage.set(this.key, cp)),
+      'saving the checkpoint',
+    );
   }
 
   /**
@@ -794,6 +803,7 @@ export class SubscriptionImpl implements Subscription {
         void this.#saveCheckpoint();
         return this.#scheduleRetry();
       case 'stop':
+        if (code === CloseCodes.superseded) this.#superseded = true;
         return this.#stop(code === CloseCodes.normal ? undefined : new ConnectionRefusedError(code, reason));
     }
   }
@@ -842,7 +852,10 @@ export class SubscriptionImpl implements Subscription {
     }
     this.#shutdown('closed by the application');
     await this.#storageChain;
-    if (bye) await this.#storage(() => this.#rt.storage.delete(this.key), 'deleting the checkpoint');
+    // A superseded subscription's checkpoint belongs to the client that took over.
+    if (bye && !this.#superseded) {
+      await this.#storage(() => this.#rt.storage.delete(this.key), 'deleting the checkpoint');
+    }
   }
 
   // ── state and errors ──────────────────────────────────────────────────────────────

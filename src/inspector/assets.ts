@@ -6,15 +6,19 @@ import { pathToFileURL } from 'node:url';
 /**
  * The console's static files. Plain HTML, CSS and JavaScript from `./assets/`, read once
  * at start-up and served as they are; the one built file is the client SDK's browser
- * bundle (`client/bundle.ts`, esbuild), which the page imports by URL. The bundle is
- * built in the background from start-up on: until it is ready its route waits, and if
- * it cannot be built the route answers 503 (the reason is logged once) while the page
- * and the inspector API keep working.
+ * bundle, which the page imports by URL. The bundle is read or built in the background
+ * from start-up on: until it is ready its route waits, and if there is none the route
+ * answers 503 (the reason is logged once) while the page and the inspector API keep
+ * working.
  *
- * Both come from the source tree: the console runs where the gateway runs from a
- * checkout (`npm start`, tsx). A `dist/` build lacks `src/inspector/assets/` (a gateway
- * with CONSOLE_ENABLED=true refuses to start there), and an image without `client/` and
- * esbuild cannot build the bundle (docs/inspector.md).
+ * The page's files are read from `assets/` next to this module: `src/inspector/assets/`
+ * from a checkout, `dist/inspector/assets/` in the compiled build, where the build does
+ * not put them (the Docker image copies them there; without them a gateway with
+ * CONSOLE_ENABLED=true refuses to start). The bundle: run from the TypeScript sources
+ * (`npm start`, tsx), it is built from `client/` with esbuild, so it is never stale;
+ * compiled, the prebuilt `dist-client/lifeos-client.js` (`npm run build:client`, which
+ * the image runs) is served when present, and esbuild is only the fallback, for a
+ * checkout with its devDependencies (docs/inspector.md).
  */
 export interface ConsoleAsset {
   contentType: string;
@@ -37,8 +41,24 @@ const FILES: Record<string, string> = {
   'console.css': 'text/css; charset=utf-8',
 };
 
-const ASSETS_DIR = path.join(import.meta.dirname, 'assets');
-const CLIENT_BUNDLE_MODULE = path.resolve(import.meta.dirname, '../../client/bundle.ts');
+/** The page's files: next to this module (src/inspector/assets, or <outDir>/inspector/assets). */
+export const ASSETS_DIR = path.join(import.meta.dirname, 'assets');
+
+/** Where the SDK bundle comes from; both paths resolve from the repository (or image) root. */
+export interface BundleSources {
+  /** `npm run build:client`'s output. */
+  prebuilt: string;
+  /** client/bundle.ts, which builds it with esbuild. */
+  builder: string;
+  /** Running from the TypeScript sources (tsx): always build, a prebuilt file may be stale. */
+  fromSource: boolean;
+}
+
+export const BUNDLE_SOURCES: BundleSources = {
+  prebuilt: path.resolve(import.meta.dirname, '../../dist-client/lifeos-client.js'),
+  builder: path.resolve(import.meta.dirname, '../../client/bundle.ts'),
+  fromSource: import.meta.url.endsWith('.ts'),
+};
 
 export class ConsoleUnavailableError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -51,7 +71,10 @@ export class ConsoleUnavailableError extends Error {
  * Reads the page's files (rejects with ConsoleUnavailableError when one is missing) and
  * starts building the SDK bundle; `onBundleError` hears once if that fails.
  */
-export async function loadConsoleAssets(onBundleError: (err: Error) => void): Promise<ConsoleAssets> {
+export async function loadConsoleAssets(
+  onBundleError: (err: Error) => void,
+  sources: BundleSources = BUNDLE_SOURCES,
+): Promise<ConsoleAssets> {
   const files = new Map<string, ConsoleAsset>();
   for (const [name, contentType] of Object.entries(FILES)) {
     const file = path.join(ASSETS_DIR, name);
@@ -61,7 +84,7 @@ export async function loadConsoleAssets(onBundleError: (err: Error) => void): Pr
       throw new ConsoleUnavailableError(`CONSOLE_ENABLED: cannot read the console's ${file}`, { cause: err });
     }
   }
-  const bundle = clientBundle().then(
+  const bundle = clientBundle(sources).then(
     (text) => ({ contentType: 'text/javascript; charset=utf-8', text }),
     (err: Error) => {
       onBundleError(err);
@@ -76,15 +99,29 @@ interface BundleModule {
   buildClientBundle(): Promise<string>;
 }
 
-async function clientBundle(): Promise<string> {
+/**
+ * The SDK's browser bundle: the prebuilt file when running compiled and it exists, else
+ * built with esbuild (client/bundle.ts, a devDependency).
+ */
+export async function clientBundle(sources: BundleSources): Promise<string> {
+  if (!sources.fromSource && existsSync(sources.prebuilt)) {
+    try {
+      return await readFile(sources.prebuilt, 'utf8');
+    } catch (err) {
+      throw new ConsoleUnavailableError(`cannot read the client SDK bundle ${sources.prebuilt}`, {
+        cause: err,
+      });
+    }
+  }
   // Outside src/ (the build's rootDir): imported by path, at run time, only when enabled.
-  if (!existsSync(CLIENT_BUNDLE_MODULE)) {
+  if (!existsSync(sources.builder)) {
     throw new ConsoleUnavailableError(
-      `the client SDK (${CLIENT_BUNDLE_MODULE}) is not in this build: run the gateway from a checkout`,
+      `no client SDK bundle: ${sources.prebuilt} is missing (npm run build:client) and ` +
+        `${sources.builder} is not in this build`,
     );
   }
   try {
-    const mod = (await import(pathToFileURL(CLIENT_BUNDLE_MODULE).href)) as BundleModule;
+    const mod = (await import(pathToFileURL(sources.builder).href)) as BundleModule;
     return await mod.buildClientBundle();
   } catch (err) {
     throw new ConsoleUnavailableError('building the client SDK bundle failed', { cause: err });

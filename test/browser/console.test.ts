@@ -13,9 +13,18 @@ import { subscribe } from '../helpers/ws-client.ts';
  * Chromium opens it, an operator token is typed in, a session is picked, events
  * published over HTTP arrive in the page's live table through the client SDK, the
  * subscribers table shows who is connected where with their ack lag, and the screenshot
- * (docs/images/console.png, shown in the README) is checked to be a rendered page.
+ * is checked to be a rendered page.
+ *
+ * The screenshot goes to .tmp/console.png (ignored by git), so a test run leaves the tree
+ * clean; `UPDATE_SCREENSHOTS=1` writes docs/images/console.png instead, the one the
+ * README and docs/inspector.md show.
  */
-const SCREENSHOT = fileURLToPath(new URL('../../docs/images/console.png', import.meta.url));
+const SCREENSHOT = fileURLToPath(
+  new URL(
+    process.env.UPDATE_SCREENSHOTS === '1' ? '../../docs/images/console.png' : '../../.tmp/console.png',
+    import.meta.url,
+  ),
+);
 
 const browser = useBrowser();
 let gw: TestGateway;

@@ -6,6 +6,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { ASSETS_DIR, BUNDLE_SOURCES } from '../../src/inspector/assets.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const BASE_IMAGE = 'node:20-bookworm-slim';
@@ -130,6 +131,42 @@ describe('Dockerfile', () => {
     );
   });
 
+  it('ships the session console: its page where the compiled gateway reads it, and the prebuilt SDK bundle', () => {
+    // The build stage bundles the SDK (client/ → dist-client/lifeos-client.js).
+    const builder = stages.find((st) => find(st, 'RUN').some((r) => /\bnpm run build:client\b/.test(r.args)));
+    assert.ok(builder?.name, 'no named stage runs npm run build:client');
+    assert.ok(
+      find(builder, 'COPY').some((c) => /^client\s+(\.\/)?client\/?$/.test(c.args)),
+      'the stage that runs build:client does not COPY client ./client',
+    );
+    const workdir = find(builder, 'WORKDIR').at(-1)?.args ?? '/';
+    const fromBuilder = find(finalStage, 'COPY')
+      .map((c) => c.args.split(/\s+/))
+      .filter((w) => w[0] === `--from=${builder.name ?? ''}`)
+      .map(([, src = '', dest = '']) => ({
+        src: path.posix.relative(workdir, path.posix.resolve(workdir, src)),
+        dest: path.posix.normalize(dest).replace(/^\.\//, '').replace(/\/$/, ''),
+      }));
+    // What src/inspector/assets.ts reads: `assets/` next to the module, i.e.
+    // <outDir>/inspector/assets once compiled, and the prebuilt bundle from the root.
+    const assetsRel = path.relative(path.join(ROOT, 'src'), ASSETS_DIR).split(path.sep).join('/');
+    const outDir = path.posix.normalize(buildConfig.compilerOptions.outDir ?? 'dist');
+    assert.ok(existsSync(path.join(ASSETS_DIR, 'index.html')), `${assetsRel} has no index.html`);
+    assert.ok(
+      fromBuilder.some((c) => c.src === `src/${assetsRel}` && c.dest === `${outDir}/${assetsRel}`),
+      `final stage does not COPY --from=${builder.name} src/${assetsRel} to ${outDir}/${assetsRel}: ` +
+        JSON.stringify(fromBuilder),
+    );
+    const bundleRel = path.relative(ROOT, BUNDLE_SOURCES.prebuilt).split(path.sep).join('/');
+    assert.equal(bundleRel, 'dist-client/lifeos-client.js');
+    assert.ok(
+      fromBuilder.some(
+        (c) => c.src === bundleRel && (c.dest === bundleRel || c.dest === path.posix.dirname(bundleRel)),
+      ),
+      `final stage does not COPY --from=${builder.name} ${bundleRel}: ${JSON.stringify(fromBuilder)}`,
+    );
+  });
+
   it('runs as a non-root user in the final stage', () => {
     const users = find(finalStage, 'USER');
     assert.ok(users.length > 0, 'final stage has no USER');
@@ -195,7 +232,7 @@ describe('.dockerignore', () => {
         .replace(/\/+$/, ''),
     );
 
-  for (const required of ['node_modules', '.git']) {
+  for (const required of ['node_modules', '.git', 'dist-client']) {
     it(`excludes ${required}`, () => {
       assert.ok(entries.includes(required), `.dockerignore does not exclude ${required}`);
     });
@@ -208,6 +245,7 @@ describe('.dockerignore', () => {
       'package-lock.json',
       'tsconfig.json',
       'tsconfig.build.json',
+      'client',
     ]) {
       assert.ok(!entries.includes(needed), `.dockerignore excludes ${needed}, which the build needs`);
     }
