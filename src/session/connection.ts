@@ -49,8 +49,8 @@ export class Connection {
   pendingPubs = 0;
   /** Set while the socket buffer is over its limit; fires the 4101 close. */
   slowTimer: NodeJS.Timeout | undefined;
-  /** Frames that arrived while `hello` was being checked; replayed after welcome. */
-  earlyFrames: unknown[] = [];
+  /** Frames that arrived while `hello` was being checked; replayed after welcome. Created on the first. */
+  earlyFrames: unknown[] | undefined;
   helloTimer: NodeJS.Timeout | undefined;
   /** Set by the session actor on attach: delivers what this connection may have now. */
   pump: () => void = noop;

@@ -75,10 +75,11 @@ export class RealtimeHandler {
 
   #dispatch(conn: Connection, decoded: unknown): void {
     if (conn.state === 'authenticating') {
-      if (conn.earlyFrames.length >= MAX_EARLY_FRAMES) {
+      const early = (conn.earlyFrames ??= []);
+      if (early.length >= MAX_EARLY_FRAMES) {
         return this.#violation(conn, CloseCodes.bad_request, 'too many frames before welcome');
       }
-      conn.earlyFrames.push(decoded);
+      early.push(decoded);
       return;
     }
     const parsed = parseClientFrame(decoded);
@@ -89,6 +90,7 @@ export class RealtimeHandler {
         return this.#violation(conn, CloseCodes.bad_request, 'the first frame must be hello');
       conn.state = 'authenticating';
       clearTimeout(conn.helloTimer);
+      conn.helloTimer = undefined; // not held for the connection's life
       void this.#hello(conn, frame);
       return;
     }
@@ -142,7 +144,8 @@ export class RealtimeHandler {
       return this.#violation(conn, closeCodeFor(error.code), error.code);
     }
     const early = conn.earlyFrames;
-    conn.earlyFrames = [];
+    if (!early) return;
+    conn.earlyFrames = undefined;
     for (const frame of early) {
       if (conn.state === 'closed') break;
       this.#dispatch(conn, frame);

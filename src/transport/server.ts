@@ -198,7 +198,7 @@ export class GatewayServer {
       },
       open: (ws) => {
         const data = ws.getUserData();
-        const conn = new Connection(randomId('conn'), data.codec, socketSink(ws, this.#deps.metrics));
+        const conn = new Connection(randomId('conn'), data.codec, new SocketSink(ws, this.#deps.metrics));
         data.conn = conn;
         this.#sockets.add(conn);
         realtime.opened(conn);
@@ -234,39 +234,47 @@ export class GatewayServer {
 /** RFC 6455 "message too big". */
 const MESSAGE_TOO_BIG = 1009;
 
-interface SocketSink extends Sink {
-  dead: boolean;
-}
+/**
+ * A Sink over a uWS socket; after uWS reports the close, every call is a no-op. A class,
+ * not an object of closures: one small object per connection instead of five functions
+ * and their context (it is held for as long as the connection lives).
+ */
+class SocketSink implements Sink {
+  dead = false;
+  readonly #ws: WebSocket<SocketData>;
+  readonly #metrics: Metrics;
 
-/** A Sink over a uWS socket; after uWS reports the close, every call is a no-op. */
-function socketSink(ws: WebSocket<SocketData>, metrics: Metrics): SocketSink {
-  const sink: SocketSink = {
-    dead: false,
-    send(bytes, binary) {
-      if (sink.dead) return false;
-      // uWS: 1 sent, 0 queued (backpressure), 2 dropped at maxBackpressure. A dropped
-      // frame would be a silent gap, so the connection is cut instead; the client resumes
-      // from its checkpoint and loses nothing.
-      const result = ws.send(bytes, binary, false);
-      if (result === 2) {
-        metrics.closes.inc({ code: String(CloseCodes.slow_consumer) });
-        sink.close(CloseCodes.slow_consumer, 'slow_consumer');
-        return false;
-      }
-      return result === 1;
-    },
-    bufferedAmount() {
-      return sink.dead ? 0 : ws.getBufferedAmount();
-    },
-    cork(fn) {
-      if (sink.dead) return fn();
-      ws.cork(fn);
-    },
-    close(code, reason) {
-      if (sink.dead) return;
-      sink.dead = true;
-      ws.end(code, reason);
-    },
-  };
-  return sink;
+  constructor(ws: WebSocket<SocketData>, metrics: Metrics) {
+    this.#ws = ws;
+    this.#metrics = metrics;
+  }
+
+  send(bytes: Uint8Array, binary: boolean): boolean {
+    if (this.dead) return false;
+    // uWS: 1 sent, 0 queued (backpressure), 2 dropped at maxBackpressure. A dropped
+    // frame would be a silent gap, so the connection is cut instead; the client resumes
+    // from its checkpoint and loses nothing.
+    const result = this.#ws.send(bytes, binary, false);
+    if (result === 2) {
+      this.#metrics.closes.inc({ code: String(CloseCodes.slow_consumer) });
+      this.close(CloseCodes.slow_consumer, 'slow_consumer');
+      return false;
+    }
+    return result === 1;
+  }
+
+  bufferedAmount(): number {
+    return this.dead ? 0 : this.#ws.getBufferedAmount();
+  }
+
+  cork(fn: () => void): void {
+    if (this.dead) return fn();
+    this.#ws.cork(fn);
+  }
+
+  close(code: number, reason: string): void {
+    if (this.dead) return;
+    this.dead = true;
+    this.#ws.end(code, reason);
+  }
 }

@@ -123,7 +123,7 @@ async function exerciseEverything(engine: RedisEngine, sid: string): Promise<voi
   await engine.releaseSubscriber(sid, 'sub-1', 1, Date.now(), 60_000);
   await engine.takeoverSubscriber(sid, 'sub-1', Date.now(), 60_000);
   await engine.endSubscriber(sid, 'sub-1');
-  // past the prune threshold (64): every further create prunes the index
+  // past the prune threshold (64): the 65th create prunes the index (loPruneSubscribers)
   for (let i = 0; i < 66; i++) {
     await engine.createSubscriber(sid, { id: `many-${i}`, userId: 'u', tenantId: 't', after: 0 });
   }

@@ -108,6 +108,18 @@ const LIST_MAX_ROUNDS = 8;
  */
 const LIST_PRUNE_GRACE_MS = 10 * 60_000;
 
+/** Prune marks remembered (sessions with more than PRUNE_THRESHOLD subscribers); the oldest go first. */
+const MAX_PRUNE_MARKS = 10_000;
+
+/** Most subscribers one loCreateSubscribers call creates (a longer script blocks Redis longer). */
+const MAX_CREATE_BATCH = 256;
+
+interface PendingCreate {
+  sub: NewSubscriber;
+  resolve(record: SubscriberRecord): void;
+  reject(err: unknown): void;
+}
+
 /** Subscriber hashes read at once by listSubscribers. */
 const LIST_SUBSCRIBERS_BATCH = 100;
 
@@ -155,6 +167,15 @@ export class RedisEngine implements Engine {
   readonly #commandTimeoutMs: number;
   #lastErrorLog = -Infinity;
   #closed = false;
+  /** getSession reads of this tick, by session, not sent yet (see getSession). */
+  readonly #sessionReads = new Map<string, Promise<string | null>>();
+  /** createSubscriber calls of this tick, by session, sent together (see createSubscriber). */
+  readonly #creates = new Map<string, PendingCreate[]>();
+  #createsScheduled = false;
+  /** Per subs index: the size above which createSubscriber prunes it next (see #pruneSubscribers). */
+  readonly #pruneAt = new Map<string, number>();
+  /** Subs indexes being pruned now: creates meanwhile leave them to that prune. */
+  readonly #pruning = new Set<string>();
 
   /** Connects, checks persistence, and resolves with a ready engine. */
   static async connect(options: RedisEngineOptions): Promise<RedisEngine> {
@@ -323,8 +344,22 @@ export class RedisEngine implements Engine {
     if (!replies || failed) throw mapRedisError(failed ?? new Error('transaction aborted'), 'createSession');
   }
 
+  /**
+   * Calls for one session made in the same tick share one GET, sent from setImmediate once
+   * they have all been made (so each still reads a state at least as new as its call); a
+   * crowd of fresh `hello`s to one session reads its record once per tick. Each caller
+   * gets its own copy of the record.
+   */
   async getSession(sessionId: string): Promise<SessionRecord | undefined> {
-    const json = await this.#call('getSession', () => this.#redis.get(this.#keys(sessionId).session));
+    let read = this.#sessionReads.get(sessionId);
+    if (!read) {
+      read = new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
+        this.#sessionReads.delete(sessionId);
+        return this.#call('getSession', () => this.#redis.get(this.#keys(sessionId).session));
+      });
+      this.#sessionReads.set(sessionId, read);
+    }
+    const json = await read;
     return json === null ? undefined : (JSON.parse(json) as SessionRecord);
   }
 
@@ -487,34 +522,91 @@ export class RedisEngine implements Engine {
 
   // ── subscribers ───────────────────────────────────────────────────────────────
 
-  async createSubscriber(sessionId: string, sub: NewSubscriber): Promise<SubscriberRecord> {
+  /**
+   * Calls made in the same tick for one session are created together by one script
+   * (loCreateSubscribers, atomic: all of them or none), so a crowd of fresh `hello`s to a
+   * session costs one round trip per tick, not one per subscriber. The batch is sent from
+   * setImmediate, i.e. after every call of this event-loop turn was made.
+   */
+  createSubscriber(sessionId: string, sub: NewSubscriber): Promise<SubscriberRecord> {
+    return new Promise((resolve, reject) => {
+      const pending: PendingCreate = { sub, resolve, reject };
+      const queued = this.#creates.get(sessionId);
+      if (queued) queued.push(pending);
+      else this.#creates.set(sessionId, [pending]);
+      if (this.#createsScheduled) return;
+      this.#createsScheduled = true;
+      setImmediate(() => this.#flushCreates());
+    });
+  }
+
+  #flushCreates(): void {
+    this.#createsScheduled = false;
+    const batches = [...this.#creates];
+    this.#creates.clear();
+    for (const [sessionId, pending] of batches) {
+      for (let at = 0; at < pending.length; at += MAX_CREATE_BATCH) {
+        void this.#createBatch(sessionId, pending.slice(at, at + MAX_CREATE_BATCH));
+      }
+    }
+  }
+
+  async #createBatch(sessionId: string, batch: readonly PendingCreate[]): Promise<void> {
     const k = this.#keys(sessionId);
-    const indexed = await this.#run(
-      'createSubscriber',
-      'loCreateSubscriber',
-      [subscriberKey(k, sub.id), k.subs, k.meta],
-      [
+    const keys = [k.subs, k.meta];
+    const args: (string | number)[] = [];
+    for (const { sub } of batch) {
+      keys.push(subscriberKey(k, sub.id));
+      args.push(
         subscriberMember(sub.id),
         sub.userId,
         sub.tenantId,
         int(sub.after),
         sub.node ?? '',
         sub.node === undefined ? 0 : int(sub.connectedAt ?? 0),
-      ],
-    );
-    if (toInt(indexed, 'subs') > PRUNE_THRESHOLD) await this.#pruneSubscribers(k);
-    return newSubscriberRecord(sub);
+      );
+    }
+    let size: number;
+    try {
+      size = toInt(await this.#run('createSubscriber', 'loCreateSubscribers', keys, args), 'subs');
+    } catch (err) {
+      for (const pending of batch) pending.reject(err);
+      return;
+    }
+    if (size > (this.#pruneAt.get(k.subs) ?? PRUNE_THRESHOLD) && !this.#pruning.has(k.subs)) {
+      // Housekeeping, one at a time per session: the subscribers exist whatever becomes
+      // of it; a failed prune is retried by the next create, since the mark did not move.
+      this.#pruning.add(k.subs);
+      await this.#pruneSubscribers(k)
+        .catch(() => {})
+        .finally(() => this.#pruning.delete(k.subs));
+    }
+    for (const pending of batch) pending.resolve(newSubscriberRecord(pending.sub));
   }
 
-  /** Keeps the subs index proportional to live subscribers: drops members whose key expired. */
+  /**
+   * Keeps the subs index proportional to live subscribers: drops members whose key
+   * expired. A prune reads and checks every member, so it must not run on every create
+   * (with N live subscribers that made N fresh hellos cost O(N²) in Redis): the next
+   * prune of the session waits until the index has doubled from what this one left
+   * (PRUNE_THRESHOLD at least), which keeps it amortised O(1) per create and the index
+   * below twice the live subscribers (plus the threshold). The mark is this node's own
+   * (another node prunes on its own marks); losing it only means one early prune.
+   */
   async #pruneSubscribers(k: SessionKeys): Promise<void> {
     const members = await this.#call('createSubscriber', () => this.#redis.smembers(k.subs));
-    await this.#run(
-      'createSubscriber',
-      'loPruneSubscribers',
-      [k.subs, ...members.map((m) => k.subPrefix + m)],
-      members,
+    const dropped = toInt(
+      await this.#run(
+        'createSubscriber',
+        'loPruneSubscribers',
+        [k.subs, ...members.map((m) => k.subPrefix + m)],
+        members,
+      ),
+      'dropped',
     );
+    this.#pruneAt.delete(k.subs);
+    this.#pruneAt.set(k.subs, Math.max(PRUNE_THRESHOLD, 2 * (members.length - dropped)));
+    if (this.#pruneAt.size > MAX_PRUNE_MARKS) this.#pruneAt.delete(this.#pruneAt.keys().next().value!);
   }
 
   async getSubscriber(sessionId: string, subscriberId: string): Promise<SubscriberRecord | undefined> {

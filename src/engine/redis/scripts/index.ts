@@ -1,6 +1,6 @@
 import { appendLua, END_STREAM_LUA, HEAD_LUA, READ_LUA } from './stream-scripts.ts';
 import {
-  CREATE_SUBSCRIBER_LUA,
+  CREATE_SUBSCRIBERS_LUA,
   END_SUBSCRIBER_LUA,
   PRUNE_SUBSCRIBERS_LUA,
   RELEASE_SUBSCRIBER_LUA,
@@ -38,7 +38,7 @@ export function scriptsFor(publish: PublishCommand) {
     loRead: { lua: READ_LUA, numberOfKeys: 3 },
     loHead: { lua: HEAD_LUA, numberOfKeys: 3 },
     loEndStream: { lua: END_STREAM_LUA, numberOfKeys: undefined },
-    loCreateSubscriber: { lua: CREATE_SUBSCRIBER_LUA, numberOfKeys: 3 },
+    loCreateSubscribers: { lua: CREATE_SUBSCRIBERS_LUA, numberOfKeys: undefined },
     loPruneSubscribers: { lua: PRUNE_SUBSCRIBERS_LUA, numberOfKeys: undefined },
     loTakeoverSubscriber: { lua: takeoverSubscriberLua(publish), numberOfKeys: 2 },
     loSaveCheckpoint: { lua: SAVE_CHECKPOINT_LUA, numberOfKeys: 1 },

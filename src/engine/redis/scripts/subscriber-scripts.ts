@@ -13,23 +13,36 @@ import type { PublishCommand } from './index.ts';
  */
 
 /**
- * create — KEYS: sub, subs, meta. ARGV: member, userId, tenantId, after, node ('' = none),
- * connectedAt.
- * Returns the size of the subs index; above PRUNE_THRESHOLD the caller prunes it
+ * create — KEYS: subs, meta, then one subscriber key per subscriber to create.
+ * ARGV: six per subscriber, in the order of their keys: member, userId, tenantId, after,
+ * node ('' = none), connectedAt.
+ * Creates every one of them (generation 1, connected, checkpoint = after) in one atomic
+ * step: the subscribers of one session that say `hello` in the same tick cost one round
+ * trip together instead of one each. Returns the size of the subs index; once that is past
+ * PRUNE_THRESHOLD (and past twice what the last prune left) the caller prunes it
  * (loPruneSubscribers), which needs the subscriber keys declared, so it cannot happen here.
  */
-export const CREATE_SUBSCRIBER_LUA = `${SHEBANG}${SUBSCRIBER_LIB}
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'gen', 1, 'cp', ARGV[4], 'conn', 1, 'disc', 0, 'ended', 0,
-  'user', ARGV[2], 'tenant', ARGV[3], 'after', ARGV[4])
-if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'node', ARGV[5], 'at', ARGV[6]) end
-follow_session_ttl(KEYS[1], KEYS[3])
-redis.call('SADD', KEYS[2], ARGV[1])
-follow_session_ttl(KEYS[2], KEYS[3])
-return redis.call('SCARD', KEYS[2])
+export const CREATE_SUBSCRIBERS_LUA = `${SHEBANG}${SUBSCRIBER_LIB}
+if #KEYS < 3 or #ARGV ~= (#KEYS - 2) * 6 then
+  return redis.error_reply('ERR loCreateSubscribers: six arguments per subscriber key')
+end
+for i = 3, #KEYS do
+  local a = (i - 3) * 6
+  redis.call('DEL', KEYS[i])
+  redis.call('HSET', KEYS[i], 'gen', 1, 'cp', ARGV[a + 4], 'conn', 1, 'disc', 0, 'ended', 0,
+    'user', ARGV[a + 2], 'tenant', ARGV[a + 3], 'after', ARGV[a + 4])
+  if ARGV[a + 5] ~= '' then redis.call('HSET', KEYS[i], 'node', ARGV[a + 5], 'at', ARGV[a + 6]) end
+  follow_session_ttl(KEYS[i], KEYS[2])
+  redis.call('SADD', KEYS[1], ARGV[a + 1])
+end
+follow_session_ttl(KEYS[1], KEYS[2])
+return redis.call('SCARD', KEYS[1])
 `;
 
-/** The subs index is pruned once it holds more members than this. */
+/**
+ * The subs index is first pruned once it holds more members than this; after that, once
+ * it has doubled since the previous prune (RedisEngine#pruneSubscribers).
+ */
 export const PRUNE_THRESHOLD = 64;
 
 /**
