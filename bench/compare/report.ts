@@ -32,6 +32,38 @@ export function pointAt(result: FanoutResult | undefined, rate: number | undefin
   return rate === undefined ? undefined : result?.points.find((p) => p.rate === rate);
 }
 
+/**
+ * Highest rate the arm kept up with: ≥ 99.99 % delivered, no loss, p99 under 1 s. On
+ * these 2-core VMs the strict p99 < 50 ms can be out of reach for every arm at 10,000
+ * subscribers (one client core takes ~50 ms to read one event off 10,000 sockets), so
+ * this looser bound is reported beside it.
+ */
+export function maxKeptUp(result: FanoutResult): number {
+  const ok = result.points
+    .filter(
+      (p) => p.deliveredFraction >= 0.9999 && p.gaps === 0 && p.duplicates === 0 && p.latency.p99 < 1000,
+    )
+    .map((p) => p.rate);
+  return ok.length ? Math.max(...ok) : 0;
+}
+
+/**
+ * M2's common load: the highest ladder rate at or below half of the slowest arm's
+ * kept-up maximum (the issue's "50 % of the slowest arm's max").
+ */
+export function m2Rate(results: FanoutResult[]): number | undefined {
+  const slowest = Math.min(...results.map(maxKeptUp));
+  const rates = (results[0]?.points ?? []).map((p) => p.rate).filter((r) => r <= slowest / 2 + 1e-9);
+  return rates.length ? Math.max(...rates) : undefined;
+}
+
+/** The highest ladder rate at or below half of this arm's own kept-up maximum. */
+export function ownHalf(result: FanoutResult): number | undefined {
+  const half = maxKeptUp(result) / 2;
+  const rates = result.points.map((p) => p.rate).filter((r) => r <= half + 1e-9);
+  return rates.length ? Math.max(...rates) : undefined;
+}
+
 /** Highest sustainable rate (events/s per session); 0 when none was. */
 export function maxSustainable(result: FanoutResult): number {
   const ok = result.points.filter((p) => p.sustainable).map((p) => p.rate);
@@ -57,7 +89,13 @@ export function roundRatios(round: Round): Record<string, number> {
     out[`M1.${key}`] = ratio(gp?.perCpuS, pp?.perCpuS);
     out[`M1.user.${key}`] = ratio(gp?.perUserCpuS, pp?.perUserCpuS);
     out[`M1.max.${key}`] = ratio(maxSustainable(g), maxSustainable(p));
-    out[`M2.p99.${key}`] = ratio(gp?.latency.p99, pp?.latency.p99);
+    out[`M1.keptUp.${key}`] = ratio(maxKeptUp(g), maxKeptUp(p));
+    const m2 = m2Rate(round.fanout);
+    out[`M2.p99.${key}`] = ratio(pointAt(g, m2)?.latency.p99, pointAt(p, m2)?.latency.p99);
+    out[`M2.own.p99.${key}`] = ratio(
+      pointAt(g, ownHalf(g))?.latency.p99,
+      pointAt(p, ownHalf(p))?.latency.p99,
+    );
     out[`M3.${key}`] = ratio(g.memory.rssPerConnKB, p.memory.rssPerConnKB);
     out[`M4.handshakes.${key}`] = ratio(g.connect.handshakesPerS, p.connect.handshakesPerS);
   }
@@ -126,7 +164,9 @@ const fmt = (x: number | undefined, digits = 2): string =>
     ? '—'
     : x >= 1000
       ? Math.round(x).toLocaleString('en-US')
-      : x.toFixed(digits);
+      : Number.isInteger(x)
+        ? String(x)
+        : x.toFixed(digits);
 
 export function table(head: string[], rows: (string | number | undefined)[][]): string {
   const cells = rows.map((r) => r.map((c) => (typeof c === 'number' ? fmt(c) : (c ?? '—'))));

@@ -10,7 +10,14 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { commonRate, maxSustainable, median, roundRatios } from '../../bench/compare/report.ts';
+import {
+  commonRate,
+  m2Rate,
+  maxKeptUp,
+  maxSustainable,
+  median,
+  roundRatios,
+} from '../../bench/compare/report.ts';
 import type { FanoutResult, RatePoint } from '../../bench/compare/scenarios/fanout.ts';
 
 function point(rate: number, over: Partial<RatePoint> = {}): RatePoint {
@@ -66,6 +73,29 @@ describe('bench:compare report', () => {
     assert.equal(ratios['M3.G/U'], 2);
     assert.equal(median([3, 1, 2]), 2);
     assert.equal(median([4, 1, 2, Number.NaN, 3]), 2.5, 'NaN rounds are left out');
+  });
+
+  it("M2 latency is compared at half the slowest arm's kept-up maximum", () => {
+    const lat = (p99: number) => ({ p50: 1, p99, p999: p99, max: p99, count: 1 });
+    const g = result('G', [
+      point(2, { latency: lat(10) }),
+      point(5, { latency: lat(30) }),
+      point(10),
+      point(20),
+    ]);
+    // S keeps up to 10/s (p99 < 1 s), falls behind at 20/s
+    const s = result('S', [
+      point(2, { latency: lat(40) }),
+      point(5, { latency: lat(90) }),
+      point(10, { latency: lat(800), sustainable: false }),
+      point(20, { latency: lat(4000), sustainable: false }),
+    ]);
+    assert.equal(maxKeptUp(s), 10);
+    assert.equal(maxKeptUp(g), 20);
+    assert.equal(m2Rate([g, s]), 5);
+    const ratios = roundRatios({ round: 1, order: ['G', 'S'], fanout: [g, s] });
+    assert.equal(ratios['M2.p99.G/S'], 30 / 90);
+    assert.equal(ratios['M1.keptUp.G/S'], 2);
   });
 
   it('a point with a gap is never a comparison point', () => {
