@@ -45,6 +45,7 @@ const { values } = parseArgs({
     only: { type: 'string' },
     out: { type: 'string' },
     plots: { type: 'string' },
+    steps: { type: 'string' },
     window: { type: 'string' },
     idle: { type: 'string' },
     'm5-clients': { type: 'string' },
@@ -95,8 +96,11 @@ function plan(): Plan {
         // connection per session): 5,000 stays under the open-files limit.
         { sessions: 5000, perSession: 1, rates: [1, 2, 4] },
       ],
-      variants: ['Ga', 'Gm'],
-      capacity: { arms: ['G', 'U', 'S', 'W', 'G2'], steps: [5000, 10000, 15000, 18500] },
+      variants: values.arms ? [] : ['Ga', 'Gm'],
+      capacity: {
+        arms: values.arms ? arms : ['G', 'U', 'S', 'W', 'G2'],
+        steps: numbers(values.steps) ?? [5000, 10000, 15000, 18500],
+      },
       recovery: {
         arms: ['G', 'S'],
         cases: [1000, 10000].flatMap((clients) =>

@@ -82,7 +82,8 @@ export async function runCapacity(spec: ArmSpec, o: CapacityOptions): Promise<Ca
     return {
       arm: spec.name,
       held,
-      connectionsPerGiB: last ? held / ((last.rssPerConnKB * held * 1024) / 2 ** 30) : 0,
+      // below a few thousand connections the RSS delta is GC and JIT noise (it can be negative)
+      connectionsPerGiB: last && last.rssPerConnKB > 0 ? 2 ** 30 / (last.rssPerConnKB * 1024) : Number.NaN,
       handshakesPerS: good.length ? Math.max(...good.map((s) => s.handshakesPerS)) : 0,
       steps,
     };
