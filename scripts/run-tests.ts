@@ -14,7 +14,8 @@
  * A full run (no paths given) then runs test/protocol again with TEST_ENGINE=redis, so
  * the protocol suite holds on both engines, and ends with one `tests: N passed, N failed`.
  *
- * Environment: TEST_CONCURRENCY (default 2), TEST_TIMEOUT_MS (per-test timeout, default 120000).
+ * Environment: TEST_CONCURRENCY (default 2), TEST_TIMEOUT_MS (per-test and per-file timeout, default 300000: a guard
+ * against hangs, not a performance bound; node:test applies it to each file as a whole too).
  * TEST_ENGINES=memory skips the redis pass.
  */
 import { spawn } from 'node:child_process';
@@ -77,7 +78,7 @@ function run(
   const nodeArgs = [
     '--test',
     `--test-concurrency=${positiveInt('TEST_CONCURRENCY', 2)}`,
-    `--test-timeout=${positiveInt('TEST_TIMEOUT_MS', 120_000)}`,
+    `--test-timeout=${positiveInt('TEST_TIMEOUT_MS', 300_000)}`,
     '--import',
     'tsx',
     ...flags,

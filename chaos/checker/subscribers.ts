@@ -16,9 +16,11 @@ import { bump } from './verdict.ts';
  * Subscribers: who holds them (supersede), how duplicate-resume races end, and their
  * checkpoints.
  *
- * - race_survivors: a race leaves exactly one welcomed connection open (several are
- *   excused only by a node kill during the race); none at all is wrong when every one of
- *   its connections was closed 4009 and nobody outside the race took the subscriber over.
+ * - race_survivors: a race leaves exactly one welcomed connection of a subscriber open
+ *   (several are excused only by a node kill during the race); connections welcomed as
+ *   other subscribers (a fresh hello creates a new one) are not duplicates of it. None at
+ *   all is wrong when every one of its connections was closed 4009 and nobody outside the
+ *   race took the subscriber over.
  * - not_superseded / multiple_live_connections: once a newer resume of a subscriber is
  *   welcomed, every older open connection of it is closed (4009, or any way the gateway or
  *   the network closes it) within `supersedeGraceMs`. A close by the client itself within
@@ -200,19 +202,31 @@ export class SubscriberInvariants {
       subscriberId: op.subscriberId,
       t: op.t,
     } as const;
-    const live = op.survivors.filter((id) => model.conns.get(id)?.welcomed ?? true);
-    if (live.length > 1) {
+    // Welcomed survivors by the subscriber they hold: only connections of one subscriber
+    // are duplicates of each other (a fresh hello in a race makes a new subscriber).
+    const liveBySub = new Map<string, string[]>();
+    for (const id of op.survivors) {
+      const conn = model.conns.get(id);
+      if (conn && !conn.welcomed) continue;
+      const subscriberId = conn?.subscriberId ?? op.subscriberId;
+      liveBySub.set(subscriberId, [...(liveBySub.get(subscriberId) ?? []), id]);
+    }
+    const duplicated = [...liveBySub].find(([, ids]) => ids.length > 1);
+    if (duplicated) {
       const fault = this.#faults.find((f) => f.t >= firstT && f.t <= op.t);
       if (fault) {
         counts.racesDisturbed++;
         return;
       }
+      const [subscriberId, live] = duplicated;
       log.add({
         ...base,
+        subscriberId,
         conn: live[1],
         message:
-          `race ${op.race} of ${op.subscriberId} settled with ${live.length} live connections (${live.join(', ')}) ` +
-          `out of ${op.conns.length}: duplicate resumes must leave exactly one, the rest closed 4009`,
+          `race ${op.race} of ${op.subscriberId} settled with ${live.length} live connections of ${subscriberId} ` +
+          `(${live.join(', ')}) out of ${op.conns.length}: duplicate resumes must leave exactly one, the rest ` +
+          'closed 4009',
       });
       return;
     }

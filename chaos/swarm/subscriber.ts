@@ -6,9 +6,11 @@ import { WireConn, type Frame } from './wire.ts';
  * A durable subscriber: one logical client of a session that must see every event once,
  * in order, whatever happens to its connections. It follows PROTOCOL.md §5 the way a
  * careful SDK would — resume after 1001/1006/1013/41xx, start fresh after 4010, resync
- * after 4011 — and misbehaves on purpose where the protocol says the gateway must cope:
- * stale, repeated, late and ahead acks, acks on connections that were superseded, bursts
- * of duplicate resumes on several nodes, and phases where it stops reading.
+ * after 4011 (unless another connection still serves the subscriber: then the refusal
+ * only ends the connection it closes) — and misbehaves on purpose where the protocol
+ * says the gateway must cope: stale, repeated, late and ahead acks, acks on connections
+ * that were superseded, bursts of duplicate resumes on several nodes, and phases where
+ * it stops reading.
  *
  * Every frame it receives is recorded before the client-side dedupe, so the checker sees
  * what the gateway sent, not what the client made of it.
@@ -117,7 +119,8 @@ export class Subscriber {
    * state to race (not welcomed yet, or already racing).
    */
   async race(count: number, settleTimeoutMs = 5000): Promise<boolean> {
-    if (this.#racing || this.#stopped || !this.#resumeToken || !this.live) return false;
+    if (this.#racing || this.#stopped || this.#mustStartFresh || !this.#resumeToken || !this.live)
+      return false;
     this.#racing = true;
     const race = `${this.name}/r${++this.#raceCount}`;
     this.stats.races++;
@@ -249,6 +252,13 @@ export class Subscriber {
       codec: conn.wire.codec,
     } as const;
     if (this.#mustStartFresh || !this.#resumeToken || !this.#subscriberId) {
+      if (conn.race) {
+        // The client had to start over since the race began: a fresh hello would create
+        // another subscriber, not race the one being resumed. This connection stays out.
+        conn.byClient = true;
+        conn.wire.close(1000);
+        return;
+      }
       // Fresh: a new subscriber, starting after what the application already holds.
       const after = this.#watermark;
       this.#ctx.recorder.record({ ...base, after });
@@ -439,8 +449,23 @@ export class Subscriber {
       if (![...this.#conns].some((c) => !c.wire.closed)) this.#fatal = `closed ${code} ${reason}`;
       return;
     }
-    if (code === 4010) this.#mustStartFresh = true;
-    if (code === 4011) this.#resetToNewEpoch();
+    // 4010 and 4011 answer this connection's resume. They speak for the subscriber only
+    // when no other connection of it is being served: a resume that lost its race to a
+    // welcomed sibling (or answered while the current connection lives on) says nothing
+    // about the live connection's position or epoch. If the history really is gone, the
+    // live connection is closed 4011 too, and that close resets the client.
+    if ((code === 4010 || code === 4011) && !this.#servedElsewhere()) {
+      if (code === 4010) this.#mustStartFresh = true;
+      else this.#resetToNewEpoch();
+    }
     this.#ensureConnected();
+  }
+
+  /** Some connection of the current subscriber is welcomed and open. */
+  #servedElsewhere(): boolean {
+    for (const c of this.#conns) {
+      if (c.welcomed && c.wire.isOpen && c.subscriberId === this.#subscriberId) return true;
+    }
+    return false;
   }
 }

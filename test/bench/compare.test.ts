@@ -116,10 +116,12 @@ describe('bench:compare end to end (tiny)', () => {
       'tsx',
       'bench/compare/run.ts',
       '--quick',
+      '--rounds',
+      '1',
       '--arms',
       "G,G',U,S,W",
       '--subscribers',
-      '60',
+      '40',
       '--rates',
       '5',
       '--window',
@@ -127,7 +129,7 @@ describe('bench:compare end to end (tiny)', () => {
       '--idle',
       '1',
       '--m5-clients',
-      '40',
+      '20',
       '--m5-missed',
       '5',
       '--m5-signal',
@@ -157,7 +159,7 @@ describe('bench:compare end to end (tiny)', () => {
     const fanout = json.rounds[0]!.fanout;
     assert.equal(fanout.length, 5);
     for (const f of fanout) {
-      assert.equal(f.connect.ready, 60, `${f.arm} connected every subscriber`);
+      assert.equal(f.connect.ready, 40, `${f.arm} connected every subscriber`);
       const p = f.points[0]!;
       assert.equal(p.gaps, 0, `${f.arm} gaps`);
       assert.equal(p.duplicates, 0, `${f.arm} duplicates`);

@@ -340,6 +340,21 @@ const CASES: Case[] = [
     },
   },
   {
+    name: 'a race with two live resumes of one subscriber beside a fresh hello',
+    kind: 'race_survivors',
+    build: (h) => {
+      subscribed(h, 'A#1', 'subA');
+      h.hello('A#2', { after: 0 });
+      h.hello('A#3', { resume: { subscriberId: 'subA' }, race: 'A/r1' });
+      h.hello('A#4', { resume: { subscriberId: 'subA' }, race: 'A/r1' });
+      h.welcome('A#2', { sub: 'subA2', head: 0, after: 0 });
+      h.welcome('A#3', { sub: 'subA', head: 0, after: 0, resumed: true }).close('A#1', 4009);
+      h.welcome('A#4', { sub: 'subA', head: 0, after: 0, resumed: true });
+      h.raceSettled('A', 'A/r1', 'subA', ['A#1', 'A#2', 'A#3', 'A#4'], ['A#2', 'A#3', 'A#4']);
+      h.close('A#2', 1000, true).close('A#3', 1000, true).close('A#4', 1000, true);
+    },
+  },
+  {
     name: 'a race where every connection was superseded',
     kind: 'race_survivors',
     build: (h) => {
@@ -665,6 +680,27 @@ describe('chaos checker', () => {
     const verdict = checkHistory(h.ops);
     assert.equal(verdict.ok, true, formatSummary(verdict));
     assert.equal(verdict.counts.checkpointsConcurrent, 1);
+  });
+
+  it('does not count fresh subscribers a race connection created as survivors of the raced one', () => {
+    // From a checkpoints run: A/r1's bogus-epoch resume A#3 got its 4011 after A#2 had been
+    // welcomed as the resume; the client took that 4011 for its own and sent fresh hellos in
+    // its next race. The gateway rightly made two new subscribers beside A#2: no duplicates.
+    const h = new History();
+    subscribed(h, 'A#1', 'subA').deliver('A#1', [1]).ack('A#1', 1);
+    h.hello('A#2', { resume: { subscriberId: 'subA', lastSeq: 1, epoch: 'e1' }, race: 'A/r1' });
+    h.hello('A#3', { resume: { subscriberId: 'subA', lastSeq: 1, epoch: 'bogus-A#3' }, race: 'A/r1' });
+    h.welcome('A#2', { sub: 'subA', head: 1, after: 1, resumed: true }).close('A#1', 4009);
+    h.close('A#3', 4011);
+    h.raceSettled('A', 'A/r1', 'subA', ['A#1', 'A#2', 'A#3'], ['A#2']);
+    h.hello('A#4', { after: 0 }).hello('A#5', { after: 0 });
+    h.welcome('A#4', { sub: 'subA2', head: 1, after: 0 }).welcome('A#5', { sub: 'subA3', head: 1, after: 0 });
+    h.raceSettled('A', 'A/r2', 'subA3', ['A#2', 'A#4', 'A#5'], ['A#2', 'A#4', 'A#5']);
+    h.deliver('A#4', [1]).deliver('A#5', [1]);
+    h.close('A#2', 1000, true).close('A#4', 1000, true).close('A#5', 1000, true);
+    const verdict = checkHistory(h.ops);
+    assert.deepEqual(verdict.violations, [], formatSummary(verdict));
+    assert.equal(verdict.counts.races, 2);
   });
 
   it('excuses a race with several survivors when a node was killed during it', () => {

@@ -6,7 +6,11 @@
  * asserts all of them on every run; the properties differ in the scenarios they draw,
  * each built to stress its own part of the resume / ack / checkpoint logic.
  *
- *   node --import tsx --test test/property/resume-ack.scheduler.property.test.ts
+ *   node --import tsx --test test/property/resume-ack.*.property.test.ts
+ *
+ * This module is the harness; the tests are declared in two files
+ * (resume-ack.races.property.test.ts, resume-ack.writes.property.test.ts), two properties
+ * each, so neither file comes near the per-file timeout on a loaded machine.
  *
  * Each property runs 10 000 times (FC_RUNS overrides), in a worker thread (see inWorker).
  * Two more tests run the properties against deliberately broken engines and require them
@@ -164,7 +168,7 @@ const publishes = scenarioArb({
 // ── running ──────────────────────────────────────────────────────────────────────────
 
 const properties = { duplicateResumes, ackRaces, lateWrites, publishes } as const;
-type PropertyName = keyof typeof properties;
+export type PropertyName = keyof typeof properties;
 
 /** What a worker runs, and what it answers. */
 interface Job {
@@ -245,7 +249,7 @@ async function property(t: TestContext, name: PropertyName): Promise<void> {
     const replay =
       seed === undefined || path === undefined
         ? ''
-        : `replay: FC_SEED=${seed} FC_PATH=${path}${process.env.FC_RUNS ? ` FC_RUNS=${RUNS}` : ''} node --import tsx --test --test-name-pattern='${t.name.slice(0, 40).replace(/[^\w ]/g, '.')}' ${new URL(import.meta.url).pathname.replace(`${process.cwd()}/`, '')}\n`;
+        : `replay: FC_SEED=${seed} FC_PATH=${path}${process.env.FC_RUNS ? ` FC_RUNS=${RUNS}` : ''} npm test -- test/property --test-name-pattern='${t.name.slice(0, 40).replace(/[^\w ]/g, '.')}'\n`;
     assert.fail(`${replay}${outcome.message}`);
   }
   const { stats, wallMs, cpuMs } = outcome;
@@ -272,35 +276,42 @@ async function mustFail(t: TestContext, fault: Fault, arb: fc.Arbitrary<Scenario
   t.diagnostic(`"${fault}" caught after ${out.numRuns} runs: ${first}`);
 }
 
-// ── the tests (in the main thread) or the job (in a worker) ─────────────────────────
+// ── the tests (declared by the two test files) or the job (in a worker) ──────────────
 
 const job = (workerData as { schedulerPropertyJob?: Job } | null)?.schedulerPropertyJob;
 if (!isMainThread && job !== undefined) {
   parentPort!.postMessage(await runJob(job));
-} else {
+}
+
+const TITLES: Record<PropertyName, string> = {
+  duplicateResumes:
+    'scheduler: duplicate resumes race (2–8 connections): the last processed survives, the others get 4009, no ev twice, evs from lastSeq/checkpoint + 1',
+  ackRaces:
+    'scheduler: ack races (in order, out of order, repeated, stale, ahead, on superseded/closed connections): checkpoint monotone, ≤ delivered, fenced by generation, ack_ahead only above delivered',
+  lateWrites:
+    'scheduler: late checkpoint writes of an older generation never win; the checkpoint ends at the max legitimately acked seq of the generations that were current',
+  publishes:
+    'scheduler: publishes interleaved with resumes: every puback at its seq exactly once, every connected subscriber sees every seq contiguously',
+};
+
+/** Declares the node:test tests of `properties`, and the broken-engine check of `fault`. */
+export async function declareSchedulerTests(
+  properties: PropertyName[],
+  fault: 'ignore-fence' | 'drop-write',
+): Promise<void> {
   const { test } = await import('node:test');
-
-  test('scheduler: duplicate resumes race (2–8 connections): the last processed survives, the others get 4009, no ev twice, evs from lastSeq/checkpoint + 1', async (t) => {
-    await property(t, 'duplicateResumes');
-  });
-
-  test('scheduler: ack races (in order, out of order, repeated, stale, ahead, on superseded/closed connections): checkpoint monotone, ≤ delivered, fenced by generation, ack_ahead only above delivered', async (t) => {
-    await property(t, 'ackRaces');
-  });
-
-  test('scheduler: late checkpoint writes of an older generation never win; the checkpoint ends at the max legitimately acked seq of the generations that were current', async (t) => {
-    await property(t, 'lateWrites');
-  });
-
-  test('scheduler: publishes interleaved with resumes: every puback at its seq exactly once, every connected subscriber sees every seq contiguously', async (t) => {
-    await property(t, 'publishes');
-  });
-
-  test('scheduler: the properties catch an engine that ignores generation fencing', async (t) => {
-    await mustFail(t, 'ignore-fence', lateWrites, /generation fencing/);
-  });
-
-  test('scheduler: the properties catch an engine that loses checkpoint writes', async (t) => {
-    await mustFail(t, 'drop-write', ackRaces, /final checkpoint|an ack was lost/);
-  });
+  for (const name of properties) {
+    test(TITLES[name], async (t) => {
+      await property(t, name);
+    });
+  }
+  if (fault === 'ignore-fence') {
+    test('scheduler: the properties catch an engine that ignores generation fencing', async (t) => {
+      await mustFail(t, 'ignore-fence', lateWrites, /generation fencing/);
+    });
+  } else {
+    test('scheduler: the properties catch an engine that loses checkpoint writes', async (t) => {
+      await mustFail(t, 'drop-write', ackRaces, /final checkpoint|an ack was lost/);
+    });
+  }
 }
