@@ -5,18 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
-
-let hz: number | undefined;
-function ticks(): number {
-  if (hz === undefined) {
-    try {
-      hz = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
-    } catch {
-      hz = 100;
-    }
-  }
-  return hz;
-}
+import { ticksPerSecond as ticks } from '../lib/proc.ts';
 
 export interface ProcCpu {
   user: number;

@@ -7,7 +7,8 @@ import path from 'node:path';
 
 let clockTicks: number | undefined;
 
-function ticksPerSecond(): number {
+/** Clock ticks per second (`getconf CLK_TCK`), the unit of /proc CPU times. */
+export function ticksPerSecond(): number {
   if (clockTicks === undefined) {
     try {
       clockTicks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
