@@ -28,6 +28,12 @@ function short(x: number): string {
   return x >= 10 ? x.toFixed(0) : x.toPrecision(2);
 }
 
+function niceStep(raw: number): number {
+  const base = 10 ** Math.floor(Math.log10(raw || 1));
+  const m = raw / base;
+  return (m <= 1 ? 1 : m <= 2 ? 2 : m <= 5 ? 5 : 10) * base;
+}
+
 export function barChart(o: ChartOptions): string {
   const width = 720;
   const height = 360;
@@ -42,7 +48,9 @@ export function barChart(o: ChartOptions): string {
   const max = all.length ? Math.max(...all) : 1;
   const min = all.length ? Math.min(...all) : 1;
   const lo = o.log ? 10 ** Math.floor(Math.log10(min)) : 0;
-  const hi = o.log ? 10 ** Math.ceil(Math.log10(max)) : max * 1.1;
+  // linear axes end on a round step (1, 2 or 5 × 10^k), so tick labels read cleanly
+  const step = niceStep(max / 5);
+  const hi = o.log ? 10 ** Math.ceil(Math.log10(max)) : Math.ceil((max * 1.05) / step) * step;
   const y = (v: number): number =>
     o.log
       ? top + plotH - ((Math.log10(v) - Math.log10(lo)) / (Math.log10(hi) - Math.log10(lo))) * plotH
@@ -56,7 +64,7 @@ export function barChart(o: ChartOptions): string {
   ];
   const ticks = o.log
     ? Array.from({ length: Math.round(Math.log10(hi / lo)) + 1 }, (_, i) => lo * 10 ** i)
-    : Array.from({ length: 6 }, (_, i) => (hi / 5) * i);
+    : Array.from({ length: Math.round(hi / step) + 1 }, (_, i) => step * i);
   for (const t of ticks) {
     const ty = y(t || (o.log ? lo : 0));
     parts.push(`<line x1="${left}" x2="${width - 20}" y1="${ty}" y2="${ty}" stroke="#e5e7eb"/>`);

@@ -7,7 +7,7 @@
  * order, so slow drift of the machine spreads over all arms; ratios are taken per round,
  * then their median is reported, next to the G/G′ ratio that shows the noise band.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { codeVersion, machineInfo } from '../lib/proc.ts';
@@ -46,6 +46,7 @@ const { values } = parseArgs({
     out: { type: 'string' },
     plots: { type: 'string' },
     steps: { type: 'string' },
+    replot: { type: 'string' },
     window: { type: 'string' },
     idle: { type: 'string' },
     'm5-clients': { type: 'string' },
@@ -152,6 +153,14 @@ function spec(name: string): ArmSpec {
 }
 
 async function main(): Promise<void> {
+  if (values.replot) {
+    // redraw the plots of a saved run: --replot FILE.json [--plots DIR]
+    const saved = JSON.parse(readFileSync(values.replot, 'utf8')) as { plan: string; rounds: Round[] };
+    const dir = values.plots ?? path.dirname(values.replot);
+    writePlots(saved.rounds, dir, saved.plan);
+    log(`redrew the plots of ${values.replot} in ${dir}`);
+    return;
+  }
   const p = plan();
   p.recovery.arms = p.recovery.arms.filter((a) => p.arms.includes(a));
   const only = values.only?.split(',');
