@@ -166,17 +166,12 @@ describe('bench:compare end to end (tiny)', () => {
       assert.ok(p.expected > 0 && p.deliveredFraction === 1, `${f.arm} delivered ${p.deliveredFraction}`);
       assert.ok(p.server.total > 0 && Number.isFinite(p.perCpuS), `${f.arm} server CPU was measured`);
     }
-    for (const key of [
-      'M1.G/U',
-      'M1.G/S',
-      'M1.G/W',
-      "M1.G/G'",
-      'M2.p99.G/U',
-      'M3.G/U',
-      'M4.handshakes.G/S',
-    ]) {
+    for (const key of ['M1.G/U', 'M1.G/S', 'M1.G/W', "M1.G/G'", 'M3.G/U', 'M4.handshakes.G/S']) {
       assert.equal(typeof json.ratios[key], 'number', `ratio ${key}`);
     }
+    // one rate only: no ladder point lies at half the slowest arm's maximum, so M2 has no
+    // common load to compare at; the key is there, with no value (null in JSON)
+    assert.ok('M2.p99.G/U' in json.ratios);
     // SIGTERM: both arms with recovery get every missed event back, once
     for (const arm of ['G', 'S']) {
       const r = json.recovery.find((x) => x.arm === arm)!;
