@@ -164,14 +164,17 @@ describe('bench:compare end to end (tiny)', () => {
       assert.equal(p.gaps, 0, `${f.arm} gaps`);
       assert.equal(p.duplicates, 0, `${f.arm} duplicates`);
       assert.ok(p.expected > 0 && p.deliveredFraction === 1, `${f.arm} delivered ${p.deliveredFraction}`);
-      assert.ok(p.server.total > 0 && Number.isFinite(p.perCpuS), `${f.arm} server CPU was measured`);
+      // a tiny run may use less than one 10 ms clock tick of server CPU: measured, maybe 0
+      assert.ok(Number.isFinite(p.server.total) && p.server.total >= 0, `${f.arm} server CPU was read`);
     }
-    for (const key of ['M1.G/U', 'M1.G/S', 'M1.G/W', "M1.G/G'", 'M3.G/U', 'M4.handshakes.G/S']) {
+    for (const key of ['M3.G/U', 'M3.G/S', 'M4.handshakes.G/U', 'M4.handshakes.G/S']) {
       assert.equal(typeof json.ratios[key], 'number', `ratio ${key}`);
     }
-    // one rate only: no ladder point lies at half the slowest arm's maximum, so M2 has no
-    // common load to compare at; the key is there, with no value (null in JSON)
-    assert.ok('M2.p99.G/U' in json.ratios);
+    // A tiny run can use less server CPU than one clock tick (M1 then has no value), and
+    // with one rate there is no M2 common load: the keys are there, values may be null.
+    for (const key of ['M1.G/U', 'M1.G/S', 'M1.G/W', "M1.G/G'", 'M1.user.G/U', 'M2.p99.G/U']) {
+      assert.ok(key in json.ratios, `ratio ${key}`);
+    }
     // SIGTERM: both arms with recovery get every missed event back, once
     for (const arm of ['G', 'S']) {
       const r = json.recovery.find((x) => x.arm === arm)!;

@@ -200,8 +200,9 @@ export async function runFanout(spec: ArmSpec, o: FanoutOptions): Promise<Fanout
           total: serverCpu.total,
           percent: serverCpu.percent,
         },
-        perCpuS: delivered / serverCpu.total,
-        perUserCpuS: delivered / serverCpu.user,
+        // below one clock tick (10 ms) of CPU the ratio means nothing: left undefined
+        perCpuS: serverCpu.total > 0 ? delivered / serverCpu.total : Number.NaN,
+        perUserCpuS: serverCpu.user > 0 ? delivered / serverCpu.user : Number.NaN,
         redisPercent,
         clientCorePercent,
         clientBound: clientCorePercent >= 85,
