@@ -277,7 +277,8 @@ function headlineRows(rounds: Round[]): {
       const mine = r.fanout.find((f) => f.arm === arm)!;
       const rate = commonRate(r.fanout);
       const point = pointAt(mine, rate);
-      const m2 = m2Rate(r.fanout);
+      // no ladder rate at half the slowest maximum (a short ladder): latency at the M1 rate
+      const m2 = m2Rate(r.fanout) ?? rate;
       return { mine, rate, point, m2, m2Point: pointAt(mine, m2) };
     });
     return {
