@@ -191,17 +191,47 @@ export class Metrics {
     for (const op of LIVEKIT_ROOM_SERVICE_OPS) this.livekitRoomServiceErrors.labels({ op }).inc(0);
   }
 
-  /** Times an engine call by operation name. */
-  async time<T>(op: string, call: () => Promise<T>): Promise<T> {
-    const end = this.engineLatency.startTimer({ op });
+  /**
+   * Times an engine call by operation name. On the hot path (an append and a checkpoint
+   * per event): one clock read each side and a histogram child per operation, no timer
+   * closure or label objects per call.
+   */
+  time<T>(op: string, call: () => Promise<T>): Promise<T> {
+    const start = performance.now();
+    let promise: Promise<T>;
     try {
-      return await call();
+      promise = call();
     } catch (err) {
-      const code = (err as { code?: unknown }).code;
-      this.engineErrors.inc({ op, code: typeof code === 'string' ? code : 'internal' });
-      throw err;
-    } finally {
-      end();
+      promise = rejected(err);
     }
+    return promise.then(
+      (value) => {
+        this.#timed(op, start, false, undefined);
+        return value;
+      },
+      (err: unknown) => {
+        this.#timed(op, start, true, err);
+        throw err;
+      },
+    );
   }
+
+  readonly #latencyByOp = new Map<string, { observe(value: number): void }>();
+
+  #timed(op: string, start: number, failed: boolean, err: unknown): void {
+    let child = this.#latencyByOp.get(op);
+    if (!child) {
+      child = this.engineLatency.labels({ op });
+      this.#latencyByOp.set(op, child);
+    }
+    child.observe((performance.now() - start) / 1000);
+    if (!failed) return;
+    const code = (err as { code?: unknown } | null)?.code;
+    this.engineErrors.inc({ op, code: typeof code === 'string' ? code : 'internal' });
+  }
+}
+
+/** A call that threw instead of rejecting is timed like one that rejected. */
+async function rejected(err: unknown): Promise<never> {
+  throw err;
 }

@@ -1,6 +1,12 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
-import { EventIdPattern, EventTypePattern, isCanonicalTimestamp, TimestampPattern } from './events/common.ts';
+import {
+  EventIdPattern,
+  EventTypePattern,
+  isCanonicalTimestamp,
+  TimestampPattern,
+  timestampOf,
+} from './events/common.ts';
 import { EventRefinements, EventTypes, isEventType } from './event-types.ts';
 
 export { EventIdPattern, EventTypePattern, TimestampPattern, isCanonicalTimestamp };
@@ -121,5 +127,5 @@ export function validateEventBody(envelope: Envelope): Validated<Envelope> {
 
 /** RFC 3339 UTC with milliseconds, as the envelope wants it. */
 export function isoTimestamp(ms: number): string {
-  return new Date(ms).toISOString();
+  return timestampOf(ms);
 }

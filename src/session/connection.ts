@@ -47,6 +47,11 @@ export class Connection {
   eosSent = false;
   /** Publishes from this connection not yet answered. */
   pendingPubs = 0;
+  /**
+   * Encoded control frames (pubacks) waiting for the session actor's next pump of this
+   * connection, which writes them ahead of its events in one corked write.
+   */
+  outbox: Uint8Array[] | undefined;
   /** Set while the socket buffer is over its limit; fires the 4101 close. */
   slowTimer: NodeJS.Timeout | undefined;
   /** Frames that arrived while `hello` was being checked; replayed after welcome. Created on the first. */

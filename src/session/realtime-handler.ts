@@ -28,6 +28,34 @@ export interface RealtimeHandlerDeps {
 /** Frames that may arrive between `hello` and `welcome` before the client is cut off. */
 const MAX_EARLY_FRAMES = 64;
 
+const ACK_PREFIX = Buffer.from('{"op":"ack","seq":');
+/** `{"op":"ack","seq":` + 1–16 digits + `}`. */
+const ACK_MAX_BYTES = ACK_PREFIX.length + 16 + 1;
+
+/**
+ * The seq of a JSON text frame that is exactly `{"op":"ack","seq":<n>}` (no spaces, n a
+ * safe integer without leading zeros, as JSON.stringify writes it), or -1 for anything
+ * else, which then takes the full decode and schema check. Every frame this accepts
+ * would decode and validate to the same `ack`.
+ */
+export function canonicalAckSeq(data: ArrayBuffer): number {
+  const length = data.byteLength;
+  if (length <= ACK_PREFIX.length + 1 || length > ACK_MAX_BYTES) return -1;
+  const bytes = new Uint8Array(data);
+  for (let i = 0; i < ACK_PREFIX.length; i++) if (bytes[i] !== ACK_PREFIX[i]) return -1;
+  if (bytes[length - 1] !== 0x7d) return -1; // }
+  const first = ACK_PREFIX.length;
+  const last = length - 2;
+  if (bytes[first] === 0x30 && last > first) return -1; // a leading zero is not JSON
+  let seq = 0;
+  for (let i = first; i <= last; i++) {
+    const digit = bytes[i]! - 0x30;
+    if (digit < 0 || digit > 9) return -1;
+    seq = seq * 10 + digit;
+  }
+  return Number.isSafeInteger(seq) ? seq : -1;
+}
+
 /**
  * Protocol v1 over one connection: the `hello` handshake, then dispatch of `ack`, `pub`,
  * `ping` and `bye` to the session actor. Knows nothing of uWS: the transport hands it
@@ -51,6 +79,14 @@ export class RealtimeHandler {
   /** Raw bytes from the socket; valid only during this call. */
   message(conn: Connection, data: ArrayBuffer): void {
     if (conn.state === 'closed') return;
+    // The most frequent frame, in the form every client writes it: no decode, no schema.
+    if (conn.state === 'live' && !conn.codec.binary) {
+      const seq = canonicalAckSeq(data);
+      if (seq >= 0) {
+        conn.actor?.ack(conn, seq);
+        return;
+      }
+    }
     let decoded: unknown;
     try {
       decoded = conn.codec.decode(data);
@@ -172,13 +208,8 @@ export class RealtimeHandler {
       return this.#nack(conn, frame.id, toGatewayError(err));
     }
     conn.pendingPubs++;
-    conn
-      .actor!.publish(event)
-      .then(
-        (outcome) => conn.sendFrame({ op: 'puback', id: frame.id, seq: outcome.seq }),
-        (err: unknown) => this.#nack(conn, frame.id, toGatewayError(err)),
-      )
-      .finally(() => conn.pendingPubs--);
+    // The actor answers on the connection (puback or nack) and decrements pendingPubs.
+    conn.actor!.publishFrom(conn, event);
   }
 
   #nack(conn: Connection, id: string, error: GatewayError): void {

@@ -4,6 +4,7 @@ import type {
   AppendResult,
   SessionNotice,
   StreamHead,
+  SubscriberRecord,
   Watch,
 } from '../engine/engine.ts';
 import type { Envelope } from '../protocol/envelope.ts';
@@ -60,11 +61,29 @@ export interface LiveConnectionView {
   bufferedBytes: number;
 }
 
+/** A resume waiting for its turn in the mailbox (see SessionActor#attachResume). */
+interface QueuedResume {
+  conn: Connection;
+  claims: ResumeClaims;
+  lastSeq: number | undefined;
+  epoch: string | undefined;
+  resolve(): void;
+  reject(err: unknown): void;
+}
+
 interface PendingPublish {
   event: Envelope;
+  /**
+   * A `pub` frame's connection: the actor answers it there itself (puback or nack), the
+   * puback in the same corked write as the events that connection is sent next.
+   * Undefined for HTTP ingest and server-side producers, which get resolve/reject.
+   */
+  from: Connection | undefined;
   resolve(outcome: AppendOutcome): void;
   reject(err: GatewayError): void;
 }
+
+function noop(): void {}
 
 /** First wait before retrying a failed resync; it doubles up to the max. */
 const RESYNC_RETRY_MS = 200;
@@ -103,6 +122,9 @@ export class SessionActor {
   readonly #conns = new Set<Connection>();
   readonly #bySubscriber = new Map<string, Connection>();
   readonly #pending: PendingPublish[] = [];
+  /** Resumes waiting for the mailbox; #resumesQueued: a run of them is queued there. */
+  readonly #resumes: QueuedResume[] = [];
+  #resumesQueued = false;
   #appending = false;
   #flushScheduled = false;
   #loading: Promise<void> | undefined;
@@ -186,73 +208,185 @@ export class SessionActor {
     });
   }
 
-  /** A resume (`hello` with `resume`): takes the subscriber over for this connection. */
+  /**
+   * A resume (`hello` with `resume`): takes the subscriber over for this connection.
+   *
+   * Resumes run through the mailbox, in arrival order ("the resume processed last wins").
+   * Those that arrive while one runs wait and then run together: their takeovers are made
+   * in arrival order without waiting for each other's round trip (the engine applies
+   * them in that order, one script per tick), and their results are applied in that same
+   * order, exactly as if each had run on its own. A resume that needs a look at the
+   * stream first (its lastSeq is beyond this node's head) runs on its own at its place.
+   */
   attachResume(conn: Connection, claims: ResumeClaims, lastSeq?: number, epoch?: string): Promise<void> {
-    return this.#serial(async () => {
+    return this.#busy(
+      () =>
+        new Promise<void>((resolve, reject) => {
+          if (this.#resumes.length >= this.#deps.limits.queueMax) {
+            reject(new GatewayError('overloaded'));
+            return;
+          }
+          this.#resumes.push({ conn, claims, lastSeq, epoch, resolve, reject });
+          if (this.#resumesQueued) return;
+          this.#resumesQueued = true;
+          this.#mailbox.run(() => this.#runResumes()).catch(() => {});
+        }),
+    );
+  }
+
+  /** Runs every resume queued so far, in arrival order (see attachResume). */
+  async #runResumes(): Promise<void> {
+    this.#resumesQueued = false;
+    const queued = this.#resumes.splice(0);
+    try {
       await this.#prepareAttach();
+    } catch (err) {
+      for (const r of queued) r.reject(err);
+      return;
+    }
+    try {
+      await this.#resumeInOrder(queued);
+    } catch (err) {
+      // Not expected: whatever is still waiting fails rather than hangs (settled ones stay).
+      for (const r of queued) r.reject(err);
+    }
+  }
+
+  /**
+   * A run holds resumes of distinct subscribers only: takeovers of different subscribers
+   * do not depend on each other, whatever order the engine applies them in. A second
+   * resume of a subscriber in the run starts a new run after the first one's result,
+   * so "the resume processed last wins" never depends on the engine's order.
+   */
+  async #resumeInOrder(queued: readonly QueuedResume[]): Promise<void> {
+    let run: QueuedResume[] = [];
+    const inRun = new Set<string>();
+    for (const r of queued) {
+      const subscriberId = r.claims.subscriberId;
+      if (inRun.has(subscriberId)) {
+        await this.#takeoverRun(run);
+        run = [];
+        inRun.clear();
+      }
       // Every refusal is decided before the takeover: a refused resume must leave the
       // subscriber (and its current connection) exactly as it was.
-      if (epoch !== undefined && epoch !== this.#epoch)
-        throw new GatewayError('history_gone', 'epoch changed');
-      const { engine, clock, limits } = this.#deps;
-      if (lastSeq !== undefined && lastSeq > this.#head) {
-        // This node's head may lag the stream (a notice still on its way, or lost across
-        // a Redis reconnect): ask the stream before telling a client its events are gone.
-        const head = await this.#time('head', () =>
-          engine.head(this.sessionId, { epoch: this.#epoch, headSeq: this.#head }),
-        );
-        if (head.epoch !== this.#epoch) {
-          this.#resetEpoch(head);
-          this.#advanceHead(head);
-          throw new GatewayError('history_gone', 'epoch changed');
-        }
-        if (head.headSeq > this.#head) {
-          this.#advanceHead(head);
-          void this.#fillGap();
-        }
+      if (r.epoch !== undefined && r.epoch !== this.#epoch) {
+        r.reject(new GatewayError('history_gone', 'epoch changed'));
+        continue;
       }
-      if (lastSeq !== undefined && lastSeq > this.#head) {
-        // Rare: look before refusing, so a dead token still reads as resume_expired.
-        const current = await this.#time('getSubscriber', () =>
-          engine.getSubscriber(this.sessionId, claims.subscriberId),
-        );
-        const alive =
-          current !== undefined &&
-          !current.ended &&
-          (current.connected || clock.now() - current.disconnectedAt <= limits.resumeWindowMs);
-        if (!alive) throw new GatewayError('resume_expired');
-        throw new GatewayError('history_gone', 'lastSeq is beyond the stream head');
+      if (r.lastSeq === undefined || r.lastSeq <= this.#head) {
+        run.push(r);
+        inRun.add(subscriberId);
+        continue;
       }
-      const record = await this.#time('takeover', () =>
-        engine.takeoverSubscriber(
-          this.sessionId,
-          claims.subscriberId,
-          clock.now(),
-          limits.resumeWindowMs,
-          this.#deps.nodeId,
-        ),
+      await this.#takeoverRun(run);
+      run = [];
+      inRun.clear();
+      await this.#resumeOne(r).then(
+        () => r.resolve(),
+        (err: unknown) => r.reject(err),
       );
-      if (!record) {
-        this.#deps.metrics.resumes.inc({ outcome: 'expired' });
-        throw new GatewayError('resume_expired');
+    }
+    await this.#takeoverRun(run);
+  }
+
+  /** The takeovers of resumes that passed their checks, made together, applied in order. */
+  async #takeoverRun(run: readonly QueuedResume[]): Promise<void> {
+    if (run.length === 0) return;
+    const { engine, clock, limits } = this.#deps;
+    const results = await Promise.allSettled(
+      run.map((r) =>
+        this.#time('takeover', () =>
+          engine.takeoverSubscriber(
+            this.sessionId,
+            r.claims.subscriberId,
+            clock.now(),
+            limits.resumeWindowMs,
+            this.#deps.nodeId,
+          ),
+        ),
+      ),
+    );
+    run.forEach((r, i) => {
+      const result = results[i]!;
+      if (result.status === 'rejected') return r.reject(result.reason);
+      try {
+        this.#resumed(r, result.value);
+        r.resolve();
+      } catch (err) {
+        r.reject(err);
       }
-      const start = lastSeq ?? record.checkpoint;
-      const previous = this.#bySubscriber.get(record.id);
-      if (previous) {
-        this.#forget(previous);
-        this.#closeConn(previous, CloseCodes.superseded, 'superseded');
-        this.#deps.metrics.resumes.inc({ outcome: 'superseded_local' });
-      }
-      this.#deps.metrics.resumes.inc({ outcome: 'ok' });
-      if ((this.#noticedGenerations.get(record.id) ?? 0) > record.generation) {
-        // Another node took the subscriber over after us, and we heard of it first.
-        this.#deps.metrics.resumes.inc({ outcome: 'superseded_remote' });
-        this.#closeConn(conn, CloseCodes.superseded, 'superseded');
-        return;
-      }
-      const identity = { userId: claims.userId, tenantId: claims.tenantId, role: claims.role };
-      this.#attach(conn, identity, record.id, record.generation, start, record.checkpoint, true);
     });
+  }
+
+  /** A resume whose lastSeq is beyond this node's head: the stream is asked first. */
+  async #resumeOne(r: QueuedResume): Promise<void> {
+    const { claims, lastSeq, epoch } = r;
+    if (epoch !== undefined && epoch !== this.#epoch) throw new GatewayError('history_gone', 'epoch changed');
+    const { engine, clock, limits } = this.#deps;
+    if (lastSeq !== undefined && lastSeq > this.#head) {
+      // This node's head may lag the stream (a notice still on its way, or lost across
+      // a Redis reconnect): ask the stream before telling a client its events are gone.
+      const head = await this.#time('head', () =>
+        engine.head(this.sessionId, { epoch: this.#epoch, headSeq: this.#head }),
+      );
+      if (head.epoch !== this.#epoch) {
+        this.#resetEpoch(head);
+        this.#advanceHead(head);
+        throw new GatewayError('history_gone', 'epoch changed');
+      }
+      if (head.headSeq > this.#head) {
+        this.#advanceHead(head);
+        void this.#fillGap();
+      }
+    }
+    if (lastSeq !== undefined && lastSeq > this.#head) {
+      // Rare: look before refusing, so a dead token still reads as resume_expired.
+      const current = await this.#time('getSubscriber', () =>
+        engine.getSubscriber(this.sessionId, claims.subscriberId),
+      );
+      const alive =
+        current !== undefined &&
+        !current.ended &&
+        (current.connected || clock.now() - current.disconnectedAt <= limits.resumeWindowMs);
+      if (!alive) throw new GatewayError('resume_expired');
+      throw new GatewayError('history_gone', 'lastSeq is beyond the stream head');
+    }
+    const record = await this.#time('takeover', () =>
+      engine.takeoverSubscriber(
+        this.sessionId,
+        claims.subscriberId,
+        clock.now(),
+        limits.resumeWindowMs,
+        this.#deps.nodeId,
+      ),
+    );
+    this.#resumed(r, record);
+  }
+
+  /** Applies a takeover's result to the resuming connection; throws when refused. */
+  #resumed(r: QueuedResume, record: SubscriberRecord | undefined): void {
+    const { conn, claims, lastSeq } = r;
+    if (!record) {
+      this.#deps.metrics.resumes.inc({ outcome: 'expired' });
+      throw new GatewayError('resume_expired');
+    }
+    const start = lastSeq ?? record.checkpoint;
+    const previous = this.#bySubscriber.get(record.id);
+    if (previous) {
+      this.#forget(previous);
+      this.#closeConn(previous, CloseCodes.superseded, 'superseded');
+      this.#deps.metrics.resumes.inc({ outcome: 'superseded_local' });
+    }
+    this.#deps.metrics.resumes.inc({ outcome: 'ok' });
+    if ((this.#noticedGenerations.get(record.id) ?? 0) > record.generation) {
+      // Another node took the subscriber over after us, and we heard of it first.
+      this.#deps.metrics.resumes.inc({ outcome: 'superseded_remote' });
+      this.#closeConn(conn, CloseCodes.superseded, 'superseded');
+      return;
+    }
+    const identity = { userId: claims.userId, tenantId: claims.tenantId, role: claims.role };
+    this.#attach(conn, identity, record.id, record.generation, start, record.checkpoint, true);
   }
 
   #attach(
@@ -365,19 +499,41 @@ export class SessionActor {
    * with its seq; a duplicate eventId resolves with the original seq.
    */
   publish(event: Envelope): Promise<AppendOutcome> {
-    if (this.#ending || this.#endSeq !== undefined) {
-      return Promise.reject(new GatewayError('session_ended'));
-    }
+    const refused = this.#refusal();
+    if (refused) return Promise.reject(refused);
+    return new Promise((resolve, reject) => this.#enqueue({ event, from: undefined, resolve, reject }));
+  }
+
+  /**
+   * A `pub` frame of a live connection of this session: like publish, but answered on
+   * the connection by the actor (`puback` once durable, else `nack`), and its
+   * `pendingPubs` is decremented then. The caller incremented it.
+   */
+  publishFrom(conn: Connection, event: Envelope): void {
+    const refused = this.#refusal();
+    if (refused) return this.#nack(conn, event.eventId, refused);
+    this.#enqueue({ event, from: conn, resolve: noop, reject: noop });
+  }
+
+  #refusal(): GatewayError | undefined {
+    if (this.#ending || this.#endSeq !== undefined) return new GatewayError('session_ended');
     if (this.#pending.length >= this.#deps.limits.queueMax) {
-      return Promise.reject(new GatewayError('overloaded', 'too many publishes queued for this session'));
+      return new GatewayError('overloaded', 'too many publishes queued for this session');
     }
+    return undefined;
+  }
+
+  #enqueue(pending: PendingPublish): void {
     // Once a terminal event is queued nothing may follow it into the stream.
-    if (TerminalEventTypes.has(event.type)) this.#ending = true;
-    return new Promise((resolve, reject) => {
-      this.#pending.push({ event, resolve, reject });
-      this.#cancelIdle();
-      this.#scheduleFlush();
-    });
+    if (TerminalEventTypes.has(pending.event.type)) this.#ending = true;
+    this.#pending.push(pending);
+    this.#cancelIdle();
+    this.#scheduleFlush();
+  }
+
+  #nack(conn: Connection, id: string, error: GatewayError): void {
+    conn.pendingPubs--;
+    conn.sendFrame({ op: 'nack', id, code: error.code, message: error.message, retryable: error.retryable });
   }
 
   #scheduleFlush(): void {
@@ -392,7 +548,7 @@ export class SessionActor {
     this.#appending = true;
     const batch = this.#pending.splice(0, MAX_APPEND_BATCH);
     try {
-      await this.#ensureLoaded();
+      if (!this.#loaded) await this.#ensureLoaded();
       // A fresh actor learns only now (from the engine) that the stream has ended.
       if (this.#endSeq !== undefined) throw new GatewayError('session_ended');
       const events = batch.map((p) => p.event);
@@ -403,7 +559,10 @@ export class SessionActor {
       const error = toGatewayError(err);
       if (error.code === 'internal')
         this.#deps.logger.error({ sessionId: this.sessionId, err }, 'append failed');
-      for (const p of batch) p.reject(error);
+      for (const p of batch) {
+        if (p.from) this.#nack(p.from, p.event.eventId, error);
+        else p.reject(error);
+      }
       // The engine knew of an end this actor has not heard of (it is not watching, or the
       // notice is on its way): learn it, so later publishes are refused here.
       if (error.code === 'session_ended' && this.#endSeq === undefined) void this.#learnEnd();
@@ -435,8 +594,25 @@ export class SessionActor {
     if (added < batch.length) metrics.eventsDuplicate.inc(batch.length - added);
     // Publishers hear back before the fan-out: their puback jobs are queued first, so a
     // publish is not held up by delivering to every subscriber (and agents do not run
-    // into their in-flight limit because a session has many listeners).
-    for (let i = 0; i < batch.length; i++) batch[i]!.resolve(result.outcomes[i]!);
+    // into their in-flight limit because a session has many listeners). A connection's
+    // pubacks wait in its outbox for the fan-out's pump, which writes them first, in one
+    // corked write with the events it sends that connection.
+    for (let i = 0; i < batch.length; i++) {
+      const p = batch[i]!;
+      const outcome = result.outcomes[i]!;
+      const from = p.from;
+      if (!from) {
+        p.resolve(outcome);
+        continue;
+      }
+      from.pendingPubs--;
+      if (from.state === 'closed') continue;
+      const puback = from.codec.encode({ op: 'puback', id: p.event.eventId, seq: outcome.seq });
+      if (from.outbox) from.outbox.push(puback);
+      else from.outbox = [puback];
+      // Not pumped by the fan-out (it left this session): answered on its own.
+      if (!this.#conns.has(from)) this.#flushOutbox(from);
+    }
     queueMicrotask(() => {
       this.#advanceHead(result);
       if (terminal) void this.#endStream();
@@ -483,11 +659,25 @@ export class SessionActor {
    * once it has the whole ended stream.
    */
   #pump(conn: Connection): void {
-    if (!conn.live || conn.reading) return;
+    if (!conn.live) return;
+    if (conn.reading) {
+      if (conn.outbox) conn.sink.cork(() => this.#flushOutbox(conn));
+      return;
+    }
     conn.sink.cork(conn.pump);
   }
 
+  /** Writes the control frames waiting for the connection's next pump (pubacks). */
+  #flushOutbox(conn: Connection): void {
+    const outbox = conn.outbox;
+    if (!outbox) return;
+    conn.outbox = undefined;
+    if (conn.state === 'closed') return;
+    for (const bytes of outbox) conn.sink.send(bytes, conn.codec.binary);
+  }
+
   #pumpCorked(conn: Connection): void {
+    if (conn.outbox) this.#flushOutbox(conn);
     const { limits, metrics } = this.#deps;
     let sent = 0;
     while (conn.sentSeq < this.#head) {
@@ -586,32 +776,42 @@ export class SessionActor {
 
   // ── bookkeeping ─────────────────────────────────────────────────────────────────
 
-  /** Persists the connection's latest ack; one write at a time, coalescing newer acks. */
+  /**
+   * Persists the connection's latest ack; one write at a time, coalescing newer acks (the
+   * engine sends the checkpoints of every session saved in one tick together).
+   */
   #saveCheckpoint(conn: Connection): void {
     if (conn.checkpointWriting || conn.ackedSeq <= conn.savedSeq) return;
     conn.checkpointWriting = true;
     const target = conn.ackedSeq;
-    const write = this.#time('saveCheckpoint', () =>
+    const write: Promise<void> = this.#time('saveCheckpoint', () =>
       this.#deps.engine.saveCheckpoint(this.sessionId, conn.subscriberId, conn.generation, target),
-    )
-      .then(
-        (stored) => {
-          conn.savedSeq = Math.max(conn.savedSeq, target);
-          // Not applied: the engine fenced this connection's generation, so another
-          // connection took the subscriber over and its notice never reached us (lost
-          // across a Redis reconnect). Find out which connections are stale now.
-          if (stored < target && this.#conns.has(conn)) void this.#checkGenerations().catch(() => {});
-        },
-        (err: unknown) => {
-          this.#deps.logger.warn({ sessionId: this.sessionId, err }, 'checkpoint write failed');
-        },
-      )
-      .finally(() => {
-        conn.checkpointWriting = false;
-        // Keep writing newer acks, even after the socket closed: nothing acked is lost.
-        if (conn.ackedSeq > conn.savedSeq && conn.savedSeq >= target) this.#saveCheckpoint(conn);
-      });
-    this.#track(write);
+    ).then(
+      (stored) => {
+        this.#writes.delete(write);
+        this.#checkpointDone(conn, target, stored);
+      },
+      (err: unknown) => {
+        this.#writes.delete(write);
+        this.#deps.logger.warn({ sessionId: this.sessionId, err }, 'checkpoint write failed');
+        this.#checkpointDone(conn, target, undefined);
+      },
+    );
+    this.#writes.add(write);
+  }
+
+  /** A checkpoint write finished: `stored` is the engine's checkpoint, undefined if it failed. */
+  #checkpointDone(conn: Connection, target: number, stored: number | undefined): void {
+    if (stored !== undefined) {
+      conn.savedSeq = Math.max(conn.savedSeq, target);
+      // Not applied: the engine fenced this connection's generation, so another
+      // connection took the subscriber over and its notice never reached us (lost
+      // across a Redis reconnect). Find out which connections are stale now.
+      if (stored < target && this.#conns.has(conn)) void this.#checkGenerations().catch(() => {});
+    }
+    conn.checkpointWriting = false;
+    // Keep writing newer acks, even after the socket closed: nothing acked is lost.
+    if (conn.ackedSeq > conn.savedSeq && conn.savedSeq >= target) this.#saveCheckpoint(conn);
   }
 
   #track(write: Promise<unknown>): void {
@@ -670,7 +870,7 @@ export class SessionActor {
     this.#loaded = false;
     this.#loading = undefined;
     // Subscribed first, then read: no change can fall between the two. On failure the
-    // attach fails, and #serial stops the watch if nobody is left.
+    // attach fails, and #busy stops the watch if nobody is left.
     await this.#watch.ready;
     await this.#ensureLoaded();
   }
@@ -891,11 +1091,6 @@ export class SessionActor {
       await new Promise((r) => setImmediate(r));
     }
     while (this.#writes.size > 0) await Promise.allSettled([...this.#writes]);
-  }
-
-  /** Runs a resume in the mailbox, one at a time. */
-  #serial(op: () => Promise<void>): Promise<void> {
-    return this.#busy(() => this.#mailbox.run(op));
   }
 
   /** Counts an attach as work under way; afterwards, stop watching if nobody is left. */

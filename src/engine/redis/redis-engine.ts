@@ -34,6 +34,7 @@ import {
   type ScriptRunner,
 } from './client.ts';
 import { Notifications } from './notifications.ts';
+import { TickQueue, type QueuedCall } from './tick-queue.ts';
 import { mapRedisError } from './errors.ts';
 import {
   DEFAULT_KEY_PREFIX,
@@ -120,6 +121,43 @@ interface PendingCreate {
   reject(err: unknown): void;
 }
 
+interface PendingAppend extends QueuedCall {
+  k: SessionKeys;
+  events: readonly Envelope[];
+  seen: SeenPosition | undefined;
+  resolve(result: AppendResult): void;
+  reject(err: unknown): void;
+}
+
+interface PendingCheckpoint extends QueuedCall {
+  key: string;
+  generation: number;
+  seq: number;
+  resolve(checkpoint: number): void;
+  reject(err: unknown): void;
+}
+
+interface PendingTakeover extends QueuedCall {
+  k: SessionKeys;
+  subscriberId: string;
+  now: number;
+  windowMs: number;
+  node: string;
+  resolve(record: SubscriberRecord | undefined): void;
+  reject(err: unknown): void;
+}
+
+/**
+ * Most session batches, and events, one loAppend call carries (the rest go in further
+ * calls of the same tick): a longer script blocks Redis longer.
+ */
+const MAX_APPEND_SESSIONS = 256;
+const MAX_APPEND_EVENTS = 2048;
+/** Most checkpoints one loSaveCheckpoint call carries. */
+const MAX_CHECKPOINT_BATCH = 512;
+/** Most takeovers one loTakeoverSubscriber call carries. */
+const MAX_TAKEOVER_BATCH = 256;
+
 /** Subscriber hashes read at once by listSubscribers. */
 const LIST_SUBSCRIBERS_BATCH = 100;
 
@@ -172,6 +210,25 @@ export class RedisEngine implements Engine {
   /** createSubscriber calls of this tick, by session, sent together (see createSubscriber). */
   readonly #creates = new Map<string, PendingCreate[]>();
   #createsScheduled = false;
+  /** append, saveCheckpoint and takeoverSubscriber calls of this tick (see TickQueue). */
+  readonly #appends = new TickQueue<PendingAppend>({
+    send: (chunk) => this.#sendAppends(chunk),
+    maxItems: MAX_APPEND_SESSIONS,
+    maxWeight: MAX_APPEND_EVENTS,
+    perSession: () => isCluster(this.#redis),
+  });
+  readonly #checkpoints = new TickQueue<PendingCheckpoint>({
+    send: (chunk) => this.#sendCheckpoints(chunk),
+    maxItems: MAX_CHECKPOINT_BATCH,
+    maxWeight: MAX_CHECKPOINT_BATCH,
+    perSession: () => isCluster(this.#redis),
+  });
+  readonly #takeovers = new TickQueue<PendingTakeover>({
+    send: (chunk) => this.#sendTakeovers(chunk),
+    maxItems: MAX_TAKEOVER_BATCH,
+    maxWeight: MAX_TAKEOVER_BATCH,
+    perSession: () => isCluster(this.#redis),
+  });
   /** Per subs index: the size above which createSubscriber prunes it next (see #pruneSubscribers). */
   readonly #pruneAt = new Map<string, number>();
   /** Subs indexes being pruned now: creates meanwhile leave them to that prune. */
@@ -457,26 +514,52 @@ export class RedisEngine implements Engine {
 
   // ── event streams ──────────────────────────────────────────────────────────────
 
-  async append(sessionId: string, events: readonly Envelope[], seen?: SeenPosition): Promise<AppendResult> {
-    const k = this.#keys(sessionId);
-    const args: (string | number)[] = [
-      newEpoch(),
-      this.#limits.historyMaxEvents,
-      k.channel,
-      seen?.epoch ?? '',
-      seen?.headSeq ?? 0,
-    ];
-    for (const event of events) args.push(event.eventId, JSON.stringify(event));
-    const reply = asArray(await this.#run('append', 'loAppend', [k.stream, k.meta, k.ids], args), 'append');
-    if (reply[4] === 'ended') throw new GatewayError('session_ended', 'the stream has ended');
-    const flat = asArray(reply[3], 'outcomes');
-    const outcomes: AppendOutcome[] = [];
-    for (let i = 0; i + 1 < flat.length; i += 2) {
-      outcomes.push({ seq: toInt(flat[i], 'seq'), duplicate: toInt(flat[i + 1], 'duplicate') === 1 });
+  /**
+   * Calls made in the same tick, for any number of sessions, go to Redis together (see
+   * TickQueue): one loAppend call for all of them on one Redis, one per session on a
+   * cluster, where a script may only touch keys of one slot. Each batch is applied
+   * atomically and gets its own outcome; calls for one session are applied in the order
+   * they were made. A failed call (a timeout, Redis unreachable) rejects every batch it
+   * carried; like any append, that is safe to retry (dedupe by eventId).
+   */
+  append(sessionId: string, events: readonly Envelope[], seen?: SeenPosition): Promise<AppendResult> {
+    return new Promise((resolve, reject) =>
+      this.#appends.push({
+        sessionId,
+        weight: Math.max(1, events.length),
+        k: this.#keys(sessionId),
+        events,
+        seen,
+        resolve,
+        reject,
+      }),
+    );
+  }
+
+  async #sendAppends(chunk: readonly PendingAppend[]): Promise<void> {
+    let replies: unknown[];
+    try {
+      const keys: string[] = [];
+      const args: (string | number)[] = [this.#limits.historyMaxEvents];
+      chunk.forEach(({ k, events, seen }) => {
+        keys.push(k.stream, k.meta, k.ids);
+        args.push(newEpoch(), k.channel, seen?.epoch ?? '', seen?.headSeq ?? 0, events.length);
+        for (const event of events) args.push(event.eventId, JSON.stringify(event));
+      });
+      replies = asArray(await this.#run('append', 'loAppend', keys, args), 'append');
+      if (replies.length !== chunk.length)
+        throw new Error('redis engine: append returned a wrong number of replies');
+    } catch (err) {
+      for (const pending of chunk) pending.reject(err);
+      return;
     }
-    if (outcomes.length !== events.length)
-      throw new Error('redis engine: append returned a wrong number of outcomes');
-    return { outcomes, ...parseHead(reply) };
+    chunk.forEach((pending, i) => {
+      try {
+        pending.resolve(parseAppendReply(replies[i], pending.events.length));
+      } catch (err) {
+        pending.reject(err);
+      }
+    });
   }
 
   async read(sessionId: string, after: number, limit: number): Promise<ReadResult> {
@@ -618,37 +701,105 @@ export class RedisEngine implements Engine {
     return parseSubscriber(subscriberId, fields);
   }
 
-  async takeoverSubscriber(
+  /**
+   * Takeovers made in the same tick, of any sessions, go to Redis together (see
+   * TickQueue), applied one after the other in the order they were made, exactly as
+   * separate calls would be; each gets its own answer, and a failed call rejects every
+   * takeover it carried (their outcome is unknown, like a timed-out single one).
+   */
+  takeoverSubscriber(
     sessionId: string,
     subscriberId: string,
     now: number,
     windowMs: number,
     node?: string,
   ): Promise<SubscriberRecord | undefined> {
-    const k = this.#keys(sessionId);
-    const reply = await this.#run(
-      'takeoverSubscriber',
-      'loTakeoverSubscriber',
-      [subscriberKey(k, subscriberId), k.meta],
-      [int(now), int(windowMs), int(this.#clock.now()), k.channel, subscriberId, node ?? ''],
+    return new Promise((resolve, reject) =>
+      this.#takeovers.push({
+        sessionId,
+        weight: 1,
+        k: this.#keys(sessionId),
+        subscriberId,
+        now: int(now),
+        windowMs: int(windowMs),
+        node: node ?? '',
+        resolve,
+        reject,
+      }),
     );
-    return parseSubscriber(subscriberId, subscriberFields(reply));
   }
 
-  async saveCheckpoint(
-    sessionId: string,
-    subscriberId: string,
-    generation: number,
-    seq: number,
-  ): Promise<number> {
-    const key = subscriberKey(this.#keys(sessionId), subscriberId);
-    const reply = await this.#run(
-      'saveCheckpoint',
-      'loSaveCheckpoint',
-      [key],
-      [int(generation), int(seq), int(this.#clock.now())],
+  async #sendTakeovers(chunk: readonly PendingTakeover[]): Promise<void> {
+    let replies: unknown[];
+    try {
+      const keys: string[] = [];
+      const args: (string | number)[] = [int(this.#clock.now())];
+      for (const t of chunk) {
+        keys.push(subscriberKey(t.k, t.subscriberId), t.k.meta);
+        args.push(t.now, t.windowMs, t.k.channel, t.subscriberId, t.node);
+      }
+      replies = asArray(
+        await this.#run('takeoverSubscriber', 'loTakeoverSubscriber', keys, args),
+        'takeovers',
+      );
+      if (replies.length !== chunk.length)
+        throw new Error('redis engine: takeoverSubscriber returned a wrong number of replies');
+    } catch (err) {
+      for (const t of chunk) t.reject(err);
+      return;
+    }
+    chunk.forEach((t, i) => {
+      try {
+        t.resolve(parseSubscriber(t.subscriberId, subscriberFields(replies[i])));
+      } catch (err) {
+        t.reject(err);
+      }
+    });
+  }
+
+  /**
+   * Checkpoints saved in the same tick, of any sessions, go to Redis together (see
+   * TickQueue): one loSaveCheckpoint call on one Redis, one per session on a cluster.
+   * Each is applied on its own (fenced by generation, only upwards) and gets its own
+   * answer; a failed call rejects every checkpoint it carried.
+   */
+  saveCheckpoint(sessionId: string, subscriberId: string, generation: number, seq: number): Promise<number> {
+    return new Promise((resolve, reject) =>
+      this.#checkpoints.push({
+        sessionId,
+        weight: 1,
+        key: subscriberKey(this.#keys(sessionId), subscriberId),
+        generation: int(generation),
+        seq: int(seq),
+        resolve,
+        reject,
+      }),
     );
-    return toInt(reply, 'checkpoint');
+  }
+
+  async #sendCheckpoints(chunk: readonly PendingCheckpoint[]): Promise<void> {
+    const keys: string[] = [];
+    const args: number[] = [int(this.#clock.now())];
+    for (const pending of chunk) {
+      keys.push(pending.key);
+      args.push(pending.generation, pending.seq);
+    }
+    let replies: unknown[];
+    try {
+      replies = asArray(await this.#run('saveCheckpoint', 'loSaveCheckpoint', keys, args), 'checkpoints');
+      if (replies.length !== chunk.length)
+        throw new Error('redis engine: saveCheckpoint returned a wrong number of replies');
+    } catch (err) {
+      for (const pending of chunk) pending.reject(err);
+      return;
+    }
+    chunk.forEach((pending, i) => {
+      try {
+        pending.resolve(toInt(replies[i], 'checkpoint'));
+      } catch (err) {
+        pending.reject(err);
+      }
+    });
   }
 
   async releaseSubscriber(
@@ -728,6 +879,11 @@ export class RedisEngine implements Engine {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    // Calls queued for this tick go out before QUIT, which Redis answers after them.
+    this.#appends.flush();
+    this.#checkpoints.flush();
+    this.#takeovers.flush();
+    this.#flushCreates();
     this.#notifications.close();
     try {
       await this.#redis.quit();
@@ -818,9 +974,33 @@ function withDeadline<T>(promise: Promise<T>, ms: number, what: string): Promise
   return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
 }
 
+/** Random bytes for candidate epochs, drawn 8 at a time (one randomBytes call per 512). */
+const EPOCH_POOL_BYTES = 4096;
+let epochPool = Buffer.alloc(0);
+let epochPoolAt = 0;
+
 /** A fresh candidate epoch for a script to adopt if it finds the session's meta missing. */
 function newEpoch(): string {
-  return randomBytes(8).toString('hex');
+  if (epochPoolAt + 8 > epochPool.length) {
+    epochPool = randomBytes(EPOCH_POOL_BYTES);
+    epochPoolAt = 0;
+  }
+  const epoch = epochPool.toString('hex', epochPoolAt, epochPoolAt + 8);
+  epochPoolAt += 8;
+  return epoch;
+}
+
+/** One session's part of a loAppend reply (see appendLua). */
+function parseAppendReply(raw: unknown, count: number): AppendResult {
+  const reply = asArray(raw, 'append');
+  if (reply[4] === 'ended') throw new GatewayError('session_ended', 'the stream has ended');
+  const flat = asArray(reply[3], 'outcomes');
+  const outcomes: AppendOutcome[] = [];
+  for (let i = 0; i + 1 < flat.length; i += 2) {
+    outcomes.push({ seq: toInt(flat[i], 'seq'), duplicate: toInt(flat[i + 1], 'duplicate') === 1 });
+  }
+  if (outcomes.length !== count) throw new Error('redis engine: append returned a wrong number of outcomes');
+  return { outcomes, ...parseHead(reply) };
 }
 
 /** Script arguments must be integers (PEXPIRE and friends reject fractions). */

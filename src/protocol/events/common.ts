@@ -24,10 +24,31 @@ export const TimestampPattern = '^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}\\.\\
 /** `family.name[.name[.name]]`, lowercase; names may contain `_`. */
 export const EventTypePattern = '^[a-z]+(\\.[a-z_]+){1,3}$';
 
+/** The last timestamp timestampOf wrote, and the last one isCanonicalTimestamp accepted. */
+let lastMs = 0;
+let lastWritten = new Date(0).toISOString();
+let lastAccepted = lastWritten;
+
+/**
+ * `new Date(ms).toISOString()`, remembered for the next call: the publishes of one
+ * millisecond share one string (the gateway stamps every `pub` without `ts`).
+ */
+export function timestampOf(ms: number): string {
+  if (ms !== lastMs) {
+    lastWritten = new Date(ms).toISOString();
+    lastMs = ms;
+  }
+  return lastWritten;
+}
+
 /** True when `value` is a real instant written exactly as `Date#toISOString` writes it. */
 export function isCanonicalTimestamp(value: string): boolean {
+  // What toISOString wrote is canonical by definition; so is what passed just before.
+  if (value === lastWritten || value === lastAccepted) return true;
   const ms = Date.parse(value);
-  return Number.isFinite(ms) && new Date(ms).toISOString() === value;
+  const canonical = Number.isFinite(ms) && new Date(ms).toISOString() === value;
+  if (canonical) lastAccepted = value;
+  return canonical;
 }
 
 /** An opaque identifier chosen by a producer or a provider (segment, action, track…). */

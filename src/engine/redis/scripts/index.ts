@@ -34,14 +34,14 @@ export type PublishCommand = 'PUBLISH' | 'SPUBLISH';
  */
 export function scriptsFor(publish: PublishCommand) {
   return {
-    loAppend: { lua: appendLua(publish), numberOfKeys: 3 },
+    loAppend: { lua: appendLua(publish), numberOfKeys: undefined },
     loRead: { lua: READ_LUA, numberOfKeys: 3 },
     loHead: { lua: HEAD_LUA, numberOfKeys: 3 },
     loEndStream: { lua: END_STREAM_LUA, numberOfKeys: undefined },
     loCreateSubscribers: { lua: CREATE_SUBSCRIBERS_LUA, numberOfKeys: undefined },
     loPruneSubscribers: { lua: PRUNE_SUBSCRIBERS_LUA, numberOfKeys: undefined },
-    loTakeoverSubscriber: { lua: takeoverSubscriberLua(publish), numberOfKeys: 2 },
-    loSaveCheckpoint: { lua: SAVE_CHECKPOINT_LUA, numberOfKeys: 1 },
+    loTakeoverSubscriber: { lua: takeoverSubscriberLua(publish), numberOfKeys: undefined },
+    loSaveCheckpoint: { lua: SAVE_CHECKPOINT_LUA, numberOfKeys: undefined },
     loReleaseSubscriber: { lua: RELEASE_SUBSCRIBER_LUA, numberOfKeys: 1 },
     loEndSubscriber: { lua: END_SUBSCRIBER_LUA, numberOfKeys: 2 },
     loIdemClaim: { lua: IDEM_CLAIM_LUA, numberOfKeys: 1 },

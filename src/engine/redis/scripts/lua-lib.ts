@@ -80,24 +80,24 @@ local function guard_head(stream, meta, ids, candidate, epoch, head, ended)
 end
 
 -- Nothing new follows the end of a stream: true when it has ended and the eventId/json
--- pairs args[from], args[from + 1], … hold an event not stored yet. Checked before any
--- write, so a refused batch changes nothing.
-local function new_after_end(ids, ended, args, from)
+-- pairs args[from], args[from + 1], … (up to args[to], default the last) hold an event
+-- not stored yet. Checked before any write, so a refused batch changes nothing.
+local function new_after_end(ids, ended, args, from, to)
   if ended == '' then return false end
-  for i = from, #args, 2 do
+  for i = from, (to or #args), 2 do
     if redis.call('HEXISTS', ids, args[i]) == 0 then return true end
   end
   return false
 end
 
--- Appends the eventId/json pairs args[from], args[from + 1], …: dedupe by eventId, next
--- seqs, XADD at 0-<seq>, head, trim, then the head notice "<head> <epoch>" on the
--- session's channel (the fast path for other nodes; the stream stays the truth).
--- Returns the new head and { seq1, dup1, seq2, dup2, … }.
-local function append_pairs(stream, meta, ids, epoch, head, max_len, channel, args, from)
+-- Appends the eventId/json pairs args[from], args[from + 1], … (up to args[to], default
+-- the last): dedupe by eventId, next seqs, XADD at 0-<seq>, head, trim, then the head
+-- notice "<head> <epoch>" on the session's channel (the fast path for other nodes; the
+-- stream stays the truth). Returns the new head and { seq1, dup1, seq2, dup2, … }.
+local function append_pairs(stream, meta, ids, epoch, head, max_len, channel, args, from, to)
   local outcomes = {}
   local added = 0
-  for i = from, #args, 2 do
+  for i = from, (to or #args), 2 do
     local event_id, json = args[i], args[i + 1]
     local known = redis.call('HGET', ids, event_id)
     if known then

@@ -2,31 +2,58 @@ import { appendLib, SHEBANG, STREAM_LIB } from './lua-lib.ts';
 import type { PublishCommand } from './index.ts';
 
 /**
- * append — one call per batch (ARCHITECTURE-NOTES decision 1).
- * KEYS: stream, meta, ids. ARGV: candidateEpoch, maxLen, channel, seenEpoch, seenHead,
- * then eventId, json pairs.
- * Returns { epoch, head, endedAt|'', { seq1, dup1, seq2, dup2, … }, refused } where
- * refused is 'ended' when the stream has ended and the batch holds a new event (nothing
- * was appended), '' otherwise.
+ * append — one call per tick for the batches of many sessions (ARCHITECTURE-NOTES
+ * decision 1; on a Redis Cluster one call per session, see tick-queue.ts).
+ * KEYS: stream, meta, ids of each session, in order (the same session may appear more
+ * than once: its batches are applied in order). ARGV: maxLen, then for each session
+ * candidateEpoch, channel, seenEpoch, seenHead, n, followed by n eventId, json pairs.
+ * Returns one reply per session, in order: { epoch, head, endedAt|'', { seq1, dup1, … },
+ * refused } where refused is 'ended' when the stream has ended and the batch holds a new
+ * event (nothing of that batch was appended), '' otherwise.
  * The channel carries the session's hash tag: on a cluster the notice is an SPUBLISH,
  * which Redis allows in a script only on a channel of the script's own slot.
  *
- * Atomic: the dedupe lookups, seq assignment, XADDs, trim, head update and notification
- * run as one script, on keys of one hash tag. The only step that could fail after a
- * write is an XADD whose ID is not above the stream's newest entry; guard_head rules
- * that out before anything is written.
+ * Atomic per session and as a whole: the dedupe lookups, seq assignment, XADDs, trim,
+ * head update and notification of every batch run in one script. The layout is checked
+ * before anything is written; the only step that could fail after a write is an XADD
+ * whose ID is not above the stream's newest entry, and guard_head rules that out for
+ * each session before its first write.
  */
 export const appendLua = (publish: PublishCommand): string => `${SHEBANG}${STREAM_LIB}${appendLib(publish)}
-local stream, meta, ids = KEYS[1], KEYS[2], KEYS[3]
-local epoch, head, ended = load_meta(stream, meta, ids, ARGV[1])
-epoch, head, ended = check_seen(stream, meta, ids, ARGV[1], epoch, head, ended, ARGV[4], ARGV[5])
-epoch, head, ended = guard_head(stream, meta, ids, ARGV[1], epoch, head, ended)
-if new_after_end(ids, ended, ARGV, 6) then
-  return { epoch, head, ended, {}, 'ended' }
+if #KEYS == 0 or #KEYS % 3 ~= 0 then
+  return redis.error_reply('ERR loAppend: three keys per session')
 end
-local outcomes
-head, outcomes = append_pairs(stream, meta, ids, epoch, head, ARGV[2], ARGV[3], ARGV, 6)
-return { epoch, head, ended, outcomes, '' }
+local at = 2
+for s = 1, #KEYS / 3 do
+  local n = tonumber(ARGV[at + 4])
+  if not n or n < 0 or n % 1 ~= 0 then
+    return redis.error_reply('ERR loAppend: bad event count')
+  end
+  at = at + 5 + 2 * n
+end
+if at - 1 ~= #ARGV then
+  return redis.error_reply('ERR loAppend: arguments do not match the keys')
+end
+local replies = {}
+at = 2
+for s = 1, #KEYS / 3 do
+  local stream, meta, ids = KEYS[3 * s - 2], KEYS[3 * s - 1], KEYS[3 * s]
+  local candidate, channel = ARGV[at], ARGV[at + 1]
+  local from = at + 5
+  local to = at + 4 + 2 * tonumber(ARGV[at + 4])
+  local epoch, head, ended = load_meta(stream, meta, ids, candidate)
+  epoch, head, ended = check_seen(stream, meta, ids, candidate, epoch, head, ended, ARGV[at + 2], ARGV[at + 3])
+  epoch, head, ended = guard_head(stream, meta, ids, candidate, epoch, head, ended)
+  if new_after_end(ids, ended, ARGV, from, to) then
+    replies[s] = { epoch, head, ended, {}, 'ended' }
+  else
+    local outcomes
+    head, outcomes = append_pairs(stream, meta, ids, epoch, head, ARGV[1], channel, ARGV, from, to)
+    replies[s] = { epoch, head, ended, outcomes, '' }
+  end
+  at = to + 1
+end
+return replies
 `;
 
 /**

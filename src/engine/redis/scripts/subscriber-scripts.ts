@@ -63,42 +63,75 @@ return dropped
 `;
 
 /**
- * takeover — KEYS: sub, meta. ARGV: now, windowMs, clockNow, channel, subscriberId,
- * node ('' = leave node and at as they are; else node, connected at `now`).
- * Publishes "t <generation> <subscriberId>" so the node holding the old connection
- * closes it promptly (the generation already fences it); the channel carries the
- * session's hash tag, so an SPUBLISH on a cluster stays in the script's slot.
- * Returns the updated hash as a flat field/value list, or an empty list when not resumable.
+ * takeover — KEYS: sub, meta of each takeover, in order (the takeovers made in the same
+ * tick, of any sessions, go in one call; on a Redis Cluster, one call per session, see
+ * tick-queue.ts). ARGV: clockNow, then five per takeover, in the order of
+ * its keys: now, windowMs, channel, subscriberId, node ('' = leave node and at as they
+ * are; else node, connected at `now`). They are applied one after the other, in order,
+ * exactly as separate calls would be (a subscriber taken over twice ends with the later
+ * one's generation). Each publishes "t <generation> <subscriberId>" so the node holding
+ * the old connection closes it promptly (the generation already fences it); the channel
+ * carries the session's hash tag, so an SPUBLISH on a cluster stays in the session's slot.
+ * Returns, per takeover, the updated hash as a flat field/value list, or an empty list
+ * when it was not resumable.
  */
 export const takeoverSubscriberLua = (publish: PublishCommand): string => `${SHEBANG}${SUBSCRIBER_LIB}
-if not live_sub(KEYS[1], tonumber(ARGV[3])) then return {} end
-local r = redis.call('HMGET', KEYS[1], 'ended', 'conn', 'disc')
-if r[1] == '1' then return {} end
-if r[2] ~= '1' and tonumber(ARGV[1]) - tonumber(r[3]) > tonumber(ARGV[2]) then return {} end
-redis.call('HINCRBY', KEYS[1], 'gen', 1)
-redis.call('HSET', KEYS[1], 'conn', 1, 'disc', 0)
-if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'node', ARGV[6], 'at', ARGV[1]) end
-redis.call('HDEL', KEYS[1], 'exp')
--- resumed: no longer on the release window's TTL
-follow_session_ttl(KEYS[1], KEYS[2])
-redis.call('${publish}', ARGV[4], 't ' .. redis.call('HGET', KEYS[1], 'gen') .. ' ' .. ARGV[5])
-return redis.call('HGETALL', KEYS[1])
+if #KEYS == 0 or #KEYS % 2 ~= 0 or #ARGV ~= 1 + 5 * #KEYS / 2 then
+  return redis.error_reply('ERR loTakeoverSubscriber: two keys and five arguments per takeover')
+end
+local clock_now = tonumber(ARGV[1])
+local replies = {}
+for t = 1, #KEYS / 2 do
+  local sub, meta = KEYS[2 * t - 1], KEYS[2 * t]
+  local a = 1 + (t - 1) * 5
+  local now, window, channel, id, node = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5]
+  replies[t] = {}
+  if live_sub(sub, clock_now) then
+    local r = redis.call('HMGET', sub, 'ended', 'conn', 'disc')
+    if r[1] ~= '1' and (r[2] == '1' or tonumber(now) - tonumber(r[3]) <= tonumber(window)) then
+      redis.call('HINCRBY', sub, 'gen', 1)
+      redis.call('HSET', sub, 'conn', 1, 'disc', 0)
+      if node ~= '' then redis.call('HSET', sub, 'node', node, 'at', now) end
+      redis.call('HDEL', sub, 'exp')
+      -- resumed: no longer on the release window's TTL
+      follow_session_ttl(sub, meta)
+      redis.call('${publish}', channel, 't ' .. redis.call('HGET', sub, 'gen') .. ' ' .. id)
+      replies[t] = redis.call('HGETALL', sub)
+    end
+  end
+end
+return replies
 `;
 
 /**
- * saveCheckpoint — KEYS: sub. ARGV: generation, seq, clockNow.
- * Returns the checkpoint after the call (0 when the subscriber is gone).
+ * saveCheckpoint — KEYS: one subscriber key per checkpoint to save (the checkpoints of
+ * many subscribers saved in the same tick go in one call; on a Redis Cluster, one call
+ * per session, see tick-queue.ts). ARGV: clockNow, then generation, seq
+ * for each key, in order. Each one is applied on its own: only for the current
+ * generation, only upwards. Returns each checkpoint after the call, in order (0 when the
+ * subscriber is gone).
  */
 export const SAVE_CHECKPOINT_LUA = `${SHEBANG}${SUBSCRIBER_LIB}
-if not live_sub(KEYS[1], tonumber(ARGV[3])) then return 0 end
-local r = redis.call('HMGET', KEYS[1], 'gen', 'cp')
-local cp = tonumber(r[2])
-local seq = tonumber(ARGV[2])
-if tonumber(r[1]) == tonumber(ARGV[1]) and seq > cp then
-  cp = seq
-  redis.call('HSET', KEYS[1], 'cp', ARGV[2])
+if #KEYS == 0 or #ARGV ~= 1 + 2 * #KEYS then
+  return redis.error_reply('ERR loSaveCheckpoint: two arguments per subscriber key')
 end
-return cp
+local now = tonumber(ARGV[1])
+local cps = {}
+for i = 1, #KEYS do
+  local key = KEYS[i]
+  local cp = 0
+  if live_sub(key, now) then
+    local r = redis.call('HMGET', key, 'gen', 'cp')
+    cp = tonumber(r[2]) or 0
+    local seq = tonumber(ARGV[2 * i + 1])
+    if tonumber(r[1]) == tonumber(ARGV[2 * i]) and seq > cp then
+      cp = seq
+      redis.call('HSET', key, 'cp', ARGV[2 * i + 1])
+    end
+  end
+  cps[i] = cp
+end
+return cps
 `;
 
 /**
