@@ -102,8 +102,11 @@ export interface Engine {
    * Takes a subscriber over for a new connection: increments its generation and marks
    * it connected, atomically, but only while it is resumable at `now` (connected, or
    * disconnected for at most `windowMs`, and not ended). With `node`, records that node
-   * as the holder of the connection, connected since `now`, in the same step. Returns
-   * the updated record, or undefined when it is not resumable.
+   * as the holder of the connection, connected since `now`, in the same step. With
+   * `acked` (a resume's lastSeq: the client holds every event up to it), raises the
+   * checkpoint to it in the same step, so a later resume of the subscriber starts there
+   * whatever happened to the connection meanwhile. Returns the updated record, or
+   * undefined when it is not resumable.
    */
   takeoverSubscriber(
     sessionId: string,
@@ -111,6 +114,7 @@ export interface Engine {
     now: number,
     windowMs: number,
     node?: string,
+    acked?: number,
   ): Promise<SubscriberRecord | undefined>;
 
   /**

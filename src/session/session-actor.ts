@@ -71,6 +71,16 @@ interface QueuedResume {
   reject(err: unknown): void;
 }
 
+/**
+ * What a resume tells the engine the client holds: its lastSeq, stored with the takeover
+ * so the position survives whatever then happens to the connection (superseded by the
+ * next resume of the same burst before it could write a checkpoint, say). A socket that
+ * closed during its hello claims nothing.
+ */
+function claimedAck(r: QueuedResume): number | undefined {
+  return r.conn.state === 'closed' ? undefined : r.lastSeq;
+}
+
 interface PendingPublish {
   event: Envelope;
   /**
@@ -303,6 +313,7 @@ export class SessionActor {
             clock.now(),
             limits.resumeWindowMs,
             this.#deps.nodeId,
+            claimedAck(r),
           ),
         ),
       ),
@@ -359,6 +370,7 @@ export class SessionActor {
         clock.now(),
         limits.resumeWindowMs,
         this.#deps.nodeId,
+        claimedAck(r),
       ),
     );
     this.#resumed(r, record);

@@ -33,7 +33,7 @@ before(async () => {
   gw = await startTestGateway({ CONSOLE_ENABLED: 'true', NODE_ID: 'gw-eu-1' });
 });
 after(async () => {
-  await gw.stop();
+  await gw?.stop(); // undefined when a hook before it failed (no Chromium, say)
 });
 
 const lines = [

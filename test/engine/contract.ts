@@ -693,6 +693,26 @@ export function engineContract(name: string, makeEngine: EngineFactory): void {
         assert.equal((await engine.getSubscriber(sid, sub.id))?.generation, 3);
       });
 
+      test("a takeover with acked (a resume's lastSeq) raises the checkpoint, never lowers it", async (engine, clock) => {
+        const sid = uniqueId('s');
+        await engine.createSubscriber(sid, sub); // checkpoint 7
+        const lower = await engine.takeoverSubscriber(sid, sub.id, clock.now(), WINDOW_MS, undefined, 3);
+        assert.equal(lower?.checkpoint, 7);
+        const higher = await engine.takeoverSubscriber(sid, sub.id, clock.now(), WINDOW_MS, 'n1', 12);
+        assert.equal(higher?.checkpoint, 12);
+        assert.equal(higher?.generation, 3);
+        assert.equal((await engine.getSubscriber(sid, sub.id))?.checkpoint, 12);
+        // The next resume without lastSeq starts from there, and the old generation is fenced.
+        assert.equal((await engine.takeoverSubscriber(sid, sub.id, clock.now(), WINDOW_MS))?.checkpoint, 12);
+        assert.equal(await engine.saveCheckpoint(sid, sub.id, 3, 20), 12);
+        // A refused takeover stores nothing.
+        await engine.endSubscriber(sid, sub.id);
+        assert.equal(
+          await engine.takeoverSubscriber(sid, sub.id, clock.now(), WINDOW_MS, undefined, 30),
+          undefined,
+        );
+      });
+
       test('concurrent takeovers each get their own generation', async (engine, clock) => {
         const sid = uniqueId('s');
         await engine.createSubscriber(sid, sub);

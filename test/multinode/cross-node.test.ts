@@ -183,7 +183,7 @@ for (const sub of ['json', 'msgpack'] as Sub[]) {
       onA.send({ op: 'ack', seq: 7 });
       assert.equal(await onA.closeCode(), 4009);
       const record = await b!.gateway.engine.getSubscriber(sessionId, w.subscriberId as string);
-      assert.equal(record?.checkpoint, 2);
+      assert.equal(record?.checkpoint, 3, "the resume's lastSeq, stored with its takeover; not A's late 7");
       assert.equal(record?.generation, 2);
       onB.close();
       pub.close();

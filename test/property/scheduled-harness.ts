@@ -162,7 +162,7 @@ const jwtStub = {
 /** What the harness learns at each engine effect (the moment the store changed or answered). */
 export type Effect =
   | { op: 'saveCheckpoint'; sub: string; generation: number; seq: number; result: number }
-  | { op: 'takeover'; sub: string; result: SubscriberRecord | undefined }
+  | { op: 'takeover'; sub: string; acked: number | undefined; result: SubscriberRecord | undefined }
   | { op: 'createSubscriber'; sub: string; result: SubscriberRecord }
   | { op: 'getSubscriber'; sub: string; result: SubscriberRecord | undefined }
   | { op: 'release'; sub: string; generation: number }
@@ -264,11 +264,13 @@ export class ScheduledEngine extends MemoryEngine {
     subscriberId: string,
     now: number,
     windowMs: number,
+    node?: string,
+    acked?: number,
   ): Promise<SubscriberRecord | undefined> {
     return this.#gate(
       `engine.takeover(${subscriberId})`,
-      () => super.takeoverSubscriber(sessionId, subscriberId, now, windowMs),
-      (result) => ({ op: 'takeover', sub: subscriberId, result }),
+      () => super.takeoverSubscriber(sessionId, subscriberId, now, windowMs, node, acked),
+      (result) => ({ op: 'takeover', sub: subscriberId, acked, result }),
     );
   }
 
@@ -590,11 +592,17 @@ export class ScheduledHarness {
         if (!r) return this.problem(`takeover of ${e.sub} refused (no time passes, nobody said bye)`);
         if (r.generation !== m.generation + 1)
           this.problem(`takeover of ${e.sub}: generation ${m.generation} → ${r.generation}, expected +1`);
-        if (r.checkpoint !== m.checkpoint)
+        // A resume's lastSeq (what the client holds) is stored with its takeover.
+        const claimed = e.acked ?? -1;
+        if (claimed > this.#maxHeld(e.sub))
+          this.problem(`takeover of ${e.sub} claims ${claimed}, above the highest seq delivered to it`);
+        if (r.checkpoint !== Math.max(m.checkpoint, claimed))
           this.problem(
-            `takeover of ${e.sub} returned checkpoint ${r.checkpoint}, the store had ${m.checkpoint}`,
+            `takeover of ${e.sub} (lastSeq ${String(e.acked)}) returned checkpoint ${r.checkpoint}, the store had ${m.checkpoint}`,
           );
         m.generation = r.generation;
+        m.checkpoint = r.checkpoint;
+        m.expected = Math.max(m.expected, claimed);
         m.takeoverCheckpoint.set(r.generation, r.checkpoint);
         return;
       }
@@ -1119,7 +1127,7 @@ export class ScheduledHarness {
     this.check(
       cp === m.expected,
       () =>
-        `${id}: final checkpoint ${cp}, expected ${m.expected} (the max of the initial ${m.initial} and the acked seqs written while their generation was current)`,
+        `${id}: final checkpoint ${cp}, expected ${m.expected} (the max of the initial ${m.initial}, the resumes' lastSeqs and the acked seqs written while their generation was current)`,
     );
     // Nothing acknowledged on the live generation is lost; a closed one also persisted its after.
     let lower = Math.max(m.initial, last.maxAcceptedAck);

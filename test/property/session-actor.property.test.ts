@@ -995,8 +995,8 @@ class Resume extends Base {
 
     // Replay the attempts through the model, in the order the gateway processed them.
     const now = h.clock.now();
-    // A resumed connection holds everything up to its lastSeq, so closing it (eos) persists
-    // that position: a later attempt of the same burst starts from there.
+    // A resume's lastSeq is stored with its takeover (the client holds everything up to
+    // it): a later attempt of the same burst starts from there.
     let cp = checkpoint;
     const outcomes: string[] = [];
     for (const { a, rec, lastSeq } of sent) {
@@ -1049,8 +1049,7 @@ class Resume extends Base {
       } else {
         sub.current = rec;
         sub.connected = true;
-        if (rec.sink.closed && rec.sink.closed.code !== 4009 && cp !== undefined)
-          cp = Math.max(cp, num(welcomeOf(rec)!, 'after'));
+        if (cp !== undefined) cp = Math.max(cp, num(welcomeOf(rec)!, 'after'));
       }
     }
     return outcomes.join(', ');

@@ -97,4 +97,28 @@ describe('§3 a crowd of resumes to one session', () => {
     const again = await hello(gw, 'json', resumeOf(6));
     assert.equal(again.welcome.resumed, true);
   });
+
+  it("stores a resume's lastSeq with its takeover: the next resume without lastSeq starts there", async () => {
+    const session = await newSession(gw);
+    const { client, welcome } = await hello(gw, 'json', {
+      sessionId: session.sessionId,
+      token: session.ownerToken,
+      after: 0,
+    });
+    const pub = await publisher(gw, session);
+    const published = await publishMany(pub, 3);
+    await waitSeq(client, published.at(-1)!); // delivered, never acked: the checkpoint stays 0
+    const held = published[1]!;
+    const [first, second] = await Promise.all([connect(gw, 'json'), connect(gw, 'json')]);
+    const token = welcome.resumeToken;
+    first.send({ op: 'hello', sessionId: session.sessionId, resume: { token, lastSeq: held } });
+    // Welcomed, and superseded before it acks anything: only the takeover kept its position.
+    await waitFor(first, (f) => f.op === 'welcome');
+    second.send({ op: 'hello', sessionId: session.sessionId, resume: { token } });
+    assert.equal((await waitFor(second, (f) => f.op === 'welcome')).after, held);
+    assert.equal(await first.closeCode(), 4009);
+    await expectClose(client, 4009);
+    await waitSeq(second, published.at(-1)!);
+    assert.deepEqual(seqs(second), published.slice(2));
+  });
 });

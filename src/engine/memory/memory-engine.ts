@@ -237,6 +237,7 @@ export class MemoryEngine implements Engine {
     now: number,
     windowMs: number,
     node?: string,
+    acked?: number,
   ): Promise<SubscriberRecord | undefined> {
     await tick();
     const entry = this.#liveSubscriber(sessionId, subscriberId);
@@ -246,6 +247,7 @@ export class MemoryEngine implements Engine {
     r.generation += 1;
     r.connected = true;
     r.disconnectedAt = 0;
+    if (acked !== undefined && acked > r.checkpoint) r.checkpoint = acked;
     if (node !== undefined) {
       r.node = node;
       r.connectedAt = now;

@@ -143,6 +143,8 @@ interface PendingTakeover extends QueuedCall {
   now: number;
   windowMs: number;
   node: string;
+  /** The checkpoint floor (a resume's lastSeq), -1 for none. */
+  acked: number;
   resolve(record: SubscriberRecord | undefined): void;
   reject(err: unknown): void;
 }
@@ -713,6 +715,7 @@ export class RedisEngine implements Engine {
     now: number,
     windowMs: number,
     node?: string,
+    acked?: number,
   ): Promise<SubscriberRecord | undefined> {
     return new Promise((resolve, reject) =>
       this.#takeovers.push({
@@ -723,6 +726,7 @@ export class RedisEngine implements Engine {
         now: int(now),
         windowMs: int(windowMs),
         node: node ?? '',
+        acked: acked === undefined ? -1 : int(acked),
         resolve,
         reject,
       }),
@@ -736,7 +740,7 @@ export class RedisEngine implements Engine {
       const args: (string | number)[] = [int(this.#clock.now())];
       for (const t of chunk) {
         keys.push(subscriberKey(t.k, t.subscriberId), t.k.meta);
-        args.push(t.now, t.windowMs, t.k.channel, t.subscriberId, t.node);
+        args.push(t.now, t.windowMs, t.k.channel, t.subscriberId, t.node, t.acked);
       }
       replies = asArray(
         await this.#run('takeoverSubscriber', 'loTakeoverSubscriber', keys, args),

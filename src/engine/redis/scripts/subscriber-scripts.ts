@@ -65,9 +65,9 @@ return dropped
 /**
  * takeover — KEYS: sub, meta of each takeover, in order (the takeovers made in the same
  * tick, of any sessions, go in one call; on a Redis Cluster, one call per session, see
- * tick-queue.ts). ARGV: clockNow, then five per takeover, in the order of
+ * tick-queue.ts). ARGV: clockNow, then six per takeover, in the order of
  * its keys: now, windowMs, channel, subscriberId, node ('' = leave node and at as they
- * are; else node, connected at `now`). They are applied one after the other, in order,
+ * are; else node, connected at `now`), acked (the checkpoint is raised to it; -1 = none). They are applied one after the other, in order,
  * exactly as separate calls would be (a subscriber taken over twice ends with the later
  * one's generation). Each publishes "t <generation> <subscriberId>" so the node holding
  * the old connection closes it promptly (the generation already fences it); the channel
@@ -76,15 +76,16 @@ return dropped
  * when it was not resumable.
  */
 export const takeoverSubscriberLua = (publish: PublishCommand): string => `${SHEBANG}${SUBSCRIBER_LIB}
-if #KEYS == 0 or #KEYS % 2 ~= 0 or #ARGV ~= 1 + 5 * #KEYS / 2 then
-  return redis.error_reply('ERR loTakeoverSubscriber: two keys and five arguments per takeover')
+if #KEYS == 0 or #KEYS % 2 ~= 0 or #ARGV ~= 1 + 6 * #KEYS / 2 then
+  return redis.error_reply('ERR loTakeoverSubscriber: two keys and six arguments per takeover')
 end
 local clock_now = tonumber(ARGV[1])
 local replies = {}
 for t = 1, #KEYS / 2 do
   local sub, meta = KEYS[2 * t - 1], KEYS[2 * t]
-  local a = 1 + (t - 1) * 5
+  local a = 1 + (t - 1) * 6
   local now, window, channel, id, node = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5]
+  local acked = tonumber(ARGV[a + 6])
   replies[t] = {}
   if live_sub(sub, clock_now) then
     local r = redis.call('HMGET', sub, 'ended', 'conn', 'disc')
@@ -92,6 +93,7 @@ for t = 1, #KEYS / 2 do
       redis.call('HINCRBY', sub, 'gen', 1)
       redis.call('HSET', sub, 'conn', 1, 'disc', 0)
       if node ~= '' then redis.call('HSET', sub, 'node', node, 'at', now) end
+      if acked > (tonumber(redis.call('HGET', sub, 'cp')) or 0) then redis.call('HSET', sub, 'cp', acked) end
       redis.call('HDEL', sub, 'exp')
       -- resumed: no longer on the release window's TTL
       follow_session_ttl(sub, meta)
