@@ -29,7 +29,7 @@ export {
   type CheckpointStorage,
   type KeyValueStore,
 } from './storage.ts';
-export { closeAction, type CloseAction } from './subscription.ts';
+export { closeAction, type CloseAction } from './close-action.ts';
 export {
   SubscriptionStates,
   type AckOptions,

@@ -1,13 +1,10 @@
 import { backoffDelay, type BackoffOptions } from './backoff.ts';
+import { closeAction } from './close-action.ts';
 import type { Codec } from './codec.ts';
+import { Conn, type SocketLike, type Timer } from './conn.ts';
 import { Emitter } from './emitter.ts';
-import {
-  ConnectionRefusedError,
-  HistoryGoneError,
-  LifeosClientError,
-  PublishRejectedError,
-  ServerError,
-} from './errors.ts';
+import { ConnectionRefusedError, HistoryGoneError, LifeosClientError, ServerError } from './errors.ts';
+import { PublishOutbox } from './outbox.ts';
 import {
   checkServerFrame,
   CloseCodes,
@@ -31,62 +28,6 @@ import type {
   SubscriptionStats,
   WebSocketConstructor,
 } from './types.ts';
-import { randomId } from './util.ts';
-
-/** What a close code tells the SDK to do (PROTOCOL.md §5). */
-export type CloseAction =
-  /** Reconnect after a backoff, resuming the subscriber (fresh if there is no resume token). */
-  | 'resume'
-  /** 4010: the resume token is dead; start a fresh subscriber after the last processed seq. */
-  | 'fresh'
-  /** 4001: get a new JWT, then start fresh. */
-  | 'reauth'
-  /** 4011: position or epoch gone; report it, start fresh once. */
-  | 'history_gone'
-  /** Do not reconnect: state `closed`. */
-  | 'stop';
-
-/**
- * The close-code table of PROTOCOL.md §5 as the SDK applies it. 4000–4099 never resume
- * (4001/4010/4011 start a new subscriber, the rest stop); 4100–4199, 1001 and closes
- * without a code from the gateway (1005, 1006: the network) resume after a backoff, as do
- * the server-side conditions 1011–1014. 1000 and the "fix the client" codes stop.
- */
-export function closeAction(code: number): CloseAction {
-  switch (code) {
-    case CloseCodes.resume_expired:
-      return 'fresh';
-    case CloseCodes.unauthorized:
-      return 'reauth';
-    case CloseCodes.history_gone:
-      return 'history_gone';
-    case CloseCodes.normal:
-    case 1002: // protocol error
-    case 1003: // unsupported data
-    case 1007: // invalid payload
-    case 1008: // policy violation
-    case 1009: // frame too big: fix the client
-    case 1010: // extension required
-      return 'stop';
-  }
-  if (code >= 4000 && code <= 4099) return 'stop';
-  return 'resume';
-}
-
-/** The slice of a WebSocket the SDK uses (browser, React Native, `ws`). */
-interface SocketLike {
-  readonly protocol: string;
-  binaryType: string;
-  onopen: ((ev: unknown) => void) | null;
-  onmessage: ((ev: { data: unknown }) => void) | null;
-  onclose: ((ev: { code: number; reason: string }) => void) | null;
-  onerror: ((ev: unknown) => void) | null;
-  send(data: string | Uint8Array): void;
-  close(code?: number, reason?: string): void;
-  terminate?: () => void;
-}
-
-type Timer = ReturnType<typeof setTimeout>;
 
 /** Everything a subscription takes from its client, resolved to concrete values. */
 export interface Runtime {
@@ -108,54 +49,6 @@ export interface Runtime {
   /** True while the browser says it is offline. */
   isOffline(): boolean;
   onClosed(sub: SubscriptionImpl): void;
-}
-
-/** One WebSocket and what the SDK knows about it. */
-class Conn {
-  readonly ws: SocketLike;
-  readonly mode: 'fresh' | 'resume';
-  welcome: WelcomeFrame | undefined;
-  /** Highest seq the gateway delivered on this connection (starts at welcome.after). */
-  maxReceived = 0;
-  /** Highest seq acknowledged on this connection (starts at welcome.after). */
-  acked = 0;
-  pubsInFlight = 0;
-  lastFrameAt = Date.now();
-  lastSentAt = Date.now();
-  lastPingAt = 0;
-  pings = 0;
-  connectTimer: Timer | undefined;
-  heartbeatTimer: ReturnType<typeof setInterval> | undefined;
-  ackTimer: Timer | undefined;
-  probeTimer: Timer | undefined;
-  /** Resolves when the socket closed or was abandoned. */
-  readonly closed: Promise<void>;
-  markClosed!: () => void;
-  constructor(ws: SocketLike, mode: 'fresh' | 'resume') {
-    this.ws = ws;
-    this.mode = mode;
-    this.closed = new Promise((resolve) => (this.markClosed = resolve));
-  }
-  clearTimers(): void {
-    clearTimeout(this.connectTimer);
-    clearInterval(this.heartbeatTimer);
-    clearTimeout(this.ackTimer);
-    clearTimeout(this.probeTimer);
-    this.connectTimer = this.heartbeatTimer = this.ackTimer = this.probeTimer = undefined;
-  }
-}
-
-interface PendingPublish {
-  readonly id: string;
-  readonly frame: ClientFrame;
-  readonly promise: Promise<PublishResult>;
-  resolve(result: PublishResult): void;
-  reject(err: Error): void;
-  /** The connection it was last sent on; undefined: to be sent. */
-  sentOn: Conn | undefined;
-  /** Retryable nacks in a row, for the retry delay. */
-  nacks: number;
-  retryTimer: Timer | undefined;
 }
 
 /** How many 4001 closes in a row (no welcome between) before the subscription stops. */
@@ -208,7 +101,7 @@ export class SubscriptionImpl implements Subscription {
   #queueMax = 1024;
   #pumpActive = false;
   #pumpDone: Promise<void> = Promise.resolve();
-  readonly #outbox = new Map<string, PendingPublish>();
+  readonly #outbox: PublishOutbox;
   #storageChain: Promise<void> = Promise.resolve();
 
   #closing = false;
@@ -233,6 +126,13 @@ export class SubscriptionImpl implements Subscription {
     this.sessionId = sessionId;
     this.key = options.key ?? sessionId;
     this.#after = options.after ?? 'latest';
+    this.#outbox = new PublishOutbox({
+      max: rt.outboxMax,
+      backoff: rt.backoff,
+      random: rt.random,
+      live: () => (this.#closing ? undefined : this.#conn),
+      send: (conn, frame) => this.#send(conn, frame),
+    });
     this.#emitter = new Emitter<SubscriptionEvents>((err, name) => {
       if (name !== 'error')
         this.#error(new LifeosClientError('handler_failed', `${name} listener threw`, { cause: err }));
@@ -262,39 +162,7 @@ export class SubscriptionImpl implements Subscription {
     options: PublishOptions = {},
   ): Promise<PublishResult> {
     if (this.#closing) return Promise.reject(new LifeosClientError('closed', 'subscription is closed'));
-    const id = options.id ?? randomId();
-    const existing = this.#outbox.get(id);
-    if (existing) return existing.promise;
-    if (this.#outbox.size >= this.#rt.outboxMax) {
-      return Promise.reject(
-        new LifeosClientError(
-          'outbox_full',
-          `publish outbox is full: ${this.#rt.outboxMax} publishes are waiting for their puback`,
-        ),
-      );
-    }
-    const frame: ClientFrame =
-      options.ts === undefined
-        ? { op: 'pub', id, type, payload }
-        : { op: 'pub', id, type, payload, ts: options.ts };
-    let resolve!: (r: PublishResult) => void;
-    let reject!: (e: Error) => void;
-    const promise = new Promise<PublishResult>((res, rej) => {
-      resolve = res;
-      reject = rej;
-    });
-    this.#outbox.set(id, {
-      id,
-      frame,
-      promise,
-      resolve,
-      reject,
-      sentOn: undefined,
-      nacks: 0,
-      retryTimer: undefined,
-    });
-    this.#flushOutbox();
-    return promise;
+    return this.#outbox.add(type, payload, options);
   }
 
   close(options: { bye?: boolean } = {}): Promise<void> {
@@ -486,9 +354,9 @@ export class SubscriptionImpl implements Subscription {
         this.#emitter.emit('replayed', { seq: frame.seq });
         return;
       case 'puback':
-        return this.#onPuback(conn, frame.id, frame.seq);
+        return this.#outbox.puback(conn, frame.id, frame.seq);
       case 'nack':
-        return this.#onNack(conn, frame.id, frame.code, frame.message, frame.retryable === true);
+        return this.#outbox.nack(conn, frame.id, frame.code, frame.message, frame.retryable === true);
       case 'pong':
         return;
       case 'error':
@@ -545,11 +413,7 @@ export class SubscriptionImpl implements Subscription {
     this.#setState('live');
     const hb = Math.max(100, w.heartbeatMs);
     conn.heartbeatTimer = setInterval(() => this.#heartbeat(conn, hb), Math.min(hb / 2, 1000));
-    for (const entry of this.#outbox.values()) {
-      clearTimeout(entry.retryTimer);
-      entry.retryTimer = undefined;
-    }
-    this.#flushOutbox();
+    this.#outbox.resend();
   }
 
   #heartbeat(conn: Conn, hb: number): void {
@@ -685,57 +549,6 @@ export class SubscriptionImpl implements Subscription {
     this.#send(conn, { op: 'ack', seq });
   }
 
-  // ── publishing ────────────────────────────────────────────────────────────────────
-
-  /** Sends what waits in the outbox, in order, keeping ≤ maxInFlight publishes unanswered. */
-  #flushOutbox(): void {
-    const conn = this.#conn;
-    if (!conn?.welcome || this.#closing) return;
-    const limit = Math.max(1, conn.welcome.maxInFlight);
-    for (const entry of this.#outbox.values()) {
-      if (conn.pubsInFlight >= limit) break;
-      if (entry.sentOn === conn || entry.retryTimer !== undefined) continue;
-      entry.sentOn = conn;
-      conn.pubsInFlight++;
-      this.#send(conn, entry.frame);
-    }
-  }
-
-  #settle(conn: Conn, id: string): PendingPublish | undefined {
-    const entry = this.#outbox.get(id);
-    if (entry?.sentOn === conn) {
-      conn.pubsInFlight--;
-      entry.sentOn = undefined;
-    }
-    return entry;
-  }
-
-  #onPuback(conn: Conn, id: string, seq: number): void {
-    const entry = this.#settle(conn, id);
-    if (!entry) return; // an answer to a retry that was already answered
-    this.#outbox.delete(id);
-    clearTimeout(entry.retryTimer);
-    entry.resolve({ id, seq });
-    this.#flushOutbox();
-  }
-
-  #onNack(conn: Conn, id: string, code: string, message: string, retryable: boolean): void {
-    const entry = this.#settle(conn, id);
-    if (!entry) return;
-    if (retryable) {
-      const delay = backoffDelay(entry.nacks++, this.#rt.backoff, this.#rt.random);
-      clearTimeout(entry.retryTimer);
-      entry.retryTimer = setTimeout(() => {
-        entry.retryTimer = undefined;
-        this.#flushOutbox();
-      }, delay);
-    } else {
-      this.#outbox.delete(id);
-      entry.reject(new PublishRejectedError(id, code, message));
-    }
-    this.#flushOutbox();
-  }
-
   // ── losing a connection ───────────────────────────────────────────────────────────
 
   /**
@@ -821,11 +634,7 @@ export class SubscriptionImpl implements Subscription {
     clearTimeout(this.#retryTimer);
     this.#retryTimer = undefined;
     if (this.#conn) this.#abandon(this.#conn, true);
-    for (const entry of this.#outbox.values()) {
-      clearTimeout(entry.retryTimer);
-      entry.reject(new LifeosClientError('closed', `subscription closed before the puback: ${why}`));
-    }
-    this.#outbox.clear();
+    this.#outbox.rejectAll(why);
     this.#queue.length = 0;
     this.#setState('closed');
     this.#rt.onClosed(this);

@@ -69,6 +69,11 @@ export class CallService {
       ),
     );
     if (result.created) this.#metrics?.eventsAppended.inc();
+    else if (!sameMetadata(result.session.metadata, input.metadata)) {
+      // A retry carries the request it retries: the same key with another body is a
+      // client bug, and answering with the first session would hide it.
+      throw new GatewayError('idempotency_conflict');
+    }
     return result;
   }
 
@@ -204,4 +209,12 @@ function gatewayEvent(
 
 function envelope(eventId: string, sessionId: string, now: number, type: string, payload: object): object {
   return { eventId, sessionId, ts: isoTimestamp(now), type, payload, schemaVersion: 1 };
+}
+
+/** Metadata is the only field of a create request: equal maps, in any key order. */
+function sameMetadata(a: Record<string, string> | undefined, b: Record<string, string> | undefined): boolean {
+  const ka = a ? Object.keys(a) : [];
+  const kb = b ? Object.keys(b) : [];
+  if (ka.length !== kb.length) return false;
+  return ka.every((k) => Object.hasOwn(b!, k) && a![k] === b![k]);
 }

@@ -78,6 +78,26 @@ describe('§7 sessions', () => {
       ),
     );
     assert.equal(new Set(concurrent.map((r) => r.body.id)).size, 1, 'one session for one key');
+    // The same key with another request: 409, and the first session stays as it was.
+    const withMeta = { metadata: { topic: 'intake', lang: 'en' } };
+    const d1 = await api(gw, 'POST', '/v1/call/sessions', token, withMeta, { 'idempotency-key': 'key-d' });
+    assert.equal(d1.status, 201);
+    const reordered = { metadata: { lang: 'en', topic: 'intake' } };
+    const d2 = await api(gw, 'POST', '/v1/call/sessions', token, reordered, { 'idempotency-key': 'key-d' });
+    assert.equal(d2.body.id, d1.body.id, 'the same metadata in another key order is the same request');
+    for (const body of [
+      { metadata: { topic: 'billing', lang: 'en' } },
+      { metadata: { topic: 'intake' } },
+      undefined,
+    ]) {
+      const conflict = await api(gw, 'POST', '/v1/call/sessions', token, body, {
+        'idempotency-key': 'key-d',
+      });
+      assert.equal(conflict.status, 409, JSON.stringify(body));
+      assert.equal(conflict.body.error.code, 'idempotency_conflict');
+    }
+    const none = await api(gw, 'POST', '/v1/call/sessions', token, withMeta, { 'idempotency-key': 'key-a' });
+    assert.equal(none.status, 409, 'key-a was used without metadata');
     const res = await api(gw, 'GET', `/v1/call/sessions/${String(concurrent[0]!.body.id)}/events`, token);
     assert.deepEqual(
       res.body.events.map((e: any) => e.event.type),
