@@ -57,8 +57,6 @@ export class Connection {
   /** Frames that arrived while `hello` was being checked; replayed after welcome. Created on the first. */
   earlyFrames: unknown[] | undefined;
   helloTimer: NodeJS.Timeout | undefined;
-  /** Set by the session actor on attach: delivers what this connection may have now. */
-  pump: () => void = noop;
 
   constructor(id: string, codec: Codec, sink: Sink) {
     this.id = id;
@@ -95,5 +93,3 @@ export class Connection {
     this.slowTimer = undefined;
   }
 }
-
-function noop(): void {}

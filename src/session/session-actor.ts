@@ -159,6 +159,11 @@ export class SessionActor {
   #stopped = false;
   /** Checkpoint and release writes under way, awaited on shutdown. */
   readonly #writes = new Set<Promise<unknown>>();
+  /** The connection #pumpCurrent serves: set around each synchronous cork (see #pump). */
+  #pumping: Connection | undefined;
+  readonly #pumpCurrent = (): void => {
+    if (this.#pumping) this.#pumpCorked(this.#pumping);
+  };
 
   constructor(sessionId: string, deps: ActorDeps) {
     this.sessionId = sessionId;
@@ -425,8 +430,6 @@ export class SessionActor {
     conn.sentSeq = after;
     conn.ackedSeq = after;
     conn.savedSeq = checkpoint;
-    // Bound once per connection, so fan-out allocates nothing per subscriber.
-    conn.pump = () => this.#pumpCorked(conn);
     this.#conns.add(conn);
     this.#bySubscriber.set(subscriberId, conn);
     this.#cancelIdle();
@@ -676,7 +679,15 @@ export class SessionActor {
       if (conn.outbox) conn.sink.cork(() => this.#flushOutbox(conn));
       return;
     }
-    conn.sink.cork(conn.pump);
+    // One bound function per actor, told which connection to serve through #pumping:
+    // cork runs it synchronously, and the fan-out allocates nothing per subscriber.
+    const outer = this.#pumping;
+    this.#pumping = conn;
+    try {
+      conn.sink.cork(this.#pumpCurrent);
+    } finally {
+      this.#pumping = outer;
+    }
   }
 
   /** Writes the control frames waiting for the connection's next pump (pubacks). */
