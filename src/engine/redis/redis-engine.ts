@@ -538,30 +538,19 @@ export class RedisEngine implements Engine {
     );
   }
 
-  async #sendAppends(chunk: readonly PendingAppend[]): Promise<void> {
-    let replies: unknown[];
-    try {
-      const keys: string[] = [];
-      const args: (string | number)[] = [this.#limits.historyMaxEvents];
-      chunk.forEach(({ k, events, seen }) => {
+  #sendAppends(chunk: readonly PendingAppend[]): Promise<void> {
+    return this.#sendChunk(
+      chunk,
+      'append',
+      'loAppend',
+      [this.#limits.historyMaxEvents],
+      ({ k, events, seen }, keys, args) => {
         keys.push(k.stream, k.meta, k.ids);
         args.push(newEpoch(), k.channel, seen?.epoch ?? '', seen?.headSeq ?? 0, events.length);
         for (const event of events) args.push(event.eventId, JSON.stringify(event));
-      });
-      replies = asArray(await this.#run('append', 'loAppend', keys, args), 'append');
-      if (replies.length !== chunk.length)
-        throw new Error('redis engine: append returned a wrong number of replies');
-    } catch (err) {
-      for (const pending of chunk) pending.reject(err);
-      return;
-    }
-    chunk.forEach((pending, i) => {
-      try {
-        pending.resolve(parseAppendReply(replies[i], pending.events.length));
-      } catch (err) {
-        pending.reject(err);
-      }
-    });
+      },
+      (reply, pending) => parseAppendReply(reply, pending.events.length),
+    );
   }
 
   async read(sessionId: string, after: number, limit: number): Promise<ReadResult> {
@@ -733,30 +722,51 @@ export class RedisEngine implements Engine {
     );
   }
 
-  async #sendTakeovers(chunk: readonly PendingTakeover[]): Promise<void> {
+  #sendTakeovers(chunk: readonly PendingTakeover[]): Promise<void> {
+    return this.#sendChunk(
+      chunk,
+      'takeoverSubscriber',
+      'loTakeoverSubscriber',
+      [int(this.#clock.now())],
+      (t, keys, args) => {
+        keys.push(subscriberKey(t.k, t.subscriberId), t.k.meta);
+        args.push(t.now, t.windowMs, t.k.channel, t.subscriberId, t.node, t.acked);
+      },
+      (reply, t) => parseSubscriber(t.subscriberId, subscriberFields(reply)),
+    );
+  }
+
+  /**
+   * One script call for a round's queued calls of one kind (see TickQueue): `add` puts each
+   * call's keys and arguments after `head`, in order, and each call gets its own reply,
+   * parsed. A failed call rejects every call it carried (their outcome is unknown, like a
+   * timed-out single one); a reply that does not parse rejects only its own call.
+   */
+  async #sendChunk<R, T extends { resolve(value: R): void; reject(err: unknown): void }>(
+    chunk: readonly T[],
+    operation: string,
+    script: ScriptName,
+    head: (string | number)[],
+    add: (call: T, keys: string[], args: (string | number)[]) => void,
+    parse: (reply: unknown, call: T) => R,
+  ): Promise<void> {
     let replies: unknown[];
     try {
       const keys: string[] = [];
-      const args: (string | number)[] = [int(this.#clock.now())];
-      for (const t of chunk) {
-        keys.push(subscriberKey(t.k, t.subscriberId), t.k.meta);
-        args.push(t.now, t.windowMs, t.k.channel, t.subscriberId, t.node, t.acked);
-      }
-      replies = asArray(
-        await this.#run('takeoverSubscriber', 'loTakeoverSubscriber', keys, args),
-        'takeovers',
-      );
+      const args = head;
+      for (const call of chunk) add(call, keys, args);
+      replies = asArray(await this.#run(operation, script, keys, args), operation);
       if (replies.length !== chunk.length)
-        throw new Error('redis engine: takeoverSubscriber returned a wrong number of replies');
+        throw new Error(`redis engine: ${operation} returned a wrong number of replies`);
     } catch (err) {
-      for (const t of chunk) t.reject(err);
+      for (const call of chunk) call.reject(err);
       return;
     }
-    chunk.forEach((t, i) => {
+    chunk.forEach((call, i) => {
       try {
-        t.resolve(parseSubscriber(t.subscriberId, subscriberFields(replies[i])));
+        call.resolve(parse(replies[i], call));
       } catch (err) {
-        t.reject(err);
+        call.reject(err);
       }
     });
   }
@@ -781,29 +791,18 @@ export class RedisEngine implements Engine {
     );
   }
 
-  async #sendCheckpoints(chunk: readonly PendingCheckpoint[]): Promise<void> {
-    const keys: string[] = [];
-    const args: number[] = [int(this.#clock.now())];
-    for (const pending of chunk) {
-      keys.push(pending.key);
-      args.push(pending.generation, pending.seq);
-    }
-    let replies: unknown[];
-    try {
-      replies = asArray(await this.#run('saveCheckpoint', 'loSaveCheckpoint', keys, args), 'checkpoints');
-      if (replies.length !== chunk.length)
-        throw new Error('redis engine: saveCheckpoint returned a wrong number of replies');
-    } catch (err) {
-      for (const pending of chunk) pending.reject(err);
-      return;
-    }
-    chunk.forEach((pending, i) => {
-      try {
-        pending.resolve(toInt(replies[i], 'checkpoint'));
-      } catch (err) {
-        pending.reject(err);
-      }
-    });
+  #sendCheckpoints(chunk: readonly PendingCheckpoint[]): Promise<void> {
+    return this.#sendChunk(
+      chunk,
+      'saveCheckpoint',
+      'loSaveCheckpoint',
+      [int(this.#clock.now())],
+      (pending, keys, args) => {
+        keys.push(pending.key);
+        args.push(pending.generation, pending.seq);
+      },
+      (reply) => toInt(reply, 'checkpoint'),
+    );
   }
 
   async releaseSubscriber(
