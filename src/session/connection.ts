@@ -18,6 +18,11 @@ export interface ConnectionIdentity {
   role: Role;
 }
 
+const CHECKPOINT_WRITING = 1;
+const READING = 2;
+const REPLAYED_SENT = 4;
+const EOS_SENT = 8;
+
 /**
  * Per-socket state. Positions follow the protocol: `sentSeq` is the highest seq
  * delivered on this connection (it starts at `after`), `ackedSeq` the highest seq the
@@ -34,17 +39,15 @@ export class Connection {
   sessionId = '';
   subscriberId = '';
   generation = 0;
-  identity: ConnectionIdentity | undefined;
+  /** The role it acts in (from the JWT or the resume token), from `welcome` on: what it may publish. */
+  role: Role | undefined;
 
   sentSeq = 0;
   ackedSeq = 0;
   /** The last checkpoint written (or being written) to the engine for this connection. */
   savedSeq = 0;
-  checkpointWriting = false;
-  /** An engine read for catch-up is under way; live fan-out leaves this connection to it. */
-  reading = false;
-  replayedSent = false;
-  eosSent = false;
+  /** The four flags below, as bits of one field: idle connections are many (see bench:conn-heap). */
+  #flags = 0;
   /** Publishes from this connection not yet answered. */
   pendingPubs = 0;
   /**
@@ -66,6 +69,36 @@ export class Connection {
 
   get live(): boolean {
     return this.state === 'live';
+  }
+
+  /** A checkpoint write for this connection is under way. */
+  get checkpointWriting(): boolean {
+    return (this.#flags & CHECKPOINT_WRITING) !== 0;
+  }
+  set checkpointWriting(on: boolean) {
+    this.#flags = on ? this.#flags | CHECKPOINT_WRITING : this.#flags & ~CHECKPOINT_WRITING;
+  }
+
+  /** An engine read for catch-up is under way; live fan-out leaves this connection to it. */
+  get reading(): boolean {
+    return (this.#flags & READING) !== 0;
+  }
+  set reading(on: boolean) {
+    this.#flags = on ? this.#flags | READING : this.#flags & ~READING;
+  }
+
+  get replayedSent(): boolean {
+    return (this.#flags & REPLAYED_SENT) !== 0;
+  }
+  set replayedSent(on: boolean) {
+    this.#flags = on ? this.#flags | REPLAYED_SENT : this.#flags & ~REPLAYED_SENT;
+  }
+
+  get eosSent(): boolean {
+    return (this.#flags & EOS_SENT) !== 0;
+  }
+  set eosSent(on: boolean) {
+    this.#flags = on ? this.#flags | EOS_SENT : this.#flags & ~EOS_SENT;
   }
 
   /** Encodes and sends a control frame (never an `ev`: those are encoded once, elsewhere). */

@@ -203,7 +203,7 @@ export class RealtimeHandler {
     }
     let event;
     try {
-      event = eventFromPub(frame, conn.sessionId, conn.identity!.role, clock.now());
+      event = eventFromPub(frame, conn.sessionId, conn.role!, clock.now());
     } catch (err) {
       return this.#nack(conn, frame.id, toGatewayError(err));
     }

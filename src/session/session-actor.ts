@@ -129,7 +129,10 @@ export class SessionActor {
   readonly #cache: EventCache;
   readonly #recentReads: RecentReads;
   readonly #mailbox: Mailbox;
-  readonly #conns = new Set<Connection>();
+  /**
+   * The live connections, by subscriber: one each (a takeover forgets the previous one
+   * before it attaches the next). Also the set of this actor's connections (see #has).
+   */
   readonly #bySubscriber = new Map<string, Connection>();
   readonly #pending: PendingPublish[] = [];
   /** Resumes waiting for the mailbox; #resumesQueued: a run of them is queued there. */
@@ -175,7 +178,7 @@ export class SessionActor {
   }
 
   get connectionCount(): number {
-    return this.#conns.size;
+    return this.#bySubscriber.size;
   }
 
   get headSeq(): number {
@@ -184,7 +187,7 @@ export class SessionActor {
 
   /** This node's live connections of the session, as the inspector shows them. */
   liveConnections(): LiveConnectionView[] {
-    return [...this.#conns].map((conn) => ({
+    return [...this.#bySubscriber.values()].map((conn) => ({
       subscriberId: conn.subscriberId,
       connectionId: conn.id,
       generation: conn.generation,
@@ -426,11 +429,10 @@ export class SessionActor {
     conn.sessionId = this.sessionId;
     conn.subscriberId = subscriberId;
     conn.generation = generation;
-    conn.identity = identity;
+    conn.role = identity.role;
     conn.sentSeq = after;
     conn.ackedSeq = after;
     conn.savedSeq = checkpoint;
-    this.#conns.add(conn);
     this.#bySubscriber.set(subscriberId, conn);
     this.#cancelIdle();
     const { limits } = this.#deps;
@@ -461,7 +463,7 @@ export class SessionActor {
 
   /** A cumulative ack (PROTOCOL.md §4). */
   ack(conn: Connection, seq: number): void {
-    if (!conn.live || !this.#conns.has(conn)) return; // superseded or closed: ignored
+    if (!conn.live || !this.#has(conn)) return; // superseded or closed: ignored
     if (seq > conn.sentSeq) {
       conn.sendError('ack_ahead', `ack ${seq} is above the highest seq delivered (${conn.sentSeq})`);
       return;
@@ -474,7 +476,7 @@ export class SessionActor {
 
   /** `bye`: the subscriber ends; its resume token stops working at once. */
   async bye(conn: Connection): Promise<void> {
-    if (!this.#conns.has(conn)) return;
+    if (!this.#has(conn)) return;
     this.#forget(conn);
     this.#closeConn(conn, CloseCodes.normal, 'bye');
     this.#saveCheckpoint(conn);
@@ -491,7 +493,7 @@ export class SessionActor {
   detach(conn: Connection): void {
     conn.state = 'closed';
     conn.clearTimers();
-    if (!this.#conns.has(conn)) return;
+    if (!this.#has(conn)) return;
     this.#forget(conn);
     this.#saveCheckpoint(conn);
     this.#release(conn.subscriberId, conn.generation);
@@ -499,7 +501,7 @@ export class SessionActor {
 
   /** The socket drained below its limit: deliver what it missed. */
   drained(conn: Connection): void {
-    if (!this.#conns.has(conn)) return;
+    if (!this.#has(conn)) return;
     if (conn.sink.bufferedAmount() <= this.#deps.limits.backpressureBytes) {
       clearTimeout(conn.slowTimer);
       conn.slowTimer = undefined;
@@ -626,7 +628,7 @@ export class SessionActor {
       if (from.outbox) from.outbox.push(puback);
       else from.outbox = [puback];
       // Not pumped by the fan-out (it left this session): answered on its own.
-      if (!this.#conns.has(from)) this.#flushOutbox(from);
+      if (!this.#has(from)) this.#flushOutbox(from);
     }
     queueMicrotask(() => {
       this.#advanceHead(result);
@@ -664,7 +666,7 @@ export class SessionActor {
   // ── delivery ────────────────────────────────────────────────────────────────────
 
   #fanOut(): void {
-    for (const conn of this.#conns) this.#pump(conn);
+    for (const conn of this.#bySubscriber.values()) this.#pump(conn);
   }
 
   /**
@@ -790,7 +792,7 @@ export class SessionActor {
     if (conn.slowTimer) return;
     conn.slowTimer = setTimeout(() => {
       conn.slowTimer = undefined;
-      if (!this.#conns.has(conn)) return;
+      if (!this.#has(conn)) return;
       if (conn.sink.bufferedAmount() <= this.#deps.limits.backpressureBytes) return this.#pump(conn);
       this.#drop(conn, CloseCodes.slow_consumer, 'slow_consumer');
     }, this.#deps.limits.slowConsumerMs);
@@ -830,7 +832,7 @@ export class SessionActor {
       // Not applied: the engine fenced this connection's generation, so another
       // connection took the subscriber over and its notice never reached us (lost
       // across a Redis reconnect). Find out which connections are stale now.
-      if (stored < target && this.#conns.has(conn)) void this.#checkGenerations().catch(() => {});
+      if (stored < target && this.#has(conn)) void this.#checkGenerations().catch(() => {});
     }
     conn.checkpointWriting = false;
     // Keep writing newer acks, even after the socket closed: nothing acked is lost.
@@ -850,10 +852,14 @@ export class SessionActor {
     this.#track(write);
   }
 
+  /** Whether `conn` is one of this actor's live connections. */
+  #has(conn: Connection): boolean {
+    return this.#bySubscriber.get(conn.subscriberId) === conn;
+  }
+
   #forget(conn: Connection): void {
-    this.#conns.delete(conn);
-    if (this.#bySubscriber.get(conn.subscriberId) === conn) this.#bySubscriber.delete(conn.subscriberId);
-    if (this.#conns.size === 0) {
+    if (this.#has(conn)) this.#bySubscriber.delete(conn.subscriberId);
+    if (this.#bySubscriber.size === 0) {
       this.#maybeStopWatching();
       this.#scheduleIdle();
     }
@@ -903,7 +909,7 @@ export class SessionActor {
    * flight must keep hearing of other nodes' takeovers.
    */
   #maybeStopWatching(): void {
-    if (this.#conns.size === 0 && this.#attaching === 0) this.#stopWatching();
+    if (this.#bySubscriber.size === 0 && this.#attaching === 0) this.#stopWatching();
   }
 
   #stopWatching(): void {
@@ -983,7 +989,7 @@ export class SessionActor {
    * connection is still its subscriber's current one, and close the ones that are not.
    */
   async #checkGenerations(): Promise<void> {
-    const conns = [...this.#conns];
+    const conns = [...this.#bySubscriber.values()];
     const records = await Promise.all(
       conns.map((conn) =>
         this.#time('getSubscriber', () => this.#deps.engine.getSubscriber(this.sessionId, conn.subscriberId)),
@@ -991,7 +997,7 @@ export class SessionActor {
     );
     conns.forEach((conn, i) => {
       const record = records[i];
-      if (!this.#conns.has(conn) || (record && record.generation <= conn.generation && !record.ended)) return;
+      if (!this.#has(conn) || (record && record.generation <= conn.generation && !record.ended)) return;
       this.#forget(conn);
       this.#closeConn(conn, CloseCodes.superseded, 'superseded');
       this.#deps.metrics.resumes.inc({ outcome: 'superseded_remote' });
@@ -1038,7 +1044,7 @@ export class SessionActor {
   /** Where a gap fill with an empty cache starts: the furthest-behind live cursor. */
   #lowestCursor(): number {
     let lowest = this.#head;
-    for (const conn of this.#conns) if (conn.sentSeq < lowest) lowest = conn.sentSeq;
+    for (const conn of this.#bySubscriber.values()) if (conn.sentSeq < lowest) lowest = conn.sentSeq;
     return lowest;
   }
 
@@ -1074,16 +1080,16 @@ export class SessionActor {
     this.#endSeq = head.endedAt;
     this.#cache.clear();
     this.#recentReads.clear();
-    for (const conn of [...this.#conns]) {
+    for (const conn of [...this.#bySubscriber.values()]) {
       this.#drop(conn, CloseCodes.history_gone, 'history_gone');
     }
   }
 
   #scheduleIdle(): void {
-    if (this.#stopped || this.#idleTimer || this.#conns.size > 0 || this.#pending.length > 0) return;
+    if (this.#stopped || this.#idleTimer || this.#bySubscriber.size > 0 || this.#pending.length > 0) return;
     this.#idleTimer = setTimeout(() => {
       this.#idleTimer = undefined;
-      if (this.#conns.size === 0 && this.#pending.length === 0 && !this.#appending && this.#attaching === 0) {
+      if (this.#bySubscriber.size === 0 && this.#pending.length === 0 && !this.#appending && this.#attaching === 0) {
         this.#deps.onIdle(this);
       } else {
         this.#scheduleIdle();
@@ -1101,7 +1107,7 @@ export class SessionActor {
   stop(code: number, reason: string): void {
     this.#stopped = true;
     this.#cancelIdle();
-    for (const conn of [...this.#conns]) {
+    for (const conn of [...this.#bySubscriber.values()]) {
       this.#drop(conn, code, reason);
     }
     this.#cancelIdle();

@@ -420,19 +420,24 @@ describe('call sessions: listing', () => {
   it('pages through many sessions newest first: no duplicate, none missing', async () => {
     const t = await tenant();
     const ids = await create(t.alice, 45);
+    let all: Array<{ createdAt: string; id: string }> = [];
     for (const limit of [7, 20, 100]) {
       const { sessions, pages } = await walk(t.alice, limit);
+      all = sessions;
       assert.equal(sessions.length, 45, `limit ${limit}`);
       assert.equal(new Set(sessions.map((x) => x.id)).size, 45, 'no duplicate');
       assert.deepEqual(new Set(sessions.map((x) => x.id)), new Set(ids), 'none missing');
       assertNewestFirst(sessions);
       assert.ok(pages.every((n) => n <= limit));
     }
-    // the newest is the last one created, and the default limit is 20
+    // the newest comes first (the last one created, or one created in the same
+    // millisecond: those are ordered by id), and the default limit is 20
     const first = await list(t.alice);
     assert.equal(first.body.sessions.length, 20);
     assert.equal(typeof first.body.nextCursor, 'string');
-    assert.equal(first.body.sessions[0].id, ids.at(-1));
+    assert.equal(first.body.sessions[0].id, all[0]!.id);
+    const last = all.find((x) => x.id === ids.at(-1))!;
+    assert.equal(all[0]!.createdAt, last.createdAt, 'the first listed was created with the last one');
   });
 
   it('limit is 1–100, and a cursor must be one the API returned: otherwise 400', async () => {
