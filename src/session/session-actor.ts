@@ -1089,7 +1089,12 @@ export class SessionActor {
     if (this.#stopped || this.#idleTimer || this.#bySubscriber.size > 0 || this.#pending.length > 0) return;
     this.#idleTimer = setTimeout(() => {
       this.#idleTimer = undefined;
-      if (this.#bySubscriber.size === 0 && this.#pending.length === 0 && !this.#appending && this.#attaching === 0) {
+      if (
+        this.#bySubscriber.size === 0 &&
+        this.#pending.length === 0 &&
+        !this.#appending &&
+        this.#attaching === 0
+      ) {
         this.#deps.onIdle(this);
       } else {
         this.#scheduleIdle();
