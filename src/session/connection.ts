@@ -73,32 +73,40 @@ export class Connection {
 
   /** A checkpoint write for this connection is under way. */
   get checkpointWriting(): boolean {
-    return (this.#flags & CHECKPOINT_WRITING) !== 0;
+    return this.#flag(CHECKPOINT_WRITING);
   }
   set checkpointWriting(on: boolean) {
-    this.#flags = on ? this.#flags | CHECKPOINT_WRITING : this.#flags & ~CHECKPOINT_WRITING;
+    this.#setFlag(CHECKPOINT_WRITING, on);
   }
 
   /** An engine read for catch-up is under way; live fan-out leaves this connection to it. */
   get reading(): boolean {
-    return (this.#flags & READING) !== 0;
+    return this.#flag(READING);
   }
   set reading(on: boolean) {
-    this.#flags = on ? this.#flags | READING : this.#flags & ~READING;
+    this.#setFlag(READING, on);
   }
 
   get replayedSent(): boolean {
-    return (this.#flags & REPLAYED_SENT) !== 0;
+    return this.#flag(REPLAYED_SENT);
   }
   set replayedSent(on: boolean) {
-    this.#flags = on ? this.#flags | REPLAYED_SENT : this.#flags & ~REPLAYED_SENT;
+    this.#setFlag(REPLAYED_SENT, on);
   }
 
   get eosSent(): boolean {
-    return (this.#flags & EOS_SENT) !== 0;
+    return this.#flag(EOS_SENT);
   }
   set eosSent(on: boolean) {
-    this.#flags = on ? this.#flags | EOS_SENT : this.#flags & ~EOS_SENT;
+    this.#setFlag(EOS_SENT, on);
+  }
+
+  #flag(bit: number): boolean {
+    return (this.#flags & bit) !== 0;
+  }
+
+  #setFlag(bit: number, on: boolean): void {
+    this.#flags = on ? this.#flags | bit : this.#flags & ~bit;
   }
 
   /** Encodes and sends a control frame (never an `ev`: those are encoded once, elsewhere). */
