@@ -9,6 +9,11 @@ export interface Codec {
   /** Whether frames travel as binary WebSocket frames. */
   readonly binary: boolean;
   encode(frame: object): Uint8Array;
+  /**
+   * `{op: 'puback', id, seq}`, the same bytes `encode` gives, on the path every publish
+   * takes (no frame object for the JSON codec).
+   */
+  puback(id: string, seq: number): Uint8Array;
   /** Throws on bytes that are not one well-formed frame of this codec. */
   decode(data: ArrayBuffer | Uint8Array): unknown;
 }

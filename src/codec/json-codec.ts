@@ -10,6 +10,9 @@ export const jsonCodec: Codec = {
   encode(frame) {
     return Buffer.from(JSON.stringify(frame));
   },
+  puback(id, seq) {
+    return Buffer.from(`{"op":"puback","id":${JSON.stringify(id)},"seq":${seq}}`);
+  },
   decode(data) {
     return JSON.parse(decoder.decode(data)) as unknown;
   },

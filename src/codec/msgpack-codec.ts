@@ -14,6 +14,9 @@ export const msgpackCodec: Codec = {
   encode(frame) {
     return packr.pack(frame);
   },
+  puback(id, seq) {
+    return packr.pack({ op: 'puback', id, seq });
+  },
   decode(data) {
     const bytes = data instanceof Uint8Array ? data : new Uint8Array(data);
     // unpack (not unpackMultiple): trailing bytes after one value are an error.

@@ -206,11 +206,11 @@ export class Metrics {
     }
     return promise.then(
       (value) => {
-        this.#timed(op, start, false, undefined);
+        this.timed(op, start, false, undefined);
         return value;
       },
       (err: unknown) => {
-        this.#timed(op, start, true, err);
+        this.timed(op, start, true, err);
         throw err;
       },
     );
@@ -218,7 +218,12 @@ export class Metrics {
 
   readonly #latencyByOp = new Map<string, { observe(value: number): void }>();
 
-  #timed(op: string, start: number, failed: boolean, err: unknown): void {
+  /**
+   * Records an engine call that began at `start` (performance.now()) and just settled:
+   * for callers that chain their own handlers onto the call (one promise fewer than
+   * `time`).
+   */
+  timed(op: string, start: number, failed: boolean, err: unknown): void {
     let child = this.#latencyByOp.get(op);
     if (!child) {
       child = this.engineLatency.labels({ op });

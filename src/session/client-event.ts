@@ -1,4 +1,4 @@
-import { isoTimestamp, normalizeEnvelope, type Envelope } from '../protocol/envelope.ts';
+import { isoTimestamp, normalizeEnvelope, validateEventBody, type Envelope } from '../protocol/envelope.ts';
 import { isEventType, mayPublish } from '../protocol/event-types.ts';
 import type { Role } from '../protocol/roles.ts';
 import type { PubFrame } from '../protocol/frames.ts';
@@ -11,17 +11,20 @@ import { GatewayError } from '../errors/gateway-error.ts';
  * (`invalid_event` or `forbidden_type`).
  */
 export function eventFromPub(frame: PubFrame, sessionId: string, role: Role, now: number): Envelope {
-  return checked(
-    {
-      eventId: frame.id,
-      sessionId,
-      ts: frame.ts ?? isoTimestamp(now),
-      type: frame.type,
-      payload: frame.payload,
-      schemaVersion: 1,
-    },
-    role,
-  );
+  assertMayPublish(frame.type, role);
+  // Built in canonical form, with no legacy keys: the full check is all it needs, not
+  // normalizeEnvelope's key scan and copy (this is every publish's path).
+  const result = validateEventBody({
+    eventId: frame.id,
+    sessionId,
+    ts: frame.ts ?? isoTimestamp(now),
+    type: frame.type,
+    // not known to be an object yet: validateEventBody checks it
+    payload: frame.payload as Envelope['payload'],
+    schemaVersion: 1,
+  });
+  if (!result.ok) throw new GatewayError('invalid_event', result.message);
+  return result.value;
 }
 
 /**
@@ -50,11 +53,14 @@ export function eventFromHttp(
   return checked(input, role);
 }
 
-function checked(input: unknown, role: Role): Envelope {
-  const type = (input as { type?: unknown }).type;
+function assertMayPublish(type: unknown, role: Role): void {
   if (typeof type === 'string' && isEventType(type) && !mayPublish(role, type)) {
     throw new GatewayError('forbidden_type', `role "${role}" may not publish "${type}"`);
   }
+}
+
+function checked(input: unknown, role: Role): Envelope {
+  assertMayPublish((input as { type?: unknown }).type, role);
   const result = normalizeEnvelope(input);
   if (!result.ok) throw new GatewayError('invalid_event', result.message);
   return result.value;

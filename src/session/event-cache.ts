@@ -1,5 +1,6 @@
 import type { Codec } from '../codec/index.ts';
 import type { StoredEvent } from '../engine/engine.ts';
+import { envelopeText } from '../protocol/envelope-text.ts';
 
 /**
  * One stored event and its encoded `ev` frame, made at most once per codec and then
@@ -17,7 +18,14 @@ export class EncodedEvent {
   }
 
   bytes(codec: Codec): Uint8Array {
-    if (codec.name === 'json') return (this.#json ??= codec.encode(this.#frame()));
+    // JSON: the frame around the envelope's own text (made once, and already there when
+    // the event was just appended or read back), byte for byte what encoding the frame
+    // object would give.
+    if (codec.name === 'json') {
+      return (this.#json ??= Buffer.from(
+        `{"op":"ev","seq":${this.stored.seq},"event":${envelopeText(this.stored.event)}}`,
+      ));
+    }
     return (this.#msgpack ??= codec.encode(this.#frame()));
   }
 

@@ -151,6 +151,14 @@ export class SessionActor {
    */
   readonly #noticedGenerations = new Map<string, number>();
   #filling = false;
+  /**
+   * The highest head a notice announced while this actor's own append was out (0: none).
+   * The append's PUBLISH and its reply come back on different Redis connections, in
+   * either order: most such notices announce that very append, and reading the engine
+   * for it would cost a read per event. What the append's reply does not cover is
+   * filled after it (#afterAppend).
+   */
+  #noticedHead = 0;
   /** Attaches under way (fresh or resume): they keep the actor and its watch alive. */
   #attaching = 0;
   #head = 0;
@@ -589,10 +597,22 @@ export class SessionActor {
       }
     } finally {
       this.#appending = false;
+      // after #applyAppend's own microtask has moved the head
+      if (this.#noticedHead > 0) queueMicrotask(this.#afterAppend);
       if (this.#pending.length > 0) this.#scheduleFlush();
       else this.#scheduleIdle();
     }
   }
+
+  /** A notice came during the append: fill what the append's reply did not bring. */
+  readonly #afterAppend = (): void => {
+    const noticed = this.#noticedHead;
+    this.#noticedHead = 0;
+    if (this.#stopped || noticed <= this.#head) return;
+    this.#head = noticed;
+    this.#deps.metrics.remoteNotices.inc({ kind: 'head' });
+    void this.#fillGap();
+  };
 
   #applyAppend(batch: PendingPublish[], result: AppendResult): void {
     if (result.epoch !== this.#epoch) this.#resetEpoch(result);
@@ -624,7 +644,7 @@ export class SessionActor {
       }
       from.pendingPubs--;
       if (from.state === 'closed') continue;
-      const puback = from.codec.encode({ op: 'puback', id: p.event.eventId, seq: outcome.seq });
+      const puback = from.codec.puback(p.event.eventId, outcome.seq);
       if (from.outbox) from.outbox.push(puback);
       else from.outbox = [puback];
       // Not pumped by the fan-out (it left this session): answered on its own.
@@ -809,19 +829,25 @@ export class SessionActor {
     if (conn.checkpointWriting || conn.ackedSeq <= conn.savedSeq) return;
     conn.checkpointWriting = true;
     const target = conn.ackedSeq;
-    const write: Promise<void> = this.#time('saveCheckpoint', () =>
-      this.#deps.engine.saveCheckpoint(this.sessionId, conn.subscriberId, conn.generation, target),
-    ).then(
-      (stored) => {
-        this.#writes.delete(write);
-        this.#checkpointDone(conn, target, stored);
-      },
-      (err: unknown) => {
-        this.#writes.delete(write);
-        this.#deps.logger.warn({ sessionId: this.sessionId, err }, 'checkpoint write failed');
-        this.#checkpointDone(conn, target, undefined);
-      },
-    );
+    const { engine, metrics } = this.#deps;
+    // One per delivered event: timed here rather than through #time, which would chain
+    // one more promise onto every write.
+    const start = performance.now();
+    const write: Promise<void> = engine
+      .saveCheckpoint(this.sessionId, conn.subscriberId, conn.generation, target)
+      .then(
+        (stored) => {
+          metrics.timed('saveCheckpoint', start, false, undefined);
+          this.#writes.delete(write);
+          this.#checkpointDone(conn, target, stored);
+        },
+        (err: unknown) => {
+          metrics.timed('saveCheckpoint', start, true, err);
+          this.#writes.delete(write);
+          this.#deps.logger.warn({ sessionId: this.sessionId, err }, 'checkpoint write failed');
+          this.#checkpointDone(conn, target, undefined);
+        },
+      );
     this.#writes.add(write);
   }
 
@@ -926,6 +952,10 @@ export class SessionActor {
         if (!this.#loaded) return;
         if (notice.epoch !== this.#epoch) return void this.#resync();
         if (notice.headSeq > this.#head) {
+          if (this.#appending) {
+            if (notice.headSeq > this.#noticedHead) this.#noticedHead = notice.headSeq;
+            return;
+          }
           this.#head = notice.headSeq;
           this.#deps.metrics.remoteNotices.inc({ kind: 'head' });
           void this.#fillGap();
@@ -1077,6 +1107,7 @@ export class SessionActor {
     this.#deps.metrics.epochChanges.inc();
     this.#epoch = head.epoch;
     this.#head = 0;
+    this.#noticedHead = 0;
     this.#endSeq = head.endedAt;
     this.#cache.clear();
     this.#recentReads.clear();

@@ -4,6 +4,10 @@
  *
  * - SIGUSR2: two full GCs (`global.gc()`, needs --expose-gc), then one stdout line
  *   `{"msg":"gc","rss":<bytes>,"heapUsed":<bytes>}` — for RSS-per-idle-connection readings.
+ * - BENCH_ALLOC_PROF=DIR: V8's sampling heap profiler runs for the whole process life,
+ *   counting objects that were already collected too (so it shows allocation, not just
+ *   what survives); at exit the profile goes to DIR/<pid>.heapprofile (open it in Chrome
+ *   DevTools, or `npx tsx bench/tools/heapprofile-top.ts FILE`).
  * - Orphan watch (as bench/lib/orphan-watch.ts): once re-parented (the benchmark died
  *   without cleaning up), the process sends itself SIGTERM and shuts down like any stop.
  */
@@ -15,6 +19,25 @@ process.on('SIGUSR2', () => {
   const { rss, heapUsed } = process.memoryUsage();
   process.stdout.write(`${JSON.stringify({ msg: 'gc', rss, heapUsed, exposed: gc !== undefined })}\n`);
 });
+
+const allocDir = process.env['BENCH_ALLOC_PROF'];
+if (allocDir) {
+  const inspector = await import('node:inspector');
+  const { writeFileSync } = await import('node:fs');
+  const session = new inspector.Session();
+  session.connect();
+  session.post('HeapProfiler.startSampling', {
+    samplingInterval: 16384,
+    includeObjectsCollectedByMajorGC: true,
+    includeObjectsCollectedByMinorGC: true,
+  });
+  // an in-process session answers synchronously, so this works in an exit handler
+  process.on('exit', () => {
+    session.post('HeapProfiler.stopSampling', (error, result) => {
+      if (!error) writeFileSync(`${allocDir}/${process.pid}.heapprofile`, JSON.stringify(result.profile));
+    });
+  });
+}
 
 const parent = process.ppid;
 setInterval(() => {

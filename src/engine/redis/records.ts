@@ -1,4 +1,4 @@
-import type { Envelope } from '../../protocol/envelope.ts';
+import { parseEnvelopeText } from '../../protocol/envelope-text.ts';
 import type { NewSubscriber, StoredEvent, StreamHead, SubscriberRecord } from '../engine.ts';
 
 /**
@@ -46,7 +46,7 @@ export function parseEntry(entry: unknown): StoredEvent {
   const list = asArray(fields, 'stream entry fields');
   const at = list.findIndex((f, i) => i % 2 === 0 && toText(f, 'field') === 'e');
   if (at < 0) throw new Error('redis engine: stream entry without an event');
-  const event = JSON.parse(toText(list[at + 1], 'event json')) as Envelope;
+  const event = parseEnvelopeText(toText(list[at + 1], 'event json'));
   return { seq: seqOfEntryId(toText(id, 'entry id')), event };
 }
 

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Cluster, Redis } from 'ioredis';
 import type { Clock } from '../../util/clock.ts';
 import type { Envelope } from '../../protocol/envelope.ts';
+import { envelopeText } from '../../protocol/envelope-text.ts';
 import type {
   AppendOutcome,
   AppendResult,
@@ -159,6 +160,8 @@ const MAX_APPEND_EVENTS = 2048;
 const MAX_CHECKPOINT_BATCH = 512;
 /** Most takeovers one loTakeoverSubscriber call carries. */
 const MAX_TAKEOVER_BATCH = 256;
+/** Sessions whose key names the engine keeps built (see #keys): a few MB at most. */
+const KEY_CACHE_MAX = 20_000;
 
 /** Subscriber hashes read at once by listSubscribers. */
 const LIST_SUBSCRIBERS_BATCH = 100;
@@ -231,6 +234,7 @@ export class RedisEngine implements Engine {
     maxWeight: MAX_TAKEOVER_BATCH,
     perSession: () => isCluster(this.#redis),
   });
+  readonly #keyCache = new Map<string, SessionKeys>();
   /** Per subs index: the size above which createSubscriber prunes it next (see #pruneSubscribers). */
   readonly #pruneAt = new Map<string, number>();
   /** Subs indexes being pruned now: creates meanwhile leave them to that prune. */
@@ -351,7 +355,7 @@ export class RedisEngine implements Engine {
   ): Promise<{ session: SessionRecord; created: boolean }> {
     const record: SessionRecord = { ...input, state: 'created', version: 1 };
     const json = JSON.stringify(record);
-    const eventJson = event === undefined ? '' : JSON.stringify(event);
+    const eventJson = event === undefined ? '' : envelopeText(event);
     if (idempotencyKeyValue === undefined) {
       await this.#writeSession(record, json, eventJson);
       return { session: record, created: true };
@@ -445,7 +449,7 @@ export class RedisEngine implements Engine {
           this.#limits.historyMaxEvents,
           k.channel,
           change.event.eventId,
-          JSON.stringify(change.event),
+          envelopeText(change.event),
         ],
       ),
       'transitionSession',
@@ -547,7 +551,7 @@ export class RedisEngine implements Engine {
       ({ k, events, seen }, keys, args) => {
         keys.push(k.stream, k.meta, k.ids);
         args.push(newEpoch(), k.channel, seen?.epoch ?? '', seen?.headSeq ?? 0, events.length);
-        for (const event of events) args.push(event.eventId, JSON.stringify(event));
+        for (const event of events) args.push(event.eventId, envelopeText(event));
       },
       (reply, pending) => parseAppendReply(reply, pending.events.length),
     );
@@ -897,8 +901,19 @@ export class RedisEngine implements Engine {
 
   // ── internals ─────────────────────────────────────────────────────────────────
 
+  /**
+   * The session's key names, built once and kept while the session is busy: every append
+   * and checkpoint needs them, and building them is seven strings and an encode. Bounded:
+   * past KEY_CACHE_MAX sessions the cache starts over.
+   */
   #keys(sessionId: string): SessionKeys {
-    return sessionKeys(this.#prefix, sessionId);
+    let keys = this.#keyCache.get(sessionId);
+    if (keys === undefined) {
+      if (this.#keyCache.size >= KEY_CACHE_MAX) this.#keyCache.clear();
+      keys = sessionKeys(this.#prefix, sessionId);
+      this.#keyCache.set(sessionId, keys);
+    }
+    return keys;
   }
 
   async #call<T>(operation: string, fn: () => Promise<T>): Promise<T> {
