@@ -136,6 +136,7 @@ export function extraRatios(
       if (arm === 'G') continue;
       out[`M4.connsPerGiB.G/${arm}`] = ratio(g.connectionsPerGiB, c.connectionsPerGiB);
       out[`M4.ramp.handshakes.G/${arm}`] = ratio(g.handshakesPerS, c.handshakesPerS);
+      out[`M4.ramp.handshakesPerCpuS.G/${arm}`] = ratio(g.handshakesPerCpuS, c.handshakesPerCpuS);
       const at = (x: CapacityResult, n: number): number | undefined =>
         x.steps.find((s) => s.connections >= n * 0.98 && s.connections <= n * 1.1)?.rssPerConnKB;
       out[`M3.15k.G/${arm}`] = ratio(at(g, 15000), at(c, 15000));

@@ -436,12 +436,22 @@ function summary(r: {
     parts.push(
       '\nCapacity ramp (M3/M4):',
       table(
-        ['arm', 'held', 'conns/GiB', 'best handshakes/s (p99<100ms)', 'RSS/conn KB by step'],
+        [
+          'arm',
+          'held',
+          'conns/GiB',
+          'best handshakes/s (p99<100ms)',
+          'handshakes/server-CPU-s (median step)',
+          'client-bound steps',
+          'RSS/conn KB by step',
+        ],
         r.capacity.map((c) => [
           c.arm,
           c.held,
           c.connectionsPerGiB,
           c.handshakesPerS,
+          c.handshakesPerCpuS,
+          `${c.steps.filter((s) => s.clientBound).length}/${c.steps.length}`,
           c.steps.map((s) => `${s.connections}: ${s.rssPerConnKB.toFixed(2)}`).join(', '),
         ]),
       ),

@@ -6,7 +6,9 @@
  */
 import { Fleet } from '../loadgen/fleet.ts';
 import { percentilesMs } from '../loadgen/histogram.ts';
-import { ArmServer, type ArmSpec } from '../servers.ts';
+import { CpuSpan, corePercent, coreTicks } from '../proc.ts';
+import { median } from '../report.ts';
+import { CLIENT_CORE, ArmServer, type ArmSpec } from '../servers.ts';
 import type { Latency } from './fanout.ts';
 import { createTopics, sourceAddresses } from './setup.ts';
 
@@ -24,6 +26,16 @@ export interface CapacityStep {
   handshake: Latency;
   rssMB: number;
   rssPerConnKB: number;
+  /** Server CPU (user + system) over the step's handshakes, % of one core. */
+  serverPercent: number;
+  /**
+   * Handshakes per server CPU-second: what one server core would do if the handshakes
+   * alone kept it busy. The rate above is bounded by whichever side saturates first.
+   */
+  perCpuS: number;
+  /** The load generator's core (clients + Redis); ≥ 85 % marks the step client-bound. */
+  clientCorePercent: number;
+  clientBound: boolean;
 }
 
 export interface CapacityResult {
@@ -33,6 +45,8 @@ export interface CapacityResult {
   connectionsPerGiB: number;
   /** The best step's handshake rate among steps with p99 < 100 ms (0 if none). */
   handshakesPerS: number;
+  /** Median over the steps of handshakes per server CPU-second. */
+  handshakesPerCpuS: number;
   steps: CapacityStep[];
 }
 
@@ -58,7 +72,11 @@ export async function runCapacity(spec: ArmSpec, o: CapacityOptions): Promise<Ca
     for (const target of o.steps) {
       const perTopic = Math.ceil((target - held) / o.topics);
       if (perTopic <= 0) continue;
+      const cpu = new CpuSpan(server.pids);
+      const core0 = coreTicks(Number(CLIENT_CORE));
       const reply = await fleet.connect(setup.topics, perTopic, o.concurrency);
+      const serverCpu = cpu.stop();
+      const clientCorePercent = corePercent(core0, coreTicks(Number(CLIENT_CORE)));
       held += reply.ready;
       await server.gc();
       const rss = server.rss;
@@ -69,10 +87,16 @@ export async function runCapacity(spec: ArmSpec, o: CapacityOptions): Promise<Ca
         handshake: percentilesMs(reply.histogram),
         rssMB: rss / 2 ** 20,
         rssPerConnKB: (rss - base) / Math.max(1, held) / 1024,
+        serverPercent: serverCpu.percent,
+        perCpuS: serverCpu.total > 0 ? reply.ready / serverCpu.total : Number.NaN,
+        clientCorePercent,
+        clientBound: clientCorePercent >= 85,
       };
       steps.push(step);
       o.log(
         `${spec.name} M4 ${held} conns: ${Math.round(step.handshakesPerS)} handshakes/s, p99 ${step.handshake.p99} ms, ` +
+          `server ${step.serverPercent.toFixed(0)}% (${Math.round(step.perCpuS)}/cpu-s), client core ${clientCorePercent.toFixed(0)}%` +
+          `${step.clientBound ? ' CLIENT-BOUND' : ''}, ` +
           `RSS ${step.rssMB.toFixed(0)} MB (${step.rssPerConnKB.toFixed(2)} KB/conn)${reply.failed ? `, ${reply.failed} failed` : ''}`,
       );
       if (reply.failed > (target - held + reply.ready) * 0.01 || rss > LIMIT_BYTES) break;
@@ -85,6 +109,7 @@ export async function runCapacity(spec: ArmSpec, o: CapacityOptions): Promise<Ca
       // below a few thousand connections the RSS delta is GC and JIT noise (it can be negative)
       connectionsPerGiB: last && last.rssPerConnKB > 0 ? 2 ** 30 / (last.rssPerConnKB * 1024) : Number.NaN,
       handshakesPerS: good.length ? Math.max(...good.map((s) => s.handshakesPerS)) : 0,
+      handshakesPerCpuS: median(steps.map((s) => s.perCpuS)),
       steps,
     };
   } finally {
