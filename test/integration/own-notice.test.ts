@@ -60,13 +60,18 @@ before(async () => {
 afterEach(closeAll);
 after(() => gw.stop());
 
+/** A new session with an acking subscriber and an agent publisher, and the reads so far. */
+async function subscriberAndPublisher() {
+  const s = await newSession(gw);
+  const { client: sub } = await hello(gw, 'json', { sessionId: s.sessionId, token: s.ownerToken });
+  autoAck(sub);
+  const pub = await publisher(gw, s);
+  return { sub, pub, readsBefore: engine.reads };
+}
+
 describe('head notices that overtake the append reply', () => {
   it('the notice of the node’s own append reads nothing: the reply brings the event', async () => {
-    const s = await newSession(gw);
-    const { client: sub } = await hello(gw, 'json', { sessionId: s.sessionId, token: s.ownerToken });
-    autoAck(sub);
-    const pub = await publisher(gw, s);
-    const readsBefore = engine.reads;
+    const { sub, pub, readsBefore } = await subscriberAndPublisher();
     const published: number[] = [];
     for (let i = 0; i < 20; i++) {
       const answer = await publish(pub, transcriptPub(`n${i}`));
@@ -80,11 +85,7 @@ describe('head notices that overtake the append reply', () => {
   });
 
   it('a notice beyond the reply (another node appended meanwhile) is filled after the reply', async () => {
-    const s = await newSession(gw);
-    const { client: sub } = await hello(gw, 'json', { sessionId: s.sessionId, token: s.ownerToken });
-    autoAck(sub);
-    const pub = await publisher(gw, s);
-    const readsBefore = engine.reads;
+    const { sub, pub, readsBefore } = await subscriberAndPublisher();
     // Another node's event lands right after ours, before our reply comes back.
     engine.meanwhile = async (sessionId) => {
       const frame = transcriptPub('from another node');
