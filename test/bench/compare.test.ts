@@ -18,6 +18,7 @@ import {
   median,
   roundRatios,
 } from '../../bench/compare/report.ts';
+import type { CapacityResult } from '../../bench/compare/scenarios/capacity.ts';
 import type { FanoutResult, RatePoint } from '../../bench/compare/scenarios/fanout.ts';
 
 function point(rate: number, over: Partial<RatePoint> = {}): RatePoint {
@@ -108,6 +109,43 @@ describe('bench:compare report', () => {
 describe('bench:compare end to end (tiny)', () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'lo-compare-'));
   after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('the capacity ramp records server CPU and the load generator core per step, and handshakes per CPU-second', async () => {
+    const out = path.join(dir, 'capacity.json');
+    const args = ['--import', 'tsx', 'bench/compare/run.ts', '--full', '--arms', 'G,U', '--only', 'capacity'];
+    args.push('--steps', '100,200', '--out', out);
+    const output: string[] = [];
+    const code = await new Promise<number | null>((resolve) => {
+      const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+      child.stdout.on('data', (c: Buffer) => output.push(c.toString()));
+      child.stderr.on('data', (c: Buffer) => output.push(c.toString()));
+      child.on('exit', resolve);
+    });
+    assert.equal(code, 0, output.join(''));
+    const json = JSON.parse(readFileSync(out, 'utf8')) as {
+      capacity: CapacityResult[];
+      ratios: Record<string, number | null>;
+    };
+    assert.deepEqual(json.capacity.map((c) => c.arm).sort(), ['G', 'U']);
+    for (const c of json.capacity) {
+      assert.equal(c.held, 200, `${c.arm} held every connection`);
+      assert.deepEqual(
+        c.steps.map((s) => s.connections),
+        [100, 200],
+      );
+      for (const s of c.steps) {
+        assert.ok(s.serverPercent >= 0 && s.serverPercent <= 400, `${c.arm} server CPU ${s.serverPercent}`);
+        assert.ok(
+          s.clientCorePercent >= 0 && s.clientCorePercent <= 100,
+          `${c.arm} core 1 ${s.clientCorePercent}`,
+        );
+        assert.equal(s.clientBound, s.clientCorePercent >= 85);
+        // below one 10 ms clock tick of CPU the per-CPU rate is undefined (NaN → null in JSON)
+        assert.ok(s.perCpuS === null || s.perCpuS > 0, `${c.arm} handshakes per CPU-s ${s.perCpuS}`);
+      }
+    }
+    assert.ok('M4.ramp.handshakesPerCpuS.G/U' in json.ratios);
+  });
 
   it('runs every arm, writes the documented JSON and plots, and no arm loses or repeats an event', async () => {
     const out = path.join(dir, 'compare.json');
