@@ -21,6 +21,18 @@ import {
 import type { CapacityResult } from '../../bench/compare/scenarios/capacity.ts';
 import type { FanoutResult, RatePoint } from '../../bench/compare/scenarios/fanout.ts';
 
+/** Runs `node <args>` (bench/compare/run.ts) to the end; fails the test, with its output, unless it exits 0. */
+async function runCompare(args: string[]): Promise<void> {
+  const output: string[] = [];
+  const code = await new Promise<number | null>((resolve) => {
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout.on('data', (c: Buffer) => output.push(c.toString()));
+    child.stderr.on('data', (c: Buffer) => output.push(c.toString()));
+    child.on('exit', resolve);
+  });
+  assert.equal(code, 0, output.join(''));
+}
+
 function point(rate: number, over: Partial<RatePoint> = {}): RatePoint {
   const latency = { p50: 5, p99: 20, p999: 30, max: 40, count: 100 };
   return {
@@ -114,14 +126,7 @@ describe('bench:compare end to end (tiny)', () => {
     const out = path.join(dir, 'capacity.json');
     const args = ['--import', 'tsx', 'bench/compare/run.ts', '--full', '--arms', 'G,U', '--only', 'capacity'];
     args.push('--steps', '100,200', '--out', out);
-    const output: string[] = [];
-    const code = await new Promise<number | null>((resolve) => {
-      const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-      child.stdout.on('data', (c: Buffer) => output.push(c.toString()));
-      child.stderr.on('data', (c: Buffer) => output.push(c.toString()));
-      child.on('exit', resolve);
-    });
-    assert.equal(code, 0, output.join(''));
+    await runCompare(args);
     const json = JSON.parse(readFileSync(out, 'utf8')) as {
       capacity: CapacityResult[];
       ratios: Record<string, number | null>;
@@ -177,14 +182,7 @@ describe('bench:compare end to end (tiny)', () => {
       '--out',
       out,
     ];
-    const output: string[] = [];
-    const code = await new Promise<number | null>((resolve) => {
-      const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-      child.stdout.on('data', (c: Buffer) => output.push(c.toString()));
-      child.stderr.on('data', (c: Buffer) => output.push(c.toString()));
-      child.on('exit', resolve);
-    });
-    assert.equal(code, 0, output.join(''));
+    await runCompare(args);
     const json = JSON.parse(readFileSync(out, 'utf8')) as {
       machine: { nproc: number };
       arms: Record<string, unknown>;
