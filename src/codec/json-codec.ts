@@ -1,3 +1,4 @@
+import { envelopeText } from '../protocol/envelope-text.ts';
 import type { Codec } from './codec.ts';
 
 const decoder = new TextDecoder('utf-8', { fatal: true });
@@ -12,6 +13,9 @@ export const jsonCodec: Codec = {
   },
   puback(id, seq) {
     return Buffer.from(`{"op":"puback","id":${JSON.stringify(id)},"seq":${seq}}`);
+  },
+  ev(seq, event) {
+    return Buffer.from(`{"op":"ev","seq":${seq},"event":${envelopeText(event)}}`);
   },
   decode(data) {
     return JSON.parse(decoder.decode(data)) as unknown;

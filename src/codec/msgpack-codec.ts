@@ -17,6 +17,9 @@ export const msgpackCodec: Codec = {
   puback(id, seq) {
     return packr.pack({ op: 'puback', id, seq });
   },
+  ev(seq, event) {
+    return packr.pack({ op: 'ev', seq, event });
+  },
   decode(data) {
     const bytes = data instanceof Uint8Array ? data : new Uint8Array(data);
     // unpack (not unpackMultiple): trailing bytes after one value are an error.

@@ -1,6 +1,5 @@
 import type { Codec } from '../codec/index.ts';
 import type { StoredEvent } from '../engine/engine.ts';
-import { envelopeText } from '../protocol/envelope-text.ts';
 
 /**
  * One stored event and its encoded `ev` frame, made at most once per codec and then
@@ -18,19 +17,9 @@ export class EncodedEvent {
   }
 
   bytes(codec: Codec): Uint8Array {
-    // JSON: the frame around the envelope's own text (made once, and already there when
-    // the event was just appended or read back), byte for byte what encoding the frame
-    // object would give.
-    if (codec.name === 'json') {
-      return (this.#json ??= Buffer.from(
-        `{"op":"ev","seq":${this.stored.seq},"event":${envelopeText(this.stored.event)}}`,
-      ));
-    }
-    return (this.#msgpack ??= codec.encode(this.#frame()));
-  }
-
-  #frame(): object {
-    return { op: 'ev', seq: this.stored.seq, event: this.stored.event };
+    const { seq, event } = this.stored;
+    if (codec.name === 'json') return (this.#json ??= codec.ev(seq, event));
+    return (this.#msgpack ??= codec.ev(seq, event));
   }
 }
 

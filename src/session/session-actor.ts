@@ -608,11 +608,15 @@ export class SessionActor {
   readonly #afterAppend = (): void => {
     const noticed = this.#noticedHead;
     this.#noticedHead = 0;
-    if (this.#stopped || noticed <= this.#head) return;
-    this.#head = noticed;
+    if (!this.#stopped && noticed > this.#head) this.#remoteHead(noticed);
+  };
+
+  /** Another node moved the head past ours: fetch the events in between, then fan out. */
+  #remoteHead(headSeq: number): void {
+    this.#head = headSeq;
     this.#deps.metrics.remoteNotices.inc({ kind: 'head' });
     void this.#fillGap();
-  };
+  }
 
   #applyAppend(batch: PendingPublish[], result: AppendResult): void {
     if (result.epoch !== this.#epoch) this.#resetEpoch(result);
@@ -956,9 +960,7 @@ export class SessionActor {
             if (notice.headSeq > this.#noticedHead) this.#noticedHead = notice.headSeq;
             return;
           }
-          this.#head = notice.headSeq;
-          this.#deps.metrics.remoteNotices.inc({ kind: 'head' });
-          void this.#fillGap();
+          this.#remoteHead(notice.headSeq);
         }
         return;
       case 'takeover': {

@@ -82,6 +82,18 @@ describe('EncodedEvent', () => {
   });
 });
 
+describe('codec.ev', () => {
+  it('gives the bytes encoding the ev frame would, in both codecs', () => {
+    for (const codec of [jsonCodec, msgpackCodec]) {
+      for (const payload of payloads) {
+        const event = envelope(payload);
+        const expected = codec.encode({ op: 'ev', seq: 3, event });
+        assert.deepEqual(Buffer.from(codec.ev(3, event)), Buffer.from(expected), codec.name);
+      }
+    }
+  });
+});
+
 describe('codec.puback', () => {
   it('gives the bytes encoding the puback frame would, in both codecs', () => {
     const ids = ['01JDEMO0000000000000000000', 'a"b\\c', 'ünï 🎙️', 'x'.repeat(128)];
