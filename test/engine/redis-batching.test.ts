@@ -1,10 +1,12 @@
 /**
- * What the redis engine does to keep a crowd of fresh `hello`s to one session cheap
+ * What the redis engine does to keep a crowd of fresh `hello`s (and of closes) cheap
  * (issue 6, handshakes/s), observed on a private redis-server through its command stats:
  *
- * - createSubscriber calls for one session in the same tick are one script call, atomic;
- * - getSession calls for one session in the same tick are one GET, each caller with its
- *   own copy, and a call made after a change reads the change;
+ * - createSubscriber calls made in the same tick, of any sessions, are one script call;
+ * - releaseSubscriber calls made in the same tick, of any sessions, are one script call,
+ *   each still fenced by its generation;
+ * - getSession calls made in the same tick are one MGET, one key per session, each
+ *   caller with its own copy, and a call made after a change reads the change;
  * - the subscriber index is pruned when it has doubled since the last prune, not on every
  *   create past the threshold (that made N fresh hellos cost O(N²) in Redis), and a prune
  *   still drops the members whose key expired.
@@ -58,7 +60,7 @@ const scriptRuns = (calls: Record<string, number>): number => (calls['evalsha'] 
 const sub = (id: string, after = 0) => ({ id, userId: 'u', tenantId: 't', after });
 
 describe('redis engine: per-tick batching of a crowd of hellos', () => {
-  it('creates the subscribers of one tick with one script call per session', async () => {
+  it('creates the subscribers of one tick, of any sessions, with one script call', async () => {
     const { engine, prefix } = await connect();
     const [a, b] = [uniqueId('a'), uniqueId('b')];
     await engine.createSubscriber(a, sub('warm-up')); // loads the script
@@ -67,7 +69,7 @@ describe('redis engine: per-tick batching of a crowd of hellos', () => {
       ...Array.from({ length: 50 }, (_, i) => engine.createSubscriber(a, sub(`a${i}`, i))),
       ...Array.from({ length: 10 }, (_, i) => engine.createSubscriber(b, sub(`b${i}`, 7))),
     ]);
-    assert.equal(scriptRuns(await commandCalls()), 2, 'one script call for each session');
+    assert.equal(scriptRuns(await commandCalls()), 1, 'one script call for both sessions');
     assert.deepEqual(created[3], {
       id: 'a3',
       userId: 'u',
@@ -98,6 +100,34 @@ describe('redis engine: per-tick batching of a crowd of hellos', () => {
     assert.equal(scriptRuns(await commandCalls()), 3);
   });
 
+  it('releases the subscribers of one tick, of any sessions, with one script call, each fenced by its generation', async () => {
+    const { engine } = await connect();
+    const [a, b] = [uniqueId('a'), uniqueId('b')];
+    await Promise.all([
+      ...['a0', 'a1', 'a2'].map((id) => engine.createSubscriber(a, sub(id))),
+      engine.createSubscriber(b, sub('b0')),
+    ]);
+    const t = new ManualClock().now(); // the engine's clock
+    await engine.releaseSubscriber(a, 'a2', 1, t, 60_000); // loads the script
+    await resetStats();
+    await Promise.all([
+      engine.releaseSubscriber(a, 'a0', 1, t + 1000, 60_000),
+      engine.releaseSubscriber(a, 'a1', 2, t + 1000, 60_000), // a stale generation: ignored
+      engine.releaseSubscriber(b, 'b0', 1, t + 2000, 60_000),
+      engine.releaseSubscriber(b, 'missing', 1, t + 2000, 60_000), // gone: ignored
+    ]);
+    assert.equal(scriptRuns(await commandCalls()), 1, 'one script call for both sessions');
+    const [a0, a1, b0] = await Promise.all([
+      engine.getSubscriber(a, 'a0'),
+      engine.getSubscriber(a, 'a1'),
+      engine.getSubscriber(b, 'b0'),
+    ]);
+    assert.deepEqual([a0!.connected, a0!.disconnectedAt], [false, t + 1000]);
+    assert.deepEqual([a1!.connected, a1!.disconnectedAt], [true, 0], 'the stale release changed nothing');
+    assert.deepEqual([b0!.connected, b0!.disconnectedAt], [false, t + 2000]);
+    assert.equal(await engine.getSubscriber(b, 'missing'), undefined);
+  });
+
   it('fails every create of a batch together when Redis does not answer', async () => {
     const { engine } = await connect(300);
     const sid = uniqueId('s');
@@ -115,13 +145,21 @@ describe('redis engine: per-tick batching of a crowd of hellos', () => {
     }
   });
 
-  it('reads a session record once per tick, each caller with its own copy, and later calls see changes', async () => {
+  it('reads the session records of one tick with one MGET, each caller with its own copy, and later calls see changes', async () => {
     const { engine } = await connect();
     const sid = uniqueId('ses');
+    const other = uniqueId('ses');
     await engine.createSession({ id: sid, tenantId: 't', ownerId: 'o', createdAt: 'now' });
+    await engine.createSession({ id: other, tenantId: 't', ownerId: 'p', createdAt: 'now' });
     await resetStats();
-    const records = await Promise.all(Array.from({ length: 20 }, () => engine.getSession(sid)));
-    assert.equal((await commandCalls())['get'], 1);
+    const [records, others] = await Promise.all([
+      Promise.all(Array.from({ length: 20 }, () => engine.getSession(sid))),
+      Promise.all(Array.from({ length: 3 }, () => engine.getSession(other))),
+    ]);
+    const calls = await commandCalls();
+    assert.equal(calls['mget'], 1, 'one read for both sessions');
+    assert.equal(calls['get'] ?? 0, 0);
+    assert.equal(others[2]!.ownerId, 'p');
     assert.equal(records[0]!.version, 1);
     for (const r of records) assert.deepEqual(r, records[0]);
     assert.notEqual(records[0], records[1], 'a copy each');

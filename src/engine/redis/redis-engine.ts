@@ -1,6 +1,6 @@
-import { randomBytes } from 'node:crypto';
 import type { Cluster, Redis } from 'ioredis';
 import type { Clock } from '../../util/clock.ts';
+import { randomHex } from '../../util/random-pool.ts';
 import type { Envelope } from '../../protocol/envelope.ts';
 import { envelopeText } from '../../protocol/envelope-text.ts';
 import type {
@@ -115,10 +115,32 @@ const MAX_PRUNE_MARKS = 10_000;
 
 /** Most subscribers one loCreateSubscribers call creates (a longer script blocks Redis longer). */
 const MAX_CREATE_BATCH = 256;
+/** Most releases one loReleaseSubscribers call carries. */
+const MAX_RELEASE_BATCH = 512;
+/** Most session records one MGET reads. */
+const MAX_SESSION_READ_BATCH = 512;
 
-interface PendingCreate {
+interface PendingCreate extends QueuedCall {
+  k: SessionKeys;
   sub: NewSubscriber;
   resolve(record: SubscriberRecord): void;
+  reject(err: unknown): void;
+}
+
+interface PendingRelease extends QueuedCall {
+  key: string;
+  generation: number;
+  now: number;
+  windowMs: number;
+  resolve(released: boolean): void;
+  reject(err: unknown): void;
+}
+
+/** One session record read; every getSession of the session in that tick shares it. */
+interface PendingSessionRead extends QueuedCall {
+  key: string;
+  read: Promise<string | null>;
+  resolve(json: string | null): void;
   reject(err: unknown): void;
 }
 
@@ -210,11 +232,27 @@ export class RedisEngine implements Engine {
   readonly #commandTimeoutMs: number;
   #lastErrorLog = -Infinity;
   #closed = false;
-  /** getSession reads of this tick, by session, not sent yet (see getSession). */
-  readonly #sessionReads = new Map<string, Promise<string | null>>();
-  /** createSubscriber calls of this tick, by session, sent together (see createSubscriber). */
-  readonly #creates = new Map<string, PendingCreate[]>();
-  #createsScheduled = false;
+  /** getSession reads queued and not sent yet, by session (see getSession). */
+  readonly #sessionReadsQueued = new Map<string, PendingSessionRead>();
+  readonly #sessionReads = new TickQueue<PendingSessionRead>({
+    send: (chunk) => this.#sendSessionReads(chunk),
+    maxItems: MAX_SESSION_READ_BATCH,
+    maxWeight: MAX_SESSION_READ_BATCH,
+    perSession: () => isCluster(this.#redis),
+  });
+  /** createSubscriber and releaseSubscriber calls of this tick (see TickQueue). */
+  readonly #creates = new TickQueue<PendingCreate>({
+    send: (chunk) => this.#sendCreates(chunk),
+    maxItems: MAX_CREATE_BATCH,
+    maxWeight: MAX_CREATE_BATCH,
+    perSession: () => isCluster(this.#redis),
+  });
+  readonly #releases = new TickQueue<PendingRelease>({
+    send: (chunk) => this.#sendReleases(chunk),
+    maxItems: MAX_RELEASE_BATCH,
+    maxWeight: MAX_RELEASE_BATCH,
+    perSession: () => isCluster(this.#redis),
+  });
   /** append, saveCheckpoint and takeoverSubscriber calls of this tick (see TickQueue). */
   readonly #appends = new TickQueue<PendingAppend>({
     send: (chunk) => this.#sendAppends(chunk),
@@ -413,17 +451,39 @@ export class RedisEngine implements Engine {
    * crowd of fresh `hello`s to one session reads its record once per tick. Each caller
    * gets its own copy of the record.
    */
+  /**
+   * Reads made in the same tick, of any sessions, go to Redis as one MGET (see
+   * TickQueue; on a Redis Cluster, one per session), and the reads of one session share
+   * it. A read joins only a queued one, never one already sent: a read made after a write
+   * was answered must see that write.
+   */
   async getSession(sessionId: string): Promise<SessionRecord | undefined> {
-    let read = this.#sessionReads.get(sessionId);
-    if (!read) {
-      read = new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
-        this.#sessionReads.delete(sessionId);
-        return this.#call('getSession', () => this.#redis.get(this.#keys(sessionId).session));
+    let pending = this.#sessionReadsQueued.get(sessionId);
+    if (!pending) {
+      let resolve!: (json: string | null) => void;
+      let reject!: (err: unknown) => void;
+      const read = new Promise<string | null>((res, rej) => {
+        resolve = res;
+        reject = rej;
       });
-      this.#sessionReads.set(sessionId, read);
+      pending = { sessionId, weight: 1, key: this.#keys(sessionId).session, read, resolve, reject };
+      this.#sessionReadsQueued.set(sessionId, pending);
+      this.#sessionReads.push(pending);
     }
-    const json = await read;
+    const json = await pending.read;
     return json === null ? undefined : (JSON.parse(json) as SessionRecord);
+  }
+
+  async #sendSessionReads(chunk: readonly PendingSessionRead[]): Promise<void> {
+    for (const read of chunk) this.#sessionReadsQueued.delete(read.sessionId);
+    let values: (string | null)[];
+    try {
+      values = await this.#call('getSession', () => this.#redis.mget(chunk.map((read) => read.key)));
+    } catch (err) {
+      for (const read of chunk) read.reject(err);
+      return;
+    }
+    chunk.forEach((read, i) => read.resolve(values[i] ?? null));
   }
 
   /**
@@ -601,40 +661,22 @@ export class RedisEngine implements Engine {
   // ── subscribers ───────────────────────────────────────────────────────────────
 
   /**
-   * Calls made in the same tick for one session are created together by one script
-   * (loCreateSubscribers, atomic: all of them or none), so a crowd of fresh `hello`s to a
-   * session costs one round trip per tick, not one per subscriber. The batch is sent from
-   * setImmediate, i.e. after every call of this event-loop turn was made.
+   * Creates made in the same tick, of any sessions, go to Redis together (see TickQueue):
+   * one loCreateSubscribers call on one Redis, one per session on a cluster. A crowd of
+   * fresh `hello`s costs one round trip per tick, however many sessions it spreads over.
+   * A failed call rejects every create it carried.
    */
   createSubscriber(sessionId: string, sub: NewSubscriber): Promise<SubscriberRecord> {
-    return new Promise((resolve, reject) => {
-      const pending: PendingCreate = { sub, resolve, reject };
-      const queued = this.#creates.get(sessionId);
-      if (queued) queued.push(pending);
-      else this.#creates.set(sessionId, [pending]);
-      if (this.#createsScheduled) return;
-      this.#createsScheduled = true;
-      setImmediate(() => this.#flushCreates());
-    });
+    return new Promise((resolve, reject) =>
+      this.#creates.push({ sessionId, weight: 1, k: this.#keys(sessionId), sub, resolve, reject }),
+    );
   }
 
-  #flushCreates(): void {
-    this.#createsScheduled = false;
-    const batches = [...this.#creates];
-    this.#creates.clear();
-    for (const [sessionId, pending] of batches) {
-      for (let at = 0; at < pending.length; at += MAX_CREATE_BATCH) {
-        void this.#createBatch(sessionId, pending.slice(at, at + MAX_CREATE_BATCH));
-      }
-    }
-  }
-
-  async #createBatch(sessionId: string, batch: readonly PendingCreate[]): Promise<void> {
-    const k = this.#keys(sessionId);
-    const keys = [k.subs, k.meta];
+  async #sendCreates(chunk: readonly PendingCreate[]): Promise<void> {
+    const keys: string[] = [];
     const args: (string | number)[] = [];
-    for (const { sub } of batch) {
-      keys.push(subscriberKey(k, sub.id));
+    for (const { k, sub } of chunk) {
+      keys.push(k.subs, k.meta, subscriberKey(k, sub.id));
       args.push(
         subscriberMember(sub.id),
         sub.userId,
@@ -644,22 +686,34 @@ export class RedisEngine implements Engine {
         sub.node === undefined ? 0 : int(sub.connectedAt ?? 0),
       );
     }
-    let size: number;
+    let sizes: number[];
     try {
-      size = toInt(await this.#run('createSubscriber', 'loCreateSubscribers', keys, args), 'subs');
+      const reply = asArray(await this.#run('createSubscriber', 'loCreateSubscribers', keys, args), 'subs');
+      sizes = reply.map((size) => toInt(size, 'subs'));
+      if (sizes.length !== chunk.length)
+        throw new Error('redis engine: createSubscriber returned a wrong number of replies');
     } catch (err) {
-      for (const pending of batch) pending.reject(err);
+      for (const pending of chunk) pending.reject(err);
       return;
     }
-    if (size > (this.#pruneAt.get(k.subs) ?? PRUNE_THRESHOLD) && !this.#pruning.has(k.subs)) {
-      // Housekeeping, one at a time per session: the subscribers exist whatever becomes
-      // of it; a failed prune is retried by the next create, since the mark did not move.
+    // Housekeeping: a session whose index is due for a prune gets its answers once the
+    // prune is done (as before batching); the others at once. A failed prune is retried
+    // by the next create, since the mark did not move.
+    const prunes = new Map<string, Promise<void>>();
+    chunk.forEach(({ k }, i) => {
+      if (sizes[i]! <= (this.#pruneAt.get(k.subs) ?? PRUNE_THRESHOLD) || this.#pruning.has(k.subs)) return;
       this.#pruning.add(k.subs);
-      await this.#pruneSubscribers(k)
+      const prune = this.#pruneSubscribers(k)
         .catch(() => {})
         .finally(() => this.#pruning.delete(k.subs));
+      prunes.set(k.subs, prune);
+    });
+    for (const pending of chunk) {
+      const record = newSubscriberRecord(pending.sub);
+      const prune = prunes.get(pending.k.subs);
+      if (prune) void prune.then(() => pending.resolve(record));
+      else pending.resolve(record);
     }
-    for (const pending of batch) pending.resolve(newSubscriberRecord(pending.sub));
   }
 
   /**
@@ -809,6 +863,11 @@ export class RedisEngine implements Engine {
     );
   }
 
+  /**
+   * Releases made in the same tick, of any sessions, go to Redis together (see
+   * TickQueue): a crowd of closes (a deploy, a network blip) costs one round trip per
+   * tick. Each is applied on its own, fenced by generation.
+   */
   async releaseSubscriber(
     sessionId: string,
     subscriberId: string,
@@ -816,13 +875,31 @@ export class RedisEngine implements Engine {
     now: number,
     windowMs: number,
   ): Promise<void> {
-    const key = subscriberKey(this.#keys(sessionId), subscriberId);
-    const window = Math.max(0, int(windowMs));
-    await this.#run(
+    await new Promise<boolean>((resolve, reject) =>
+      this.#releases.push({
+        sessionId,
+        weight: 1,
+        key: subscriberKey(this.#keys(sessionId), subscriberId),
+        generation: int(generation),
+        now: int(now),
+        windowMs: Math.max(0, int(windowMs)),
+        resolve,
+        reject,
+      }),
+    );
+  }
+
+  #sendReleases(chunk: readonly PendingRelease[]): Promise<void> {
+    return this.#sendChunk(
+      chunk,
       'releaseSubscriber',
-      'loReleaseSubscriber',
-      [key],
-      [int(generation), int(now), window, int(this.#clock.now()), window + RELEASE_TTL_GRACE_MS],
+      'loReleaseSubscribers',
+      [int(this.#clock.now())],
+      (r, keys, args) => {
+        keys.push(r.key);
+        args.push(r.generation, r.now, r.windowMs, r.windowMs + RELEASE_TTL_GRACE_MS);
+      },
+      (reply) => toInt(reply, 'released') === 1,
     );
   }
 
@@ -890,7 +967,9 @@ export class RedisEngine implements Engine {
     this.#appends.flush();
     this.#checkpoints.flush();
     this.#takeovers.flush();
-    this.#flushCreates();
+    this.#creates.flush();
+    this.#releases.flush();
+    this.#sessionReads.flush();
     this.#notifications.close();
     try {
       await this.#redis.quit();
@@ -992,20 +1071,9 @@ function withDeadline<T>(promise: Promise<T>, ms: number, what: string): Promise
   return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
 }
 
-/** Random bytes for candidate epochs, drawn 8 at a time (one randomBytes call per 512). */
-const EPOCH_POOL_BYTES = 4096;
-let epochPool = Buffer.alloc(0);
-let epochPoolAt = 0;
-
 /** A fresh candidate epoch for a script to adopt if it finds the session's meta missing. */
 function newEpoch(): string {
-  if (epochPoolAt + 8 > epochPool.length) {
-    epochPool = randomBytes(EPOCH_POOL_BYTES);
-    epochPoolAt = 0;
-  }
-  const epoch = epochPool.toString('hex', epochPoolAt, epochPoolAt + 8);
-  epochPoolAt += 8;
-  return epoch;
+  return randomHex(8);
 }
 
 /** One session's part of a loAppend reply (see appendLua). */

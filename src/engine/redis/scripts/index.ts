@@ -3,7 +3,7 @@ import {
   CREATE_SUBSCRIBERS_LUA,
   END_SUBSCRIBER_LUA,
   PRUNE_SUBSCRIBERS_LUA,
-  RELEASE_SUBSCRIBER_LUA,
+  RELEASE_SUBSCRIBERS_LUA,
   SAVE_CHECKPOINT_LUA,
   takeoverSubscriberLua,
 } from './subscriber-scripts.ts';
@@ -42,7 +42,7 @@ export function scriptsFor(publish: PublishCommand) {
     loPruneSubscribers: { lua: PRUNE_SUBSCRIBERS_LUA, numberOfKeys: undefined },
     loTakeoverSubscriber: { lua: takeoverSubscriberLua(publish), numberOfKeys: undefined },
     loSaveCheckpoint: { lua: SAVE_CHECKPOINT_LUA, numberOfKeys: undefined },
-    loReleaseSubscriber: { lua: RELEASE_SUBSCRIBER_LUA, numberOfKeys: 1 },
+    loReleaseSubscribers: { lua: RELEASE_SUBSCRIBERS_LUA, numberOfKeys: undefined },
     loEndSubscriber: { lua: END_SUBSCRIBER_LUA, numberOfKeys: 2 },
     loIdemClaim: { lua: IDEM_CLAIM_LUA, numberOfKeys: 1 },
     loIdemCommit: { lua: IDEM_COMMIT_LUA, numberOfKeys: 1 },

@@ -13,30 +13,35 @@ import type { PublishCommand } from './index.ts';
  */
 
 /**
- * create — KEYS: subs, meta, then one subscriber key per subscriber to create.
- * ARGV: six per subscriber, in the order of their keys: member, userId, tenantId, after,
- * node ('' = none), connectedAt.
- * Creates every one of them (generation 1, connected, checkpoint = after) in one atomic
- * step: the subscribers of one session that say `hello` in the same tick cost one round
- * trip together instead of one each. Returns the size of the subs index; once that is past
- * PRUNE_THRESHOLD (and past twice what the last prune left) the caller prunes it
- * (loPruneSubscribers), which needs the subscriber keys declared, so it cannot happen here.
+ * create — KEYS: subs, meta, sub for each subscriber to create (the creates made in the
+ * same tick, of any sessions, go in one call; on a Redis Cluster, one call per session,
+ * see tick-queue.ts). ARGV: six per subscriber, in the order of its keys: member, userId,
+ * tenantId, after, node ('' = none), connectedAt.
+ * Creates each one (generation 1, connected, checkpoint = after): a crowd of fresh
+ * `hello`s costs one round trip per tick, however many sessions it spreads over.
+ * Returns, per subscriber, the size of its session's subs index right after it was
+ * added; once that is past PRUNE_THRESHOLD (and past twice what the last prune left) the
+ * caller prunes the index (loPruneSubscribers), which needs the subscriber keys
+ * declared, so it cannot happen here.
  */
 export const CREATE_SUBSCRIBERS_LUA = `${SHEBANG}${SUBSCRIBER_LIB}
-if #KEYS < 3 or #ARGV ~= (#KEYS - 2) * 6 then
-  return redis.error_reply('ERR loCreateSubscribers: six arguments per subscriber key')
+if #KEYS == 0 or #KEYS % 3 ~= 0 or #ARGV ~= 2 * #KEYS then
+  return redis.error_reply('ERR loCreateSubscribers: three keys and six arguments per subscriber')
 end
-for i = 3, #KEYS do
-  local a = (i - 3) * 6
-  redis.call('DEL', KEYS[i])
-  redis.call('HSET', KEYS[i], 'gen', 1, 'cp', ARGV[a + 4], 'conn', 1, 'disc', 0, 'ended', 0,
+local sizes = {}
+for c = 1, #KEYS / 3 do
+  local subs, meta, sub = KEYS[3 * c - 2], KEYS[3 * c - 1], KEYS[3 * c]
+  local a = (c - 1) * 6
+  redis.call('DEL', sub)
+  redis.call('HSET', sub, 'gen', 1, 'cp', ARGV[a + 4], 'conn', 1, 'disc', 0, 'ended', 0,
     'user', ARGV[a + 2], 'tenant', ARGV[a + 3], 'after', ARGV[a + 4])
-  if ARGV[a + 5] ~= '' then redis.call('HSET', KEYS[i], 'node', ARGV[a + 5], 'at', ARGV[a + 6]) end
-  follow_session_ttl(KEYS[i], KEYS[2])
-  redis.call('SADD', KEYS[1], ARGV[a + 1])
+  if ARGV[a + 5] ~= '' then redis.call('HSET', sub, 'node', ARGV[a + 5], 'at', ARGV[a + 6]) end
+  follow_session_ttl(sub, meta)
+  redis.call('SADD', subs, ARGV[a + 1])
+  follow_session_ttl(subs, meta)
+  sizes[c] = redis.call('SCARD', subs)
 end
-follow_session_ttl(KEYS[1], KEYS[2])
-return redis.call('SCARD', KEYS[1])
+return sizes
 `;
 
 /**
@@ -137,20 +142,33 @@ return cps
 `;
 
 /**
- * release — KEYS: sub. ARGV: generation, now, windowMs, clockNow, ttlMs.
- * Ignored (returns 0) when the subscriber is gone or a newer generation took over.
+ * release — KEYS: one subscriber key per release (the releases made in the same tick, of
+ * any sessions, go in one call; on a Redis Cluster, one call per session, see
+ * tick-queue.ts). ARGV: clockNow, then generation, now, windowMs, ttlMs per key, in order.
+ * Each is applied on its own and ignored (0) when the subscriber is gone or a newer
+ * generation took over. Returns 1 or 0 per release, in order.
  */
-export const RELEASE_SUBSCRIBER_LUA = `${SHEBANG}${SUBSCRIBER_LIB}
-if not live_sub(KEYS[1], tonumber(ARGV[4])) then return 0 end
-if tonumber(redis.call('HGET', KEYS[1], 'gen')) ~= tonumber(ARGV[1]) then return 0 end
-redis.call('HSET', KEYS[1], 'conn', 0, 'disc', ARGV[2], 'exp', tonumber(ARGV[2]) + tonumber(ARGV[3]))
-local ttl_ms = tonumber(ARGV[5])
-local current = redis.call('PTTL', KEYS[1])
--- an ended session's shorter TTL wins; otherwise the key lives for the window
-if current < 0 or current > ttl_ms then
-  redis.call('PEXPIRE', KEYS[1], ttl_ms)
+export const RELEASE_SUBSCRIBERS_LUA = `${SHEBANG}${SUBSCRIBER_LIB}
+if #KEYS == 0 or #ARGV ~= 1 + 4 * #KEYS then
+  return redis.error_reply('ERR loReleaseSubscribers: four arguments per subscriber key')
 end
-return 1
+local clock_now = tonumber(ARGV[1])
+local released = {}
+for i = 1, #KEYS do
+  local key, a = KEYS[i], 1 + (i - 1) * 4
+  released[i] = 0
+  if live_sub(key, clock_now) and tonumber(redis.call('HGET', key, 'gen')) == tonumber(ARGV[a + 1]) then
+    redis.call('HSET', key, 'conn', 0, 'disc', ARGV[a + 2], 'exp', tonumber(ARGV[a + 2]) + tonumber(ARGV[a + 3]))
+    local ttl_ms = tonumber(ARGV[a + 4])
+    local current = redis.call('PTTL', key)
+    -- an ended session's shorter TTL wins; otherwise the key lives for the window
+    if current < 0 or current > ttl_ms then
+      redis.call('PEXPIRE', key, ttl_ms)
+    end
+    released[i] = 1
+  end
+end
+return released
 `;
 
 /** end — KEYS: sub, subs. ARGV: member. Deleting makes the resume token fail at once. */
