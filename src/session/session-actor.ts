@@ -443,6 +443,18 @@ export class SessionActor {
     conn.savedSeq = checkpoint;
     this.#bySubscriber.set(subscriberId, conn);
     this.#cancelIdle();
+    // welcome and what the first pump sends (`replayed`, events) in one corked write:
+    // one syscall, not two, on every handshake.
+    conn.sink.cork(() => this.#welcome(conn, identity, subscriberId, after, resumed));
+  }
+
+  #welcome(
+    conn: Connection,
+    identity: ConnectionIdentity,
+    subscriberId: string,
+    after: number,
+    resumed: boolean,
+  ): void {
     const { limits } = this.#deps;
     conn.sendFrame({
       op: 'welcome',

@@ -1,5 +1,5 @@
-import { randomBytes } from 'node:crypto';
 import { monotonicFactory } from 'ulid';
+import { randomBase64url } from './random-pool.ts';
 
 const ulid = monotonicFactory();
 
@@ -10,5 +10,5 @@ export function newUlid(): string {
 
 /** A short random id (url-safe base64), for connection, subscriber and session ids. */
 export function randomId(prefix: string, bytes = 12): string {
-  return `${prefix}_${randomBytes(bytes).toString('base64url')}`;
+  return `${prefix}_${randomBase64url(bytes)}`;
 }
