@@ -102,7 +102,7 @@ async function setup() {
     const sink = new WriteLog();
     const conn = new Connection(`conn_${++n}`, jsonCodec, sink);
     handler.opened(conn);
-    handler.message(conn, new TextEncoder().encode(JSON.stringify(frame)).buffer as ArrayBuffer);
+    handler.message(conn, new TextEncoder().encode(JSON.stringify(frame)).buffer);
     for (let i = 0; i < 50 && !sink.writes.some((w) => w.includes('replayed')); i++)
       await new Promise((resolve) => setImmediate(resolve));
     return { conn, sink, handler };
