@@ -217,6 +217,20 @@ export class Metrics {
   }
 
   readonly #latencyByOp = new Map<string, { observe(value: number): void }>();
+  readonly #connectionsByCodec = new Map<string, { inc(): void; dec(): void }>();
+
+  /**
+   * The open-connections gauge of one codec: a child kept per codec, so an open or a
+   * close (one each per handshake) hashes no label object.
+   */
+  connectionsOf(codec: string): { inc(): void; dec(): void } {
+    let child = this.#connectionsByCodec.get(codec);
+    if (!child) {
+      child = this.connections.labels({ codec });
+      this.#connectionsByCodec.set(codec, child);
+    }
+    return child;
+  }
 
   /**
    * Records an engine call that began at `start` (performance.now()) and just settled:

@@ -69,7 +69,7 @@ export class RealtimeHandler {
   }
 
   opened(conn: Connection): void {
-    this.#deps.metrics.connections.inc({ codec: conn.codec.name });
+    this.#deps.metrics.connectionsOf(conn.codec.name).inc();
     conn.helloTimer = setTimeout(() => {
       if (conn.state === 'awaiting_hello') this.#violation(conn, CloseCodes.unauthorized, 'no hello in time');
     }, this.#deps.helloTimeoutMs);
@@ -97,7 +97,7 @@ export class RealtimeHandler {
   }
 
   closed(conn: Connection): void {
-    this.#deps.metrics.connections.dec({ codec: conn.codec.name });
+    this.#deps.metrics.connectionsOf(conn.codec.name).dec();
     conn.state = 'closed';
     conn.clearTimers();
     // Also after closes the gateway started itself (state already 'closed'): detach is

@@ -66,9 +66,7 @@ export function subscriberFields(raw: unknown): Map<string, string> {
 export function parseSubscriber(id: string, fields: Map<string, string>): SubscriberRecord | undefined {
   if (!fields.has('gen')) return undefined;
   const num = (name: string): number => toInt(fields.get(name) ?? '0', name);
-  const node = fields.get('node');
-  return {
-    ...(node !== undefined ? { node, connectedAt: num('at') } : {}),
+  const record: SubscriberRecord = {
     id,
     userId: fields.get('user') ?? '',
     tenantId: fields.get('tenant') ?? '',
@@ -79,18 +77,34 @@ export function parseSubscriber(id: string, fields: Map<string, string>): Subscr
     disconnectedAt: num('disc'),
     ended: fields.get('ended') === '1',
   };
+  const node = fields.get('node');
+  if (node !== undefined) withNode(record, node, num('at'));
+  return record;
+}
+
+/**
+ * Adds the informational node fields. Records are built as one literal plus these, not
+ * with spreads: a spread of a conditional object gives each record a shape V8 builds at
+ * run time, one handshake at a time (issue 6).
+ */
+function withNode(record: SubscriberRecord, node: string, connectedAt: number): void {
+  record.node = node;
+  record.connectedAt = connectedAt;
 }
 
 /** What createSubscriber stored, as parseSubscriber would read it back. */
 export function newSubscriberRecord(sub: NewSubscriber): SubscriberRecord {
-  const { node, connectedAt, ...rest } = sub;
-  return {
-    ...(node !== undefined ? { node, connectedAt: connectedAt ?? 0 } : {}),
-    ...rest,
+  const record: SubscriberRecord = {
+    id: sub.id,
+    userId: sub.userId,
+    tenantId: sub.tenantId,
+    after: sub.after,
     generation: 1,
     checkpoint: sub.after,
     connected: true,
     disconnectedAt: 0,
     ended: false,
   };
+  if (sub.node !== undefined) withNode(record, sub.node, sub.connectedAt ?? 0);
+  return record;
 }
