@@ -234,44 +234,29 @@ export class RedisEngine implements Engine {
   #closed = false;
   /** getSession reads queued and not sent yet, by session (see getSession). */
   readonly #sessionReadsQueued = new Map<string, PendingSessionRead>();
-  readonly #sessionReads = new TickQueue<PendingSessionRead>({
-    send: (chunk) => this.#sendSessionReads(chunk),
-    maxItems: MAX_SESSION_READ_BATCH,
-    maxWeight: MAX_SESSION_READ_BATCH,
-    perSession: () => isCluster(this.#redis),
-  });
-  /** createSubscriber and releaseSubscriber calls of this tick (see TickQueue). */
-  readonly #creates = new TickQueue<PendingCreate>({
-    send: (chunk) => this.#sendCreates(chunk),
-    maxItems: MAX_CREATE_BATCH,
-    maxWeight: MAX_CREATE_BATCH,
-    perSession: () => isCluster(this.#redis),
-  });
-  readonly #releases = new TickQueue<PendingRelease>({
-    send: (chunk) => this.#sendReleases(chunk),
-    maxItems: MAX_RELEASE_BATCH,
-    maxWeight: MAX_RELEASE_BATCH,
-    perSession: () => isCluster(this.#redis),
-  });
-  /** append, saveCheckpoint and takeoverSubscriber calls of this tick (see TickQueue). */
-  readonly #appends = new TickQueue<PendingAppend>({
-    send: (chunk) => this.#sendAppends(chunk),
-    maxItems: MAX_APPEND_SESSIONS,
-    maxWeight: MAX_APPEND_EVENTS,
-    perSession: () => isCluster(this.#redis),
-  });
-  readonly #checkpoints = new TickQueue<PendingCheckpoint>({
-    send: (chunk) => this.#sendCheckpoints(chunk),
-    maxItems: MAX_CHECKPOINT_BATCH,
-    maxWeight: MAX_CHECKPOINT_BATCH,
-    perSession: () => isCluster(this.#redis),
-  });
-  readonly #takeovers = new TickQueue<PendingTakeover>({
-    send: (chunk) => this.#sendTakeovers(chunk),
-    maxItems: MAX_TAKEOVER_BATCH,
-    maxWeight: MAX_TAKEOVER_BATCH,
-    perSession: () => isCluster(this.#redis),
-  });
+  /** The engine calls of a tick, of any sessions, sent together (see TickQueue). */
+  readonly #sessionReads = this.#tickQueue<PendingSessionRead>(
+    (chunk) => this.#sendSessionReads(chunk),
+    MAX_SESSION_READ_BATCH,
+  );
+  readonly #creates = this.#tickQueue<PendingCreate>((chunk) => this.#sendCreates(chunk), MAX_CREATE_BATCH);
+  readonly #releases = this.#tickQueue<PendingRelease>(
+    (chunk) => this.#sendReleases(chunk),
+    MAX_RELEASE_BATCH,
+  );
+  readonly #appends = this.#tickQueue<PendingAppend>(
+    (chunk) => this.#sendAppends(chunk),
+    MAX_APPEND_SESSIONS,
+    MAX_APPEND_EVENTS,
+  );
+  readonly #checkpoints = this.#tickQueue<PendingCheckpoint>(
+    (chunk) => this.#sendCheckpoints(chunk),
+    MAX_CHECKPOINT_BATCH,
+  );
+  readonly #takeovers = this.#tickQueue<PendingTakeover>(
+    (chunk) => this.#sendTakeovers(chunk),
+    MAX_TAKEOVER_BATCH,
+  );
   readonly #keyCache = new Map<string, SessionKeys>();
   /** Per subs index: the size above which createSubscriber prunes it next (see #pruneSubscribers). */
   readonly #pruneAt = new Map<string, number>();
@@ -979,6 +964,15 @@ export class RedisEngine implements Engine {
   }
 
   // ── internals ─────────────────────────────────────────────────────────────────
+
+  /** A TickQueue of this engine: chunks of at most maxItems calls and maxWeight weight, one session per chunk on a cluster. */
+  #tickQueue<T extends QueuedCall>(
+    send: (chunk: T[]) => Promise<void>,
+    maxItems: number,
+    maxWeight = maxItems,
+  ): TickQueue<T> {
+    return new TickQueue<T>({ send, maxItems, maxWeight, perSession: () => isCluster(this.#redis) });
+  }
 
   /**
    * The session's key names, built once and kept while the session is busy: every append
