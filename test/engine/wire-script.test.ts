@@ -61,7 +61,8 @@ describe('wire script', () => {
     const redis = client();
     const script = new WireScript(`return ARGV[1] .. '-${Math.random()}'`);
     await server.command('CONFIG', 'RESETSTAT');
-    for (let i = 0; i < 5; i++) assert.match(String(await script.run(redis, [], [String(i)])), new RegExp(`^${i}-`));
+    for (let i = 0; i < 5; i++)
+      assert.match(String(await script.run(redis, [], [String(i)])), new RegExp(`^${i}-`));
     const calls = await commandCalls();
     assert.equal(calls['eval'], 1);
     assert.equal(calls['evalsha'], 4);
