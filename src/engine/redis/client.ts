@@ -1,6 +1,5 @@
 import { Cluster, Redis, type ClusterNode } from 'ioredis';
 import { SCRIPTS, scriptsFor, type ScriptDefinitions, type ScriptName } from './scripts/index.ts';
-import { WireScript } from './wire-script.ts';
 
 export interface ClientOptions {
   url: string;
@@ -201,30 +200,14 @@ function defineScripts(client: EngineClient, scripts: ScriptDefinitions): void {
   }
 }
 
-/**
- * Runs the scripts. On one Redis each call is written as one Buffer of RESP (see
- * wire-script.ts); on a cluster through the commands that defineCommand added, which
- * ioredis routes by their keys (it cannot type them, hence the cast).
- */
+/** A typed door to the commands that defineCommand added (ioredis cannot type them). */
 export function scriptRunner(redis: EngineClient): ScriptRunner {
-  const check = (name: ScriptName, keys: readonly string[]): void => {
-    const fixed = SCRIPTS[name].numberOfKeys;
-    if (fixed !== undefined && keys.length !== fixed)
-      throw new Error(`redis engine: ${name} takes ${fixed} keys, got ${keys.length}`);
-  };
-  if (!(redis instanceof Cluster)) {
-    const wire = new Map<ScriptName, WireScript>();
-    for (const [name, def] of Object.entries(SCRIPTS)) wire.set(name as ScriptName, new WireScript(def.lua));
-    return (name, keys, args) => {
-      check(name, keys);
-      return wire.get(name)!.run(redis, keys, args);
-    };
-  }
   const commands = redis as unknown as Record<ScriptName, (...args: (string | number)[]) => Promise<unknown>>;
   return (name, keys, args) => {
-    check(name, keys);
-    if (SCRIPTS[name].numberOfKeys === undefined)
-      return commands[name].call(redis, keys.length, ...keys, ...args);
+    const fixed = SCRIPTS[name].numberOfKeys;
+    if (fixed === undefined) return commands[name].call(redis, keys.length, ...keys, ...args);
+    if (keys.length !== fixed)
+      throw new Error(`redis engine: ${name} takes ${fixed} keys, got ${keys.length}`);
     return commands[name].call(redis, ...keys, ...args);
   };
 }
