@@ -83,9 +83,9 @@ export function parseSubscriber(id: string, fields: Map<string, string>): Subscr
 }
 
 /**
- * Adds the informational node fields. Records are built as one literal plus these, not
- * with spreads: a spread of a conditional object gives each record a shape V8 builds at
- * run time, one handshake at a time (issue 6).
+ * Adds the informational node fields. Records are one object literal plus these, not
+ * spreads: a spread copies property by property at run time (one record per handshake),
+ * where a literal of fixed keys is allocated with its final shape at once (issue 6).
  */
 function withNode(record: SubscriberRecord, node: string, connectedAt: number): void {
   record.node = node;
