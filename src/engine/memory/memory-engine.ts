@@ -24,6 +24,7 @@ import type {
 } from '../engine.ts';
 import { GatewayError } from '../../errors/gateway-error.ts';
 import { idOfOrderKey, positionOfOrderKey, sessionOrderKey } from '../session-order.ts';
+import { newSubscriberRecord } from '../subscriber-record.ts';
 
 /**
  * The embedded engine: everything in this process's memory.
@@ -210,17 +211,7 @@ export class MemoryEngine implements Engine {
 
   async createSubscriber(sessionId: string, sub: NewSubscriber): Promise<SubscriberRecord> {
     await tick();
-    const { node, connectedAt, ...rest } = sub;
-    const record: SubscriberRecord = {
-      // like the redis engine: connectedAt only with node
-      ...(node !== undefined ? { node, connectedAt: connectedAt ?? 0 } : {}),
-      ...rest,
-      generation: 1,
-      checkpoint: sub.after,
-      connected: true,
-      disconnectedAt: 0,
-      ended: false,
-    };
+    const record = newSubscriberRecord(sub);
     this.#subscribers.set(subKey(sessionId, sub.id), { record, expiresAt: Infinity });
     return { ...record };
   }

@@ -1,5 +1,6 @@
 import { parseEnvelopeText } from '../../protocol/envelope-text.ts';
-import type { NewSubscriber, StoredEvent, StreamHead, SubscriberRecord } from '../engine.ts';
+import type { StoredEvent, StreamHead, SubscriberRecord } from '../engine.ts';
+import { withNode } from '../subscriber-record.ts';
 
 /**
  * Parsing of script replies. Scripts return only strings, integers and (nested) arrays:
@@ -79,32 +80,5 @@ export function parseSubscriber(id: string, fields: Map<string, string>): Subscr
   };
   const node = fields.get('node');
   if (node !== undefined) withNode(record, node, num('at'));
-  return record;
-}
-
-/**
- * Adds the informational node fields. Records are one object literal plus these, not
- * spreads: a spread copies property by property at run time (one record per handshake),
- * where a literal of fixed keys is allocated with its final shape at once (issue 6).
- */
-function withNode(record: SubscriberRecord, node: string, connectedAt: number): void {
-  record.node = node;
-  record.connectedAt = connectedAt;
-}
-
-/** What createSubscriber stored, as parseSubscriber would read it back. */
-export function newSubscriberRecord(sub: NewSubscriber): SubscriberRecord {
-  const record: SubscriberRecord = {
-    id: sub.id,
-    userId: sub.userId,
-    tenantId: sub.tenantId,
-    after: sub.after,
-    generation: 1,
-    checkpoint: sub.after,
-    connected: true,
-    disconnectedAt: 0,
-    ended: false,
-  };
-  if (sub.node !== undefined) withNode(record, sub.node, sub.connectedAt ?? 0);
   return record;
 }

@@ -25,6 +25,7 @@ import type {
 } from '../engine.ts';
 import { GatewayError } from '../../errors/gateway-error.ts';
 import { idOfOrderKey, positionOfOrderKey, sessionOrderKey } from '../session-order.ts';
+import { newSubscriberRecord } from '../subscriber-record.ts';
 import {
   clusterSubscriberClient,
   createClient,
@@ -54,15 +55,7 @@ import {
   type EngineLogger,
   type PersistenceReport,
 } from './persistence.ts';
-import {
-  asArray,
-  newSubscriberRecord,
-  parseEntry,
-  parseHead,
-  parseSubscriber,
-  subscriberFields,
-  toInt,
-} from './records.ts';
+import { asArray, parseEntry, parseHead, parseSubscriber, subscriberFields, toInt } from './records.ts';
 import type { ScriptName } from './scripts/index.ts';
 import { PRUNE_THRESHOLD } from './scripts/subscriber-scripts.ts';
 
