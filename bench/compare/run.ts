@@ -13,7 +13,7 @@ import { parseArgs } from 'node:util';
 import { codeVersion, machineInfo } from '../lib/proc.ts';
 import { repoRoot } from '../lib/gateway-process.ts';
 import { barChart } from './plot.ts';
-import { CLIENT_CORE, ARMS, type ArmSpec } from './servers.ts';
+import { CLIENT_CORE, ARMS, GATEWAY_EXTRA_FLAGS, type ArmSpec } from './servers.ts';
 import { pin } from './proc.ts';
 import {
   commonRate,
@@ -171,6 +171,9 @@ async function main(): Promise<void> {
   log(
     `bench:compare ${p.name}: arms ${p.arms.join(' ')}, ${p.rounds} round(s); server on core 0, clients + Redis on core 1`,
   );
+  if (GATEWAY_EXTRA_FLAGS.length > 0) {
+    log(`NOT A COMPARISON: the gateway arms run with extra Node flags ${GATEWAY_EXTRA_FLAGS.join(' ')}`);
+  }
 
   const rounds: Round[] = [];
   if (wants('headline')) {
@@ -232,6 +235,7 @@ async function main(): Promise<void> {
       ]),
     ),
     config: p,
+    ...(GATEWAY_EXTRA_FLAGS.length > 0 ? { gatewayFlags: GATEWAY_EXTRA_FLAGS } : {}),
     rounds,
     shapes,
     variants,

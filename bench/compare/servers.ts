@@ -72,6 +72,12 @@ const SCRIPTS: Record<Exclude<ArmKind, 'gateway'>, string> = {
 };
 
 export const NODE_FLAGS = ['--expose-gc', '--import', 'tsx', '--import', './bench/compare/arms/gc-hook.ts'];
+/**
+ * BENCH_G_FLAGS="--flag …": extra Node flags for the gateway arms only, for tuning
+ * experiments (docs/operations.md). A run with them is not a comparison, so the run
+ * prints them and records them in its JSON (`gatewayFlags`).
+ */
+export const GATEWAY_EXTRA_FLAGS = (process.env['BENCH_G_FLAGS'] ?? '').split(' ').filter(Boolean);
 
 export const JWT_SECRET = randomBytes(32).toString('hex');
 
@@ -153,7 +159,8 @@ export class ArmServer {
     }
     // BENCH_CPU_PROF=DIR: write a V8 CPU profile of every server process into DIR (on exit)
     const profile = process.env['BENCH_CPU_PROF'];
-    const flags = profile ? ['--cpu-prof', `--cpu-prof-dir=${profile}`, ...NODE_FLAGS] : NODE_FLAGS;
+    const extra = this.spec.kind === 'gateway' ? GATEWAY_EXTRA_FLAGS : [];
+    const flags = [...(profile ? ['--cpu-prof', `--cpu-prof-dir=${profile}`] : []), ...extra, ...NODE_FLAGS];
     const child = spawn('taskset', ['-c', SERVER_CORE, process.execPath, ...flags, script], {
       cwd: repoRoot,
       env,
