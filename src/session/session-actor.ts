@@ -170,6 +170,8 @@ export class SessionActor {
   #stopped = false;
   /** Checkpoint and release writes under way, awaited on shutdown. */
   readonly #writes = new Set<Promise<unknown>>();
+  /** Connections whose checkpoint goes out with this tick's saveCheckpoints (see #saveCheckpoint). */
+  #checkpointsDue: Connection[] = [];
   /** The connection #pumpCurrent serves: set around each synchronous cork (see #pump). */
   #pumping: Connection | undefined;
   readonly #pumpCurrent = (): void => {
@@ -838,34 +840,49 @@ export class SessionActor {
   // ── bookkeeping ─────────────────────────────────────────────────────────────────
 
   /**
-   * Persists the connection's latest ack; one write at a time, coalescing newer acks (the
-   * engine sends the checkpoints of every session saved in one tick together).
+   * Persists the connection's latest ack; one write at a time per connection, coalescing
+   * newer acks. The acks of a tick, of all this actor's connections, go to the engine as
+   * one saveCheckpoints call at the end of the tick (with the checkpoints of every other
+   * session, see the engine's tick queue): a fan-out to thousands at a few events a
+   * second is acked event by event, and a promise and a handler per ack cost as much as
+   * the rest of the ack.
    */
   #saveCheckpoint(conn: Connection): void {
     if (conn.checkpointWriting || conn.ackedSeq <= conn.savedSeq) return;
     conn.checkpointWriting = true;
-    const target = conn.ackedSeq;
-    const { engine, metrics } = this.#deps;
-    // One per delivered event: timed here rather than through #time, which would chain
-    // one more promise onto every write.
-    const start = performance.now();
-    const write: Promise<void> = engine
-      .saveCheckpoint(this.sessionId, conn.subscriberId, conn.generation, target)
-      .then(
-        (stored) => {
-          metrics.timed('saveCheckpoint', start, false, undefined);
-          this.#writes.delete(write);
-          this.#checkpointDone(conn, target, stored);
-        },
-        (err: unknown) => {
-          metrics.timed('saveCheckpoint', start, true, err);
-          this.#writes.delete(write);
-          this.#deps.logger.warn({ sessionId: this.sessionId, err }, 'checkpoint write failed');
-          this.#checkpointDone(conn, target, undefined);
-        },
-      );
-    this.#writes.add(write);
+    this.#checkpointsDue.push(conn);
+    if (this.#checkpointsDue.length === 1) setImmediate(this.#flushCheckpoints);
   }
+
+  /** Writes the checkpoints due, each up to its connection's latest ack by now. */
+  readonly #flushCheckpoints = (): void => {
+    const conns = this.#checkpointsDue;
+    if (conns.length === 0) return;
+    this.#checkpointsDue = [];
+    const targets = conns.map((conn) => conn.ackedSeq);
+    const writes = conns.map((conn, i) => ({
+      subscriberId: conn.subscriberId,
+      generation: conn.generation,
+      seq: targets[i]!,
+    }));
+    const { engine, metrics } = this.#deps;
+    // Timed here rather than through #time, which would chain one more promise.
+    const start = performance.now();
+    const write: Promise<void> = engine.saveCheckpoints(this.sessionId, writes).then(
+      (stored) => {
+        metrics.timed('saveCheckpoint', start, false, undefined);
+        this.#writes.delete(write);
+        for (let i = 0; i < conns.length; i++) this.#checkpointDone(conns[i]!, targets[i]!, stored[i]);
+      },
+      (err: unknown) => {
+        metrics.timed('saveCheckpoint', start, true, err);
+        this.#writes.delete(write);
+        this.#deps.logger.warn({ sessionId: this.sessionId, err }, 'checkpoint write failed');
+        for (let i = 0; i < conns.length; i++) this.#checkpointDone(conns[i]!, targets[i]!, undefined);
+      },
+    );
+    this.#writes.add(write);
+  };
 
   /** A checkpoint write finished: `stored` is the engine's checkpoint, undefined if it failed. */
   #checkpointDone(conn: Connection, target: number, stored: number | undefined): void {
@@ -1169,7 +1186,11 @@ export class SessionActor {
     while (this.#pending.length > 0 || this.#appending) {
       await new Promise((r) => setImmediate(r));
     }
-    while (this.#writes.size > 0) await Promise.allSettled([...this.#writes]);
+    // A finished checkpoint write may queue the next one (newer acks): until none is left.
+    while (this.#writes.size > 0 || this.#checkpointsDue.length > 0) {
+      this.#flushCheckpoints();
+      await Promise.allSettled([...this.#writes]);
+    }
   }
 
   /** Counts an attach as work under way; afterwards, stop watching if nobody is left. */

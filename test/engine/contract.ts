@@ -799,6 +799,26 @@ export function engineContract(name: string, makeEngine: EngineFactory): void {
         assert.equal(await engine.saveCheckpoint(sid, sub.id, 2, 10), 10);
       });
 
+      test('saveCheckpoints applies each write as saveCheckpoint would, in order', async (engine, clock) => {
+        const sid = uniqueId('s');
+        const other = { ...sub, id: uniqueId('other') };
+        await engine.createSubscriber(sid, { ...sub, after: 0 });
+        await engine.createSubscriber(sid, { ...other, after: 2 });
+        await engine.takeoverSubscriber(sid, other.id, clock.now(), WINDOW_MS); // generation 2
+        const stored = await engine.saveCheckpoints(sid, [
+          { subscriberId: sub.id, generation: 1, seq: 6 },
+          { subscriberId: other.id, generation: 1, seq: 9 }, // superseded generation: fenced
+          { subscriberId: sub.id, generation: 1, seq: 4 }, // lower: ignored
+          { subscriberId: other.id, generation: 2, seq: 7 },
+          { subscriberId: uniqueId('missing'), generation: 1, seq: 3 },
+          { subscriberId: sub.id, generation: 1, seq: 8 }, // after the 6 of the same call
+        ]);
+        assert.deepEqual(stored, [6, 2, 6, 7, 0, 8]);
+        assert.equal((await engine.getSubscriber(sid, sub.id))?.checkpoint, 8);
+        assert.equal((await engine.getSubscriber(sid, other.id))?.checkpoint, 7);
+        assert.deepEqual(await engine.saveCheckpoints(sid, []), []);
+      });
+
       test('a release by an old generation is ignored', async (engine, clock) => {
         const sid = uniqueId('s');
         await engine.createSubscriber(sid, sub);

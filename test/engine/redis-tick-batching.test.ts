@@ -136,6 +136,52 @@ describe('redis engine: per-tick batching across sessions', () => {
     assert.equal((await engine.getSubscriber(sids[1]!, 'a'))?.checkpoint, 0);
   });
 
+  it('sends the saveCheckpoints groups of a tick, of many sessions, with the single writes in one call', async () => {
+    const engine = await connect();
+    const sids = Array.from({ length: 3 }, () => uniqueId('s'));
+    const ids = Array.from({ length: 300 }, (_, i) => `sub${i}`);
+    await Promise.all(sids.flatMap((sid) => ids.map((id) => engine.createSubscriber(sid, sub(id)))));
+    await engine.saveCheckpoint(sids[0]!, 'sub0', 1, 1); // warm-up
+    await resetStats();
+    const [groups, single] = await Promise.all([
+      Promise.all(
+        sids.map((sid, s) =>
+          engine.saveCheckpoints(
+            sid,
+            ids.map((id, i) => ({ subscriberId: id, generation: 1, seq: 100 * s + i + 2 })),
+          ),
+        ),
+      ),
+      engine.saveCheckpoint(sids[1]!, 'sub7', 1, 1000), // after the group's write of sub7
+    ]);
+    // 901 checkpoints, 512 per call
+    assert.equal(await scriptRuns(), 2);
+    groups.forEach((stored, s) =>
+      assert.deepEqual(
+        stored,
+        ids.map((_, i) => 100 * s + i + 2),
+      ),
+    );
+    assert.equal(single, 1000);
+    assert.equal((await engine.getSubscriber(sids[2]!, 'sub299'))?.checkpoint, 200 + 299 + 2);
+  });
+
+  it('rejects a saveCheckpoints group once, with the engine error, when its call fails', async () => {
+    const engine = await connect(300);
+    const sid = uniqueId('s');
+    server.pause();
+    try {
+      const writes = Array.from({ length: 600 }, (_, i) => ({
+        subscriberId: `x${i}`,
+        generation: 1,
+        seq: 1,
+      }));
+      await assert.rejects(engine.saveCheckpoints(sid, writes), EngineUnavailableError);
+    } finally {
+      server.resume();
+    }
+  });
+
   it('takes over subscribers of one tick in one call, in call order', async () => {
     const engine = await connect();
     const [s1, s2] = [uniqueId('s'), uniqueId('s')];

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Clock } from '../../util/clock.ts';
 import type { Envelope } from '../../protocol/envelope.ts';
 import type {
+  CheckpointWrite,
   AppendOutcome,
   AppendResult,
   Engine,
@@ -260,6 +261,13 @@ export class MemoryEngine implements Engine {
     const r = entry.record;
     if (r.generation === generation && seq > r.checkpoint) r.checkpoint = seq;
     return r.checkpoint;
+  }
+
+  /** Through saveCheckpoint, so a subclass that wraps it sees each write; applied in order. */
+  saveCheckpoints(sessionId: string, writes: readonly CheckpointWrite[]): Promise<number[]> {
+    return Promise.all(
+      writes.map((w) => this.saveCheckpoint(sessionId, w.subscriberId, w.generation, w.seq)),
+    );
   }
 
   async releaseSubscriber(
