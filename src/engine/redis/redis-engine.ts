@@ -1140,17 +1140,22 @@ function newEpoch(): string {
   return randomHex(8);
 }
 
-/** One session's part of a loAppend reply (see appendLua). */
+/** One session's part of a loAppend reply (see appendLua): `<epoch> <head> <endedAt|-> <refused|-> <seq> <dup> …`. */
 function parseAppendReply(raw: unknown, count: number): AppendResult {
-  const reply = asArray(raw, 'append');
-  if (reply[4] === 'ended') throw new GatewayError('session_ended', 'the stream has ended');
-  const flat = asArray(reply[3], 'outcomes');
+  if (typeof raw !== 'string') throw new Error('redis engine: an append reply is not a string');
+  const parts = raw.split(' ');
+  if (parts[3] === 'ended') throw new GatewayError('session_ended', 'the stream has ended');
+  if (parts.length !== 4 + 2 * count)
+    throw new Error('redis engine: append returned a wrong number of outcomes');
   const outcomes: AppendOutcome[] = [];
-  for (let i = 0; i + 1 < flat.length; i += 2) {
-    outcomes.push({ seq: toInt(flat[i], 'seq'), duplicate: toInt(flat[i + 1], 'duplicate') === 1 });
+  for (let i = 4; i < parts.length; i += 2) {
+    outcomes.push({ seq: toInt(parts[i], 'seq'), duplicate: parts[i + 1] === '1' });
   }
-  if (outcomes.length !== count) throw new Error('redis engine: append returned a wrong number of outcomes');
-  return { outcomes, ...parseHead(reply) };
+  const headSeq = toInt(parts[1], 'head');
+  const epoch = parts[0]!;
+  return parts[2] === '-'
+    ? { outcomes, headSeq, epoch }
+    : { outcomes, headSeq, epoch, endedAt: toInt(parts[2], 'endedAt') };
 }
 
 /** Script arguments must be integers (PEXPIRE and friends reject fractions). */

@@ -7,9 +7,11 @@ import type { PublishCommand } from './index.ts';
  * KEYS: stream, meta, ids of each session, in order (the same session may appear more
  * than once: its batches are applied in order). ARGV: maxLen, then for each session
  * candidateEpoch, channel, seenEpoch, seenHead, n, followed by n eventId, json pairs.
- * Returns one reply per session, in order: { epoch, head, endedAt|'', { seq1, dup1, … },
- * refused } where refused is 'ended' when the stream has ended and the batch holds a new
- * event (nothing of that batch was appended), '' otherwise.
+ * Returns one reply per session, in order, each one string of space-separated fields:
+ * `<epoch> <head> <endedAt|-> <refused|-> <seq1> <dup1> …`, where refused is `ended` when
+ * the stream has ended and the batch holds a new event (nothing of that batch was
+ * appended). One string, not a nested array, because the client decodes every RESP element
+ * with several calls of its own: the array was 5 + 2n elements per session, per tick.
  * The channel carries the session's hash tag: on a cluster the notice is an SPUBLISH,
  * which Redis allows in a script only on a channel of the script's own slot.
  *
@@ -34,6 +36,11 @@ end
 if at - 1 ~= #ARGV then
   return redis.error_reply('ERR loAppend: arguments do not match the keys')
 end
+local function packed(epoch, head, ended, outcomes, refused)
+  local parts = { epoch, string.format('%d', head), ended == '' and '-' or ended, refused }
+  for i = 1, #outcomes do parts[#parts + 1] = string.format('%d', outcomes[i]) end
+  return table.concat(parts, ' ')
+end
 local replies = {}
 at = 2
 for s = 1, #KEYS / 3 do
@@ -45,11 +52,11 @@ for s = 1, #KEYS / 3 do
   epoch, head, ended = check_seen(stream, meta, ids, candidate, epoch, head, ended, ARGV[at + 2], ARGV[at + 3])
   epoch, head, ended = guard_head(stream, meta, ids, candidate, epoch, head, ended)
   if new_after_end(ids, ended, ARGV, from, to) then
-    replies[s] = { epoch, head, ended, {}, 'ended' }
+    replies[s] = packed(epoch, head, ended, {}, 'ended')
   else
     local outcomes
     head, outcomes = append_pairs(stream, meta, ids, epoch, head, ARGV[1], channel, ARGV, from, to)
-    replies[s] = { epoch, head, ended, outcomes, '' }
+    replies[s] = packed(epoch, head, ended, outcomes, '-')
   end
   at = to + 1
 end
