@@ -1,0 +1,107 @@
+/**
+ * What the redis engine's hot calls cost the gateway's process, per item (issue 6), on a
+ * private redis-server whose own work is not counted. Rounds run back to back, all of a
+ * round's calls in one tick, as a busy node makes them: throughput cost, not latency. Each
+ * mode prints the median process CPU (user + system) per item over the rounds after the
+ * first quarter (warm-up). Run it on two builds to compare them.
+ *
+ *   npx tsx bench/tools/engine-cost.ts append [SESSIONS=5000] [ROUNDS=40]
+ *     one event appended to each of SESSIONS sessions per round (the many-sessions shape)
+ *   npx tsx bench/tools/engine-cost.ts checkpoint [SUBSCRIBERS=10000] [ROUNDS=40]
+ *     one checkpoint per subscriber (over 100 sessions) per round, alternately as one
+ *     saveCheckpoint each and as one saveCheckpoints per session (what a session actor
+ *     sends per tick)
+ */
+import { cpuUsage } from 'node:process';
+import { RedisEngine } from '../../src/engine/redis/redis-engine.ts';
+import type { CheckpointWrite } from '../../src/engine/engine.ts';
+import { ManualClock } from '../../src/util/clock.ts';
+import { RedisServer } from '../../chaos/toolkit/redis-server.ts';
+import { CONTRACT_LIMITS, makeEvent } from '../../test/engine/contract.ts';
+
+type Round = (round: number) => Promise<unknown>;
+
+const [mode, countArg, roundsArg] = process.argv.slice(2);
+if (mode !== 'append' && mode !== 'checkpoint') {
+  console.error('usage: engine-cost.ts append|checkpoint [COUNT] [ROUNDS]');
+  process.exit(2);
+}
+const rounds = Number(roundsArg ?? 40);
+const server = await RedisServer.start({ aof: false });
+const engine = await RedisEngine.connect({
+  url: server.url,
+  clock: new ManualClock(),
+  limits: CONTRACT_LIMITS,
+  keyPrefix: 'cost:',
+});
+try {
+  const ways =
+    mode === 'append'
+      ? appendWays(Number(countArg ?? 5000))
+      : await checkpointWays(Number(countArg ?? 10_000));
+  const samples = new Map<string, number[]>([...ways.runs.keys()].map((name) => [name, []]));
+  for (let r = 1; r <= rounds; r++) {
+    for (const [name, run] of ways.runs) {
+      const before = cpuUsage();
+      await run(r);
+      const used = cpuUsage(before);
+      samples.get(name)!.push((used.user + used.system) / ways.items);
+    }
+  }
+  console.log(`${mode}: ${ways.items} per round, ${rounds} rounds`);
+  for (const [name, values] of samples) {
+    const sorted = values.slice(rounds / 4).sort((a, b) => a - b);
+    console.log(
+      `${name}: median ${sorted[Math.floor(sorted.length / 2)]!.toFixed(2)} µs of process CPU per item`,
+    );
+  }
+} finally {
+  await engine.close();
+  await server.stop();
+}
+
+function appendWays(sessions: number): { items: number; runs: Map<string, Round> } {
+  const sids = Array.from({ length: sessions }, (_, i) => `session-${i}`);
+  const append: Round = (r) => {
+    const events = sids.map((sid) => makeEvent(sid, `r${r}`));
+    return Promise.all(sids.map((sid, i) => engine.append(sid, [events[i]!])));
+  };
+  return { items: sessions, runs: new Map([['append', append]]) };
+}
+
+async function checkpointWays(subscribers: number): Promise<{ items: number; runs: Map<string, Round> }> {
+  const bySession = new Map<string, CheckpointWrite[]>();
+  for (let i = 0; i < subscribers; i++) {
+    const sid = `session-${i % 100}`;
+    await engine.createSubscriber(sid, { id: `sub-${i}`, userId: 'u', tenantId: 't', after: 0 });
+    const list = bySession.get(sid) ?? [];
+    list.push({ subscriberId: `sub-${i}`, generation: 1, seq: 0 });
+    bySession.set(sid, list);
+  }
+  const all = [...bySession];
+  let seq = 0;
+  // one call and one promise per checkpoint
+  const single: Round = () => {
+    seq++;
+    return Promise.all(
+      all.flatMap(([sid, writes]) => writes.map((w) => engine.saveCheckpoint(sid, w.subscriberId, 1, seq))),
+    );
+  };
+  // one call and one promise per session
+  const grouped: Round = () => {
+    seq++;
+    return Promise.all(
+      all.map(([sid, writes]) => {
+        for (const w of writes) w.seq = seq;
+        return engine.saveCheckpoints(sid, writes);
+      }),
+    );
+  };
+  return {
+    items: subscribers,
+    runs: new Map([
+      ['saveCheckpoint', single],
+      ['saveCheckpoints', grouped],
+    ]),
+  };
+}
