@@ -859,11 +859,10 @@ export class SessionActor {
     const conns = this.#checkpointsDue;
     if (conns.length === 0) return;
     this.#checkpointsDue = [];
-    const targets = conns.map((conn) => conn.ackedSeq);
-    const writes = conns.map((conn, i) => ({
+    const writes = conns.map((conn) => ({
       subscriberId: conn.subscriberId,
       generation: conn.generation,
-      seq: targets[i]!,
+      seq: conn.ackedSeq,
     }));
     const { engine, metrics } = this.#deps;
     // Timed here rather than through #time, which would chain one more promise. One
@@ -873,13 +872,13 @@ export class SessionActor {
       (stored) => {
         metrics.timed('saveCheckpoint', start, false, undefined);
         this.#writes.delete(write);
-        for (let i = 0; i < conns.length; i++) this.#checkpointDone(conns[i]!, targets[i]!, stored[i]);
+        for (let i = 0; i < conns.length; i++) this.#checkpointDone(conns[i]!, writes[i]!.seq, stored[i]);
       },
       (err: unknown) => {
         metrics.timed('saveCheckpoint', start, true, err);
         this.#writes.delete(write);
         this.#deps.logger.warn({ sessionId: this.sessionId, err }, 'checkpoint write failed');
-        for (let i = 0; i < conns.length; i++) this.#checkpointDone(conns[i]!, targets[i]!, undefined);
+        for (let i = 0; i < conns.length; i++) this.#checkpointDone(conns[i]!, writes[i]!.seq, undefined);
       },
     );
     this.#writes.add(write);

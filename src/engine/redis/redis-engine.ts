@@ -864,18 +864,14 @@ export class RedisEngine implements Engine {
    * Each is applied on its own (fenced by generation, only upwards) and gets its own
    * answer; a failed call rejects every checkpoint it carried.
    */
-  saveCheckpoint(sessionId: string, subscriberId: string, generation: number, seq: number): Promise<number> {
-    return new Promise((resolve, reject) =>
-      this.#checkpoints.push({
-        sessionId,
-        weight: 1,
-        key: subscriberKey(this.#keys(sessionId), subscriberId),
-        generation: int(generation),
-        seq: int(seq),
-        resolve,
-        reject,
-      }),
-    );
+  async saveCheckpoint(
+    sessionId: string,
+    subscriberId: string,
+    generation: number,
+    seq: number,
+  ): Promise<number> {
+    const [stored] = await this.saveCheckpoints(sessionId, [{ subscriberId, generation, seq }]);
+    return stored!;
   }
 
   /**
