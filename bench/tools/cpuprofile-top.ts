@@ -2,6 +2,9 @@
  * `npx tsx bench/tools/cpuprofile-top.ts FILE.cpuprofile [N]`: the top N functions of a V8
  * CPU profile (node --cpu-prof) by self time and by total (inclusive) time, with their
  * source location — enough to see where a benchmark's server CPU goes without a browser.
+ *
+ * `--last SECONDS` keeps only the samples of the profile's final SECONDS: a bench run's
+ * measurement window, without its startup and connect phases.
  */
 import { readFileSync } from 'node:fs';
 
@@ -18,9 +21,12 @@ interface Profile {
   endTime: number;
 }
 
-const [file, nArg] = process.argv.slice(2);
-if (!file) {
-  console.error('usage: cpuprofile-top FILE.cpuprofile [N]');
+const args = process.argv.slice(2);
+const lastAt = args.indexOf('--last');
+const lastSeconds = lastAt >= 0 ? Number(args.splice(lastAt, 2)[1]) : undefined;
+const [file, nArg] = args;
+if (!file || (lastSeconds !== undefined && !(lastSeconds > 0))) {
+  console.error('usage: cpuprofile-top FILE.cpuprofile [N] [--last SECONDS]');
   process.exit(2);
 }
 const top = Number(nArg ?? 30);
@@ -29,8 +35,16 @@ const byId = new Map(profile.nodes.map((n) => [n.id, n]));
 const parent = new Map<number, number>();
 for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
 
+// Each sample's time from the profile's start; with --last, the earlier ones are skipped.
+const sampledUs = profile.timeDeltas.reduce((a, b) => a + b, 0);
+const fromUs = lastSeconds === undefined ? 0 : sampledUs - lastSeconds * 1e6;
 const selfUs = new Map<number, number>();
-profile.samples.forEach((id, i) => selfUs.set(id, (selfUs.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0)));
+let atUs = 0;
+profile.samples.forEach((id, i) => {
+  const delta = profile.timeDeltas[i] ?? 0;
+  atUs += delta;
+  if (atUs >= fromUs) selfUs.set(id, (selfUs.get(id) ?? 0) + delta);
+});
 const total = [...selfUs.values()].reduce((a, b) => a + b, 0);
 
 const key = (n: Node): string => {
