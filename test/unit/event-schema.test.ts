@@ -546,6 +546,15 @@ for (const type of Object.keys(cases) as EventType[]) {
       rejected(envelope(type, null));
     });
 
+    // What msgpackr decodes from a timestamp or a bin, and what only code can make: not
+    // plain objects, whatever keys they carry.
+    it('rejects a payload that is a Date, a Buffer or inherits a key', () => {
+      rejected(envelope(type, new Date(0)));
+      rejected(envelope(type, Buffer.from('{}')));
+      rejected(envelope(type, Object.create({ extra: 1 }) as never));
+      rejected(envelope(type, Object.assign(Object.create({ extra: 1 }) as object, full)));
+    });
+
     for (const [what, payload] of invalid) {
       it(`rejects ${what}`, () => rejected(envelope(type, payload), /payload/));
     }
