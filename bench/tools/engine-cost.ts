@@ -3,7 +3,9 @@
  * private redis-server whose own work is not counted. Rounds run back to back, all of a
  * round's calls in one tick, as a busy node makes them: throughput cost, not latency. Each
  * mode prints the median process CPU (user + system) per item over the rounds after the
- * first quarter (warm-up). Run it on two builds to compare them.
+ * first quarter (warm-up), and the young-generation collections of the whole run per 1,000
+ * items (all ways together): fewer means less allocated, and unlike CPU time it hardly
+ * moves with the machine's noise. Run it on two builds to compare them.
  *
  *   npx tsx bench/tools/engine-cost.ts append [SESSIONS=5000] [ROUNDS=40]
  *     one event appended to each of SESSIONS sessions per round (the many-sessions shape)
@@ -12,6 +14,7 @@
  *     saveCheckpoint each and as one saveCheckpoints per session (what a session actor
  *     sends per tick)
  */
+import { PerformanceObserver } from 'node:perf_hooks';
 import { cpuUsage } from 'node:process';
 import { RedisEngine } from '../../src/engine/redis/redis-engine.ts';
 import type { CheckpointWrite } from '../../src/engine/engine.ts';
@@ -27,6 +30,11 @@ if (mode !== 'append' && mode !== 'checkpoint') {
   process.exit(2);
 }
 const rounds = Number(roundsArg ?? 40);
+let scavenges = 0;
+new PerformanceObserver((list) => {
+  for (const entry of list.getEntries())
+    if ((entry as { detail?: { kind?: number } }).detail?.kind === 1) scavenges++;
+}).observe({ entryTypes: ['gc'] });
 const server = await RedisServer.start({ aof: false });
 const engine = await RedisEngine.connect({
   url: server.url,
@@ -48,7 +56,11 @@ try {
       samples.get(name)!.push((used.user + used.system) / ways.items);
     }
   }
-  console.log(`${mode}: ${ways.items} per round, ${rounds} rounds`);
+  await new Promise((resolve) => setTimeout(resolve, 10)); // let the gc observer report
+  const perThousand = (scavenges * 1000) / (ways.items * rounds * ways.runs.size);
+  console.log(
+    `${mode}: ${ways.items} per round, ${rounds} rounds, ${perThousand.toFixed(2)} scavenges per 1,000 items`,
+  );
   for (const [name, values] of samples) {
     const sorted = values.slice(rounds / 4).sort((a, b) => a - b);
     console.log(

@@ -19,6 +19,7 @@ import { EncodedEvent, EventCache, RecentReads } from './event-cache.ts';
 import type { Connection, ConnectionIdentity } from './connection.ts';
 import { Mailbox } from './mailbox.ts';
 import { TRY_AGAIN_LATER } from './close-reason.ts';
+import { actorTicks } from '../util/next-tick-tasks.ts';
 
 export interface ActorLimits {
   maxInFlight: number;
@@ -578,8 +579,10 @@ export class SessionActor {
   #scheduleFlush(): void {
     if (this.#flushScheduled || this.#appending) return;
     this.#flushScheduled = true;
-    setImmediate(() => void this.#flush());
+    actorTicks.schedule(this.#runFlush);
   }
+
+  readonly #runFlush = (): void => void this.#flush();
 
   async #flush(): Promise<void> {
     this.#flushScheduled = false;
@@ -851,7 +854,7 @@ export class SessionActor {
     if (conn.checkpointWriting || conn.ackedSeq <= conn.savedSeq) return;
     conn.checkpointWriting = true;
     this.#checkpointsDue.push(conn);
-    if (this.#checkpointsDue.length === 1) setImmediate(this.#flushCheckpoints);
+    if (this.#checkpointsDue.length === 1) actorTicks.schedule(this.#flushCheckpoints);
   }
 
   /** Writes the checkpoints due, each up to its connection's latest ack by now. */

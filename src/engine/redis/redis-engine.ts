@@ -636,10 +636,11 @@ export class RedisEngine implements Engine {
       chunk,
       'append',
       'loAppend',
-      [this.#limits.historyMaxEvents],
+      [this.#limits.historyMaxEvents, newEpoch()],
       ({ k, events, seen }, keys, args) => {
         keys.push(k.stream, k.meta, k.ids);
-        args.push(newEpoch(), k.channel, seen?.epoch ?? '', seen?.headSeq ?? 0, events.length);
+        // the session's header (see appendLua); epochs are hex, so never '-'
+        args.push(`${events.length} ${Math.max(0, int(seen?.headSeq ?? 0))} ${seen?.epoch || '-'}`);
         for (const event of events) args.push(event.eventId, envelopeText(event));
       },
       (reply, pending) => parseAppendReply(reply, pending.events.length),

@@ -5,8 +5,15 @@ import type { PublishCommand } from './index.ts';
  * append — one call per tick for the batches of many sessions (ARCHITECTURE-NOTES
  * decision 1; on a Redis Cluster one call per session, see tick-queue.ts).
  * KEYS: stream, meta, ids of each session, in order (the same session may appear more
- * than once: its batches are applied in order). ARGV: maxLen, then for each session
- * candidateEpoch, channel, seenEpoch, seenHead, n, followed by n eventId, json pairs.
+ * than once: its batches are applied in order). ARGV: maxLen, candidateEpoch, then for
+ * each session the header `"<n> <seenHead> <seenEpoch|->"` followed by n eventId, json
+ * pairs. Few arguments, because each costs the client a RESP element to build, and a
+ * tick's sessions mostly carry one event each (issue 6):
+ * - the scalars ride in one header;
+ * - the candidate epoch is the call's: a session adopts it only when its meta is missing
+ *   or rolled back, at most once per call (adopting makes meta consistent, and no caller
+ *   has seen the new epoch yet), and epochs only have to differ within one session;
+ * - the notice channel is the meta key with `meta` replaced by `n` (see keys.ts).
  * Returns one reply per session, in order, each one string of space-separated fields:
  * `<epoch> <head> <endedAt|-> <refused|-> <seq1> <dup1> …`, where refused is `ended` when
  * the stream has ended and the batch holds a new event (nothing of that batch was
@@ -25,13 +32,16 @@ export const appendLua = (publish: PublishCommand): string => `${SHEBANG}${STREA
 if #KEYS == 0 or #KEYS % 3 ~= 0 then
   return redis.error_reply('ERR loAppend: three keys per session')
 end
-local at = 2
+local headers = {}
+local at = 3
 for s = 1, #KEYS / 3 do
-  local n = tonumber(ARGV[at + 4])
-  if not n or n < 0 or n % 1 ~= 0 then
-    return redis.error_reply('ERR loAppend: bad event count')
+  local n, seen_head, seen_epoch = string.match(ARGV[at] or '', '^(%d+) (%d+) (%S+)$')
+  if not n then
+    return redis.error_reply('ERR loAppend: bad session header')
   end
-  at = at + 5 + 2 * n
+  if seen_epoch == '-' then seen_epoch = '' end
+  headers[s] = { tonumber(n), seen_head, seen_epoch }
+  at = at + 1 + 2 * tonumber(n)
 end
 if at - 1 ~= #ARGV then
   return redis.error_reply('ERR loAppend: arguments do not match the keys')
@@ -42,14 +52,16 @@ local function packed(epoch, head, ended, outcomes, refused)
   return table.concat(parts, ' ')
 end
 local replies = {}
-at = 2
+local candidate = ARGV[2]
+at = 3
 for s = 1, #KEYS / 3 do
   local stream, meta, ids = KEYS[3 * s - 2], KEYS[3 * s - 1], KEYS[3 * s]
-  local candidate, channel = ARGV[at], ARGV[at + 1]
-  local from = at + 5
-  local to = at + 4 + 2 * tonumber(ARGV[at + 4])
+  local n, seen_head, seen_epoch = headers[s][1], headers[s][2], headers[s][3]
+  local channel = string.sub(meta, 1, -5) .. 'n'
+  local from = at + 1
+  local to = at + 2 * n
   local epoch, head, ended = load_meta(stream, meta, ids, candidate)
-  epoch, head, ended = check_seen(stream, meta, ids, candidate, epoch, head, ended, ARGV[at + 2], ARGV[at + 3])
+  epoch, head, ended = check_seen(stream, meta, ids, candidate, epoch, head, ended, seen_epoch, seen_head)
   epoch, head, ended = guard_head(stream, meta, ids, candidate, epoch, head, ended)
   if new_after_end(ids, ended, ARGV, from, to) then
     replies[s] = packed(epoch, head, ended, {}, 'ended')
