@@ -49,12 +49,26 @@ export function maxKeptUp(result: FanoutResult): number {
 
 /**
  * M2's common load: the highest ladder rate at or below half of the slowest arm's
- * kept-up maximum (the issue's "50 % of the slowest arm's max").
+ * kept-up maximum (the issue's "50 % of the slowest arm's max"). When the ladder has no
+ * rate that low (the slowest arm kept up only at the lowest rung, or at none), its lowest
+ * rate: the nearest load that was measured, never a higher one.
  */
 export function m2Rate(results: FanoutResult[]): number | undefined {
   const slowest = Math.min(...results.map(maxKeptUp));
-  const rates = (results[0]?.points ?? []).map((p) => p.rate).filter((r) => r <= slowest / 2 + 1e-9);
-  return rates.length ? Math.max(...rates) : undefined;
+  const ladder = (results[0]?.points ?? []).map((p) => p.rate);
+  const rates = ladder.filter((r) => r <= slowest / 2 + 1e-9);
+  if (rates.length) return Math.max(...rates);
+  return ladder.length ? Math.min(...ladder) : undefined;
+}
+
+/**
+ * One M2 load for a whole run: the lowest of its rounds' (a round where the slowest arm
+ * did worse sets it), so that every round's latency, and the medians over rounds, are
+ * taken at the same load.
+ */
+export function runM2Rate(rounds: Round[]): number | undefined {
+  const rates = rounds.map((r) => m2Rate(r.fanout)).filter((r): r is number => r !== undefined);
+  return rates.length ? Math.min(...rates) : undefined;
 }
 
 /** The highest ladder rate at or below half of this arm's own kept-up maximum. */
@@ -70,11 +84,15 @@ export function maxSustainable(result: FanoutResult): number {
   return ok.length ? Math.max(...ok) : 0;
 }
 
+// Not a number (undefined, or a NaN that went through JSON as null): no ratio.
 const ratio = (a: number | undefined, b: number | undefined): number =>
-  a !== undefined && b !== undefined && b !== 0 ? a / b : Number.NaN;
+  typeof a === 'number' && typeof b === 'number' && b !== 0 ? a / b : Number.NaN;
 
-/** Per-round ratios of the headline fan-out, keyed like `M1.G/U`. */
-export function roundRatios(round: Round): Record<string, number> {
+/**
+ * Per-round ratios of the headline fan-out, keyed like `M1.G/U`; M2 at `m2` (the run's
+ * common load, see runM2Rate), by default this round's own.
+ */
+export function roundRatios(round: Round, m2 = m2Rate(round.fanout)): Record<string, number> {
   const by = new Map(round.fanout.map((r) => [r.arm, r]));
   const out: Record<string, number> = {};
   const g = by.get('G');
@@ -90,7 +108,6 @@ export function roundRatios(round: Round): Record<string, number> {
     out[`M1.user.${key}`] = ratio(gp?.perUserCpuS, pp?.perUserCpuS);
     out[`M1.max.${key}`] = ratio(maxSustainable(g), maxSustainable(p));
     out[`M1.keptUp.${key}`] = ratio(maxKeptUp(g), maxKeptUp(p));
-    const m2 = m2Rate(round.fanout);
     out[`M2.p99.${key}`] = ratio(pointAt(g, m2)?.latency.p99, pointAt(p, m2)?.latency.p99);
     out[`M2.own.p99.${key}`] = ratio(
       pointAt(g, ownHalf(g))?.latency.p99,
@@ -103,9 +120,11 @@ export function roundRatios(round: Round): Record<string, number> {
 }
 
 export function medianRatios(rounds: Round[]): Record<string, number> {
-  const keys = new Set(rounds.flatMap((r) => Object.keys(roundRatios(r))));
+  const m2 = runM2Rate(rounds);
+  const perRound = rounds.map((r) => roundRatios(r, m2));
+  const keys = new Set(perRound.flatMap((r) => Object.keys(r)));
   const out: Record<string, number> = {};
-  for (const key of keys) out[key] = median(rounds.map((r) => roundRatios(r)[key] ?? Number.NaN));
+  for (const key of keys) out[key] = median(perRound.map((r) => r[key] ?? Number.NaN));
   return out;
 }
 

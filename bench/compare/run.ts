@@ -21,7 +21,7 @@ import {
   fmt,
   maxKeptUp,
   maxSustainable,
-  m2Rate,
+  runM2Rate,
   median,
   medianRatios,
   pointAt,
@@ -47,6 +47,7 @@ const { values } = parseArgs({
     plots: { type: 'string' },
     steps: { type: 'string' },
     replot: { type: 'string' },
+    rescore: { type: 'boolean', default: false },
     window: { type: 'string' },
     idle: { type: 'string' },
     'm5-clients': { type: 'string' },
@@ -154,10 +155,27 @@ function spec(name: string): ArmSpec {
 
 async function main(): Promise<void> {
   if (values.replot) {
-    // redraw the plots of a saved run: --replot FILE.json [--plots DIR]
-    const saved = JSON.parse(readFileSync(values.replot, 'utf8')) as { plan: string; rounds: Round[] };
+    // Redraw the plots of a saved run and print its summary, both from its raw values by
+    // this report code: --replot FILE.json [--plots DIR] [--rescore]. With --rescore the
+    // file's derived `ratios` are rewritten too (after a fix to how they are derived), and
+    // `rescoredAt` says when; the raw values are never touched.
+    const saved = JSON.parse(readFileSync(values.replot, 'utf8')) as Parameters<typeof summary>[0] & {
+      plan: string;
+    };
     const dir = values.plots ?? path.dirname(values.replot);
     writePlots(saved.rounds, dir, saved.plan);
+    saved.ratios = {
+      ...medianRatios(saved.rounds),
+      ...extraRatios(saved.shapes, saved.capacity, saved.recovery),
+    };
+    console.log('\n' + summary(saved));
+    if (values.rescore) {
+      writeFileSync(
+        values.replot,
+        JSON.stringify({ ...saved, rescoredAt: new Date().toISOString() }, null, 2) + '\n',
+      );
+      log(`rewrote the ratios of ${values.replot}`);
+    }
     log(`redrew the plots of ${values.replot} in ${dir}`);
     return;
   }
@@ -276,13 +294,12 @@ function headlineRows(rounds: Round[]): {
   wire: number;
 }[] {
   const arms = rounds[0]?.order.slice().sort() ?? [];
+  const m2 = runM2Rate(rounds);
   return arms.map((arm) => {
     const per = rounds.map((r) => {
       const mine = r.fanout.find((f) => f.arm === arm)!;
       const rate = commonRate(r.fanout);
       const point = pointAt(mine, rate);
-      // no ladder rate at half the slowest maximum (a short ladder): latency at the M1 rate
-      const m2 = m2Rate(r.fanout) ?? rate;
       return { mine, rate, point, m2, m2Point: pointAt(mine, m2) };
     });
     return {

@@ -16,7 +16,9 @@ import {
   maxKeptUp,
   maxSustainable,
   median,
+  medianRatios,
   roundRatios,
+  runM2Rate,
 } from '../../bench/compare/report.ts';
 import type { CapacityResult } from '../../bench/compare/scenarios/capacity.ts';
 import type { FanoutResult, RatePoint } from '../../bench/compare/scenarios/fanout.ts';
@@ -109,6 +111,28 @@ describe('bench:compare report', () => {
     const ratios = roundRatios({ round: 1, order: ['G', 'S'], fanout: [g, s] });
     assert.equal(ratios['M2.p99.G/S'], 30 / 90);
     assert.equal(ratios['M1.keptUp.G/S'], 2);
+  });
+
+  it('M2 falls back to the lowest rung, never a higher rate, and one load holds for every round', () => {
+    const lat = (p99: number) => ({ p50: 1, p99, p999: p99, max: p99, count: 1 });
+    const g = result('G', [point(2, { latency: lat(10) }), point(5, { latency: lat(20) }), point(10)]);
+    // S keeps up at 2/s only: half of that is below the ladder
+    const slow = result('S', [
+      point(2, { latency: lat(40) }),
+      point(5, { latency: lat(2000), sustainable: false }),
+      point(10, { latency: lat(5000), sustainable: false }),
+    ]);
+    // in another round S kept up to 10/s: its own common load would be 5/s
+    const fast = result('S', [point(2, { latency: lat(50) }), point(5, { latency: lat(40) }), point(10)]);
+    assert.equal(m2Rate([g, slow]), 2);
+    assert.equal(m2Rate([g, fast]), 5);
+    const rounds = [
+      { round: 1, order: ['G', 'S'], fanout: [g, slow] },
+      { round: 2, order: ['G', 'S'], fanout: [g, fast] },
+    ];
+    assert.equal(runM2Rate(rounds), 2);
+    // both rounds at 2/s: 10/40 and 10/50, median 0.225
+    assert.equal(medianRatios(rounds)['M2.p99.G/S'], (10 / 40 + 10 / 50) / 2);
   });
 
   it('a point with a gap is never a comparison point', () => {
