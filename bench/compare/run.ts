@@ -14,6 +14,7 @@ import { codeVersion, machineInfo } from '../lib/proc.ts';
 import { repoRoot } from '../lib/gateway-process.ts';
 import { barChart } from './plot.ts';
 import { CLIENT_CORE, ARMS, GATEWAY_EXTRA_FLAGS, type ArmSpec } from './servers.ts';
+import { GATEWAY_ACK_MS, GATEWAY_ACK_OVERRIDDEN } from './gateway-acks.ts';
 import { pin } from './proc.ts';
 import {
   commonRate,
@@ -192,6 +193,11 @@ async function main(): Promise<void> {
   if (GATEWAY_EXTRA_FLAGS.length > 0) {
     log(`NOT A COMPARISON: the gateway arms run with extra Node flags ${GATEWAY_EXTRA_FLAGS.join(' ')}`);
   }
+  if (GATEWAY_ACK_OVERRIDDEN) {
+    log(
+      `NOT A COMPARISON: the G clients ack after ${GATEWAY_ACK_MS} ms (BENCH_G_ACK_MS), not the SDK's default`,
+    );
+  }
 
   const rounds: Round[] = [];
   if (wants('headline')) {
@@ -254,6 +260,7 @@ async function main(): Promise<void> {
     ),
     config: p,
     ...(GATEWAY_EXTRA_FLAGS.length > 0 ? { gatewayFlags: GATEWAY_EXTRA_FLAGS } : {}),
+    gatewayAckMs: GATEWAY_ACK_MS,
     rounds,
     shapes,
     variants,

@@ -8,9 +8,10 @@
  * with one indexOf (readStamp); everything else is JSON-decoded (rare control frames).
  * Acks are cumulative and follow the client SDK's policy (client/subscription.ts): at once
  * every `ackEvery` events (capped at maxInFlight/2 so flow control never stalls) and on
- * `replayed`, else 250 ms after the first unacked event. The delayed acks come from one
- * process-wide 10 ms ticker and a FIFO ordered by due tick (no timer per connection, no clock
- * read per event). Each connection's ack is due 250 ms after its own event, as independent
+ * `replayed`, else `acks.intervalMs` (the SDK's default, or BENCH_G_ACK_MS for a diagnostic
+ * run) after the first unacked event. The delayed acks come from one process-wide 10 ms
+ * ticker and a FIFO ordered by due tick (no timer per connection, no clock read per
+ * event). Each connection's ack is due that long after its own event, as independent
  * clients' timers are; an earlier shared sweep acked every quiet connection of the process
  * in one loop, a burst that doubled G's p99 on the one client core (BENCHMARKS.md).
  * WebSocket pings are answered by raw-ws.
@@ -27,6 +28,7 @@
  * connection is): they ack what they receive like any subscriber.
  */
 import { jsonEvSeq, readStamp } from '../../lib/wire.ts';
+import { GATEWAY_ACK_MS } from '../gateway-acks.ts';
 import type {
   ArmClient,
   Publisher,
@@ -53,8 +55,8 @@ interface Welcome {
 // ——— delayed acks: one ticker for the process ———
 
 const ACK_TICK_MS = 10;
-/** The SDK's `acks.intervalMs` default (client/client.ts), in ticks. */
-const ACK_DELAY_TICKS = 250 / ACK_TICK_MS;
+/** The SDK's `acks.intervalMs` default, unless BENCH_G_ACK_MS overrides it, in ticks. */
+const ACK_DELAY_TICKS = Math.max(1, Math.round(GATEWAY_ACK_MS / ACK_TICK_MS));
 
 let ticks = 0;
 let ticker: NodeJS.Timeout | undefined;
