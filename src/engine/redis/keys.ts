@@ -10,6 +10,7 @@
  *   <prefix>{<sid>}:subs          set: ids of the session's subscribers (to expire them at end)
  *   <prefix>{<sid>}:sub:<subId>   hash: one subscriber (generation, checkpoint, …)
  *   <prefix>{<sid>}:n             pub/sub channel: "<head> <epoch>" after each append
+ *                                 (loAppend derives it from the meta key: keep the two alike)
  *   <prefix>idem:{<tenantId>}:<ownerId>:<key>   hash: idempotent createSession (own slot)
  *   <prefix>ix:{<tenantId>}:tenant             sorted set: the tenant's sessions, for listing
  *   <prefix>ix:{<tenantId>}:owner:<ownerId>    sorted set: one owner's sessions, for listing
