@@ -91,8 +91,21 @@ export function listenOverflows(): { overflows: number; drops: number } {
 
 /** VmRSS of `pid` in bytes. */
 export function rssBytes(pid: number): number {
+  return statusBytes(pid, 'VmRSS');
+}
+
+/**
+ * RssAnon of `pid` in bytes: private memory only. VmRSS also counts file-backed pages
+ * (the node binary's code, faulted in the first time a path such as JWT verification
+ * runs), which are shared and bounded, not a cost per connection.
+ */
+export function rssAnonBytes(pid: number): number {
+  return statusBytes(pid, 'RssAnon');
+}
+
+function statusBytes(pid: number, field: string): number {
   try {
-    const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
     return m ? Number(m[1]) * 1024 : Number.NaN;
   } catch {
     return Number.NaN;

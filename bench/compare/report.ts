@@ -154,6 +154,10 @@ export function extraRatios(
     for (const [arm, c] of cap) {
       if (arm === 'G') continue;
       out[`M4.connsPerGiB.G/${arm}`] = ratio(g.connectionsPerGiB, c.connectionsPerGiB);
+      out[`M4.connsPerGiB.marginal.G/${arm}`] = ratio(
+        g.connectionsPerGiBMarginal,
+        c.connectionsPerGiBMarginal,
+      );
       out[`M4.ramp.handshakes.G/${arm}`] = ratio(g.handshakesPerS, c.handshakesPerS);
       out[`M4.ramp.handshakesPerCpuS.G/${arm}`] = ratio(g.handshakesPerCpuS, c.handshakesPerCpuS);
       const at = (x: CapacityResult, n: number): number | undefined =>

@@ -12,7 +12,7 @@ import { RedisServer } from '../../chaos/toolkit/redis-server.ts';
 import { freePort } from '../../chaos/toolkit/ports.ts';
 import { repoRoot } from '../lib/gateway-process.ts';
 import type { ArmKind } from './types.ts';
-import { pin, rssBytes } from './proc.ts';
+import { pin, rssAnonBytes, rssBytes } from './proc.ts';
 
 export const SERVER_CORE = '0';
 export const CLIENT_CORE = '1';
@@ -135,6 +135,11 @@ export class ArmServer {
     return this.pids.map(rssBytes).reduce((a, b) => a + (Number.isNaN(b) ? 0 : b), 0);
   }
 
+  /** Private (anonymous) resident memory of the server's processes; see `rssAnonBytes`. */
+  get rssAnon(): number {
+    return this.pids.map(rssAnonBytes).reduce((a, b) => a + (Number.isNaN(b) ? 0 : b), 0);
+  }
+
   async launch(): Promise<void> {
     const env: Record<string, string> = {
       ...(process.env as Record<string, string>),
@@ -180,6 +185,10 @@ export class ArmServer {
       );
       const lines = createInterface({ input: child.stdout });
       lines.on('line', (line) => {
+        // BENCH_GC_LOG=1: echo the arm's after-GC memory lines (gc-hook.ts) for diagnosis
+        if (process.env['BENCH_GC_LOG'] && line.startsWith('{"msg":"gc"')) {
+          process.stderr.write(`${this.spec.name} ${line}\n`);
+        }
         if (line.includes('"msg":"listening"')) {
           clearTimeout(timer);
           resolve();

@@ -1,4 +1,5 @@
 import type { Codec } from '../codec/index.ts';
+import { randomBase64url } from '../util/random-pool.ts';
 import type { Role } from '../protocol/roles.ts';
 import type { ServerFrame } from '../protocol/frames.ts';
 import type { Sink } from './sink.ts';
@@ -24,19 +25,29 @@ const REPLAYED_SENT = 4;
 const EOS_SENT = 8;
 
 /**
+ * This process's part of every connection id: random, so that ids (and the subscriber
+ * ids made from them) stay unique across nodes and restarts.
+ */
+const ID_TAG = randomBase64url(9);
+
+/**
  * Per-socket state. Positions follow the protocol: `sentSeq` is the highest seq
  * delivered on this connection (it starts at `after`), `ackedSeq` the highest seq the
  * client acknowledged on it. In flight = sentSeq − ackedSeq, never above maxInFlight.
+ *
+ * Idle connections are many, so every field counts (`npm run bench:conn-heap`): the id is
+ * a number until someone asks for its string, the session id is the actor's, and rare
+ * state (pubacks waiting, a slow-consumer timer, frames before welcome) stays undefined.
  */
 export class Connection {
-  readonly id: string;
+  /** Unique in this process; `id` is the protocol's string form. */
+  readonly serial: number;
   readonly codec: Codec;
   readonly sink: Sink;
   state: ConnectionState = 'awaiting_hello';
 
   /** The actor this connection is attached to, from `welcome` on. */
   actor: SessionActor | undefined;
-  sessionId = '';
   subscriberId = '';
   generation = 0;
   /** The role it acts in (from the JWT or the resume token), from `welcome` on: what it may publish. */
@@ -59,12 +70,21 @@ export class Connection {
   slowTimer: NodeJS.Timeout | undefined;
   /** Frames that arrived while `hello` was being checked; replayed after welcome. Created on the first. */
   earlyFrames: unknown[] | undefined;
-  helloTimer: NodeJS.Timeout | undefined;
 
-  constructor(id: string, codec: Codec, sink: Sink) {
-    this.id = id;
+  constructor(serial: number, codec: Codec, sink: Sink) {
+    this.serial = serial;
     this.codec = codec;
     this.sink = sink;
+  }
+
+  /** `conn_<process tag><serial>`: built when asked (welcome, inspector), never stored. */
+  get id(): string {
+    return `conn_${ID_TAG}${this.serial.toString(36)}`;
+  }
+
+  /** The session it is attached to ('' before `welcome`). */
+  get sessionId(): string {
+    return this.actor?.sessionId ?? '';
   }
 
   get live(): boolean {
@@ -128,9 +148,7 @@ export class Connection {
   }
 
   clearTimers(): void {
-    clearTimeout(this.helloTimer);
     clearTimeout(this.slowTimer);
-    this.helloTimer = undefined;
     this.slowTimer = undefined;
   }
 }

@@ -63,6 +63,14 @@ export function canonicalAckSeq(data: ArrayBuffer): number {
  */
 export class RealtimeHandler {
   readonly #deps: RealtimeHandlerDeps;
+  /**
+   * Connections not attached to a session yet, with their hello deadline. Insertion
+   * order is deadline order (one timeout for all), so one timer serves them all instead
+   * of a timer per connection; attached connections leave, so the many idle ones cost
+   * no entry here.
+   */
+  readonly #unattached = new Map<Connection, number>();
+  #helloTimer: NodeJS.Timeout | undefined;
 
   constructor(deps: RealtimeHandlerDeps) {
     this.#deps = deps;
@@ -70,10 +78,37 @@ export class RealtimeHandler {
 
   opened(conn: Connection): void {
     this.#deps.metrics.connectionsOf(conn.codec.name).inc();
-    conn.helloTimer = setTimeout(() => {
-      if (conn.state === 'awaiting_hello') this.#violation(conn, CloseCodes.unauthorized, 'no hello in time');
-    }, this.#deps.helloTimeoutMs);
-    conn.helloTimer.unref();
+    this.#unattached.set(conn, performance.now() + this.#deps.helloTimeoutMs);
+    if (this.#helloTimer === undefined) this.#helloTimer = this.#armHelloTimer(this.#deps.helloTimeoutMs);
+  }
+
+  /** Closes every connection still saying hello (awaiting it, or being checked). */
+  closeUnattached(code: number, reason: string): void {
+    for (const conn of [...this.#unattached.keys()]) conn.close(code, reason);
+  }
+
+  #armHelloTimer(ms: number): NodeJS.Timeout {
+    const timer = setTimeout(() => this.#expireHellos(), Math.max(1, ms));
+    timer.unref();
+    return timer;
+  }
+
+  /**
+   * Closes, with 4001, the connections whose hello deadline passed before a hello came.
+   * Those already checking their hello keep their entry (closeUnattached still needs it)
+   * and are passed over.
+   */
+  #expireHellos(): void {
+    this.#helloTimer = undefined;
+    const now = performance.now();
+    for (const [conn, deadline] of this.#unattached) {
+      if (conn.state !== 'awaiting_hello') continue;
+      if (deadline > now) {
+        this.#helloTimer = this.#armHelloTimer(deadline - now);
+        return;
+      }
+      this.#violation(conn, CloseCodes.unauthorized, 'no hello in time');
+    }
   }
 
   /** Raw bytes from the socket; valid only during this call. */
@@ -98,6 +133,7 @@ export class RealtimeHandler {
 
   closed(conn: Connection): void {
     this.#deps.metrics.connectionsOf(conn.codec.name).dec();
+    this.#unattached.delete(conn);
     conn.state = 'closed';
     conn.clearTimers();
     // Also after closes the gateway started itself (state already 'closed'): detach is
@@ -125,8 +161,6 @@ export class RealtimeHandler {
       if (frame.op !== 'hello')
         return this.#violation(conn, CloseCodes.bad_request, 'the first frame must be hello');
       conn.state = 'authenticating';
-      clearTimeout(conn.helloTimer);
-      conn.helloTimer = undefined; // not held for the connection's life
       void this.#hello(conn, frame);
       return;
     }
@@ -179,6 +213,7 @@ export class RealtimeHandler {
       if (hello.resume) this.#deps.metrics.resumes.inc({ outcome: error.code });
       return this.#violation(conn, closeCodeFor(error.code), error.code);
     }
+    this.#unattached.delete(conn);
     const early = conn.earlyFrames;
     if (!early) return;
     conn.earlyFrames = undefined;

@@ -9,7 +9,6 @@ import { CloseCodes } from '../protocol/close-codes.ts';
 import { Connection } from '../session/connection.ts';
 import type { RealtimeHandler } from '../session/realtime-handler.ts';
 import type { Sink } from '../session/sink.ts';
-import { randomId } from '../util/ids.ts';
 import { errorReply, notFound, route, type HttpReply, type RouteHandler } from './http/context.ts';
 import * as livekit from './http/livekit-routes.ts';
 import type { LiveKitRouteDeps } from './http/livekit-routes.ts';
@@ -51,7 +50,9 @@ export class GatewayServer {
   readonly #opts: ServerOptions;
   readonly #deps: ServerDeps;
   readonly #app: TemplatedApp;
-  readonly #sockets = new Set<Connection>();
+  readonly #SocketSink: new (ws: WebSocket<SocketData>) => SocketSink;
+  #connections = 0;
+  #serial = 0;
   #listenSocket: us_listen_socket | undefined;
   #port = 0;
   #draining = false;
@@ -59,6 +60,7 @@ export class GatewayServer {
   constructor(opts: ServerOptions, deps: ServerDeps) {
     this.#opts = opts;
     this.#deps = deps;
+    this.#SocketSink = socketSinkClass(deps.metrics);
     this.#app = uWS.App();
     deps.metrics.readinessProbe = async () => (await this.#ready()).status === 200;
     this.#routes();
@@ -70,7 +72,7 @@ export class GatewayServer {
   }
 
   get connectionCount(): number {
-    return this.#sockets.size;
+    return this.#connections;
   }
 
   listen(): Promise<number> {
@@ -93,7 +95,7 @@ export class GatewayServer {
 
   /** Closes sockets that are not attached to a session (still saying hello). */
   closeUnattached(code: number, reason: string): void {
-    for (const conn of this.#sockets) if (!conn.live) conn.close(code, reason);
+    this.#deps.realtime.closeUnattached(code, reason);
   }
 
   #routes(): void {
@@ -198,9 +200,9 @@ export class GatewayServer {
       },
       open: (ws) => {
         const data = ws.getUserData();
-        const conn = new Connection(randomId('conn'), data.codec, new SocketSink(ws, this.#deps.metrics));
+        const conn = new Connection(++this.#serial, data.codec, new this.#SocketSink(ws));
         data.conn = conn;
-        this.#sockets.add(conn);
+        this.#connections++;
         realtime.opened(conn);
       },
       message: (ws, message) => {
@@ -219,8 +221,8 @@ export class GatewayServer {
       close: (ws) => {
         const conn = ws.getUserData().conn;
         if (!conn) return;
-        (conn.sink as SocketSink).dead = true;
-        this.#sockets.delete(conn);
+        (conn.sink as SocketSink).closed();
+        this.#connections--;
         try {
           realtime.closed(conn);
         } catch (err) {
@@ -234,47 +236,58 @@ export class GatewayServer {
 /** RFC 6455 "message too big". */
 const MESSAGE_TOO_BIG = 1009;
 
+interface SocketSink extends Sink {
+  /** uWS reported the close: from now on every call is a no-op. */
+  closed(): void;
+}
+
 /**
- * A Sink over a uWS socket; after uWS reports the close, every call is a no-op. A class,
- * not an object of closures: one small object per connection instead of five functions
- * and their context (it is held for as long as the connection lives).
+ * The Sink over a uWS socket, as a class per server: its methods share the server's
+ * metrics, so an instance holds nothing but the socket (undefined once closed). One small
+ * object per connection, held for as long as the connection lives, instead of five
+ * closures and their context.
  */
-class SocketSink implements Sink {
-  dead = false;
-  readonly #ws: WebSocket<SocketData>;
-  readonly #metrics: Metrics;
+function socketSinkClass(metrics: Metrics): new (ws: WebSocket<SocketData>) => SocketSink {
+  return class UwsSink implements SocketSink {
+    #ws: WebSocket<SocketData> | undefined;
 
-  constructor(ws: WebSocket<SocketData>, metrics: Metrics) {
-    this.#ws = ws;
-    this.#metrics = metrics;
-  }
-
-  send(bytes: Uint8Array, binary: boolean): boolean {
-    if (this.dead) return false;
-    // uWS: 1 sent, 0 queued (backpressure), 2 dropped at maxBackpressure. A dropped
-    // frame would be a silent gap, so the connection is cut instead; the client resumes
-    // from its checkpoint and loses nothing.
-    const result = this.#ws.send(bytes, binary, false);
-    if (result === 2) {
-      this.#metrics.closes.inc({ code: String(CloseCodes.slow_consumer) });
-      this.close(CloseCodes.slow_consumer, 'slow_consumer');
-      return false;
+    constructor(ws: WebSocket<SocketData>) {
+      this.#ws = ws;
     }
-    return result === 1;
-  }
 
-  bufferedAmount(): number {
-    return this.dead ? 0 : this.#ws.getBufferedAmount();
-  }
+    closed(): void {
+      this.#ws = undefined;
+    }
 
-  cork(fn: () => void): void {
-    if (this.dead) return fn();
-    this.#ws.cork(fn);
-  }
+    send(bytes: Uint8Array, binary: boolean): boolean {
+      const ws = this.#ws;
+      if (!ws) return false;
+      // uWS: 1 sent, 0 queued (backpressure), 2 dropped at maxBackpressure. A dropped
+      // frame would be a silent gap, so the connection is cut instead; the client resumes
+      // from its checkpoint and loses nothing.
+      const result = ws.send(bytes, binary, false);
+      if (result === 2) {
+        metrics.closes.inc({ code: String(CloseCodes.slow_consumer) });
+        this.close(CloseCodes.slow_consumer, 'slow_consumer');
+        return false;
+      }
+      return result === 1;
+    }
 
-  close(code: number, reason: string): void {
-    if (this.dead) return;
-    this.dead = true;
-    this.#ws.end(code, reason);
-  }
+    bufferedAmount(): number {
+      return this.#ws ? this.#ws.getBufferedAmount() : 0;
+    }
+
+    cork(fn: () => void): void {
+      if (!this.#ws) return fn();
+      this.#ws.cork(fn);
+    }
+
+    close(code: number, reason: string): void {
+      const ws = this.#ws;
+      if (!ws) return;
+      this.#ws = undefined;
+      ws.end(code, reason);
+    }
+  };
 }

@@ -20,7 +20,7 @@ import {
   roundRatios,
   runM2Rate,
 } from '../../bench/compare/report.ts';
-import type { CapacityResult } from '../../bench/compare/scenarios/capacity.ts';
+import { slope, type CapacityResult } from '../../bench/compare/scenarios/capacity.ts';
 import type { FanoutResult, RatePoint } from '../../bench/compare/scenarios/fanout.ts';
 
 /** Runs `node <args>` (bench/compare/run.ts) to the end; fails the test, with its output, unless it exits 0. */
@@ -135,6 +135,22 @@ describe('bench:compare report', () => {
     assert.equal(medianRatios(rounds)['M2.p99.G/S'], (10 / 40 + 10 / 50) / 2);
   });
 
+  it('memory per connection is also read as the slope over the steps, blind to a fixed warm-up', () => {
+    // 1 KB per connection plus 8 MB the first step added once: the slope sees only the 1 KB
+    const base = 100 * 1024;
+    const steps = [5000, 10000, 15000, 18500].map((n): [number, number] => [n, base + 8192 + n]);
+    assert.ok(Math.abs(slope(steps) - 1) < 1e-9);
+    assert.ok(Number.isNaN(slope([[5000, 1]])));
+    assert.ok(
+      Number.isNaN(
+        slope([
+          [5000, 1],
+          [5000, 2],
+        ]),
+      ),
+    );
+  });
+
   it('a point with a gap is never a comparison point', () => {
     const g = result('G', [point(5), point(10, { gaps: 1 })]);
     const s = result('S', [point(5), point(10)]);
@@ -174,6 +190,10 @@ describe('bench:compare end to end (tiny)', () => {
       }
     }
     assert.ok('M4.ramp.handshakesPerCpuS.G/U' in json.ratios);
+    assert.ok('M4.connsPerGiB.marginal.G/U' in json.ratios);
+    for (const c of json.capacity) {
+      assert.ok(typeof c.steps[0]!.rssAnonMB === 'number' && c.steps[0]!.rssAnonMB > 0, `${c.arm} RssAnon`);
+    }
   });
 
   it('runs every arm, writes the documented JSON and plots, and no arm loses or repeats an event', async () => {

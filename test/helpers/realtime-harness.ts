@@ -33,6 +33,10 @@ const jwt = {
 export class WriteLog implements Sink {
   readonly writes: string[][] = [];
   readonly frames: Record<string, unknown>[] = [];
+  /** The close code the gateway closed this sink with, and when (performance.now()). */
+  closedWith: { code: number; at: number } | undefined;
+  /** Called on close, as uWS calls the close handler. */
+  onClose: (() => void) | undefined;
   #corked: string[] | undefined;
 
   send(bytes: Uint8Array): boolean {
@@ -59,7 +63,11 @@ export class WriteLog implements Sink {
     }
   }
 
-  close(): void {}
+  close(code: number): void {
+    if (this.closedWith) return;
+    this.closedWith = { code, at: performance.now() };
+    this.onClose?.();
+  }
 }
 
 export const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
@@ -71,6 +79,7 @@ export async function turnsUntil(done: () => boolean): Promise<void> {
 
 export async function realtimeHarness<E extends MemoryEngine = MemoryEngine>(
   makeEngine?: (clock: ManualClock) => E,
+  opts: { helloTimeoutMs?: number } = {},
 ) {
   const clock = new ManualClock();
   const limits = { historyMaxEvents: 1000, historyTtlAfterEndS: 60 };
@@ -104,22 +113,28 @@ export async function realtimeHarness<E extends MemoryEngine = MemoryEngine>(
     clock,
     metrics,
     logger: silentLogger(),
-    helloTimeoutMs: 10_000,
+    helloTimeoutMs: opts.helloTimeoutMs ?? 10_000,
     maxInFlight: MAX_IN_FLIGHT,
   });
   const send = (conn: Connection, frame: object): void =>
     handler.message(conn, new TextEncoder().encode(JSON.stringify(frame)).buffer);
   let n = 0;
+  /** Opens a connection as the transport does: its sink's close reports back to the handler. */
+  const open = () => {
+    const sink = new WriteLog();
+    const conn = new Connection(++n, jsonCodec, sink);
+    sink.onClose = () => handler.closed(conn);
+    handler.opened(conn);
+    return { conn, sink };
+  };
   /** Opens a connection, sends `frame` as its hello, and waits for its `replayed`. */
   const hello = async (frame: object) => {
-    const sink = new WriteLog();
-    const conn = new Connection(`conn_${++n}`, jsonCodec, sink);
-    handler.opened(conn);
+    const { conn, sink } = open();
     send(conn, frame);
     await turnsUntil(() => sink.writes.some((w) => w.includes('replayed')));
     return { conn, sink, handler };
   };
-  return { engine, registry, handler, hello, send };
+  return { engine, registry, handler, open, hello, send };
 }
 
 /** A fresh hello of the harness's agent. */

@@ -678,7 +678,7 @@ export class ScheduledHarness {
   open(client: Client, kind: 'fresh' | 'resume'): ConnRec {
     const n = ++this.#connN;
     const sink = new FakeSink();
-    const conn = new Connection(`conn_s${String(n).padStart(4, '0')}`, jsonCodec, sink);
+    const conn = new Connection(n, jsonCodec, sink);
     const name = kind === 'fresh' ? `${client.name}0` : `${client.name}r${client.conns.length}`;
     const rec: ConnRec = {
       name,

@@ -388,7 +388,7 @@ class Harness {
   open(kind: 'fresh' | 'resume', sub?: SubRec): ConnRec {
     const n = ++this.#connN;
     const sink = new FakeSink(this.clock);
-    const conn = new Connection(`conn_p${String(n).padStart(4, '0')}`, jsonCodec, sink);
+    const conn = new Connection(n, jsonCodec, sink);
     sink.onClose = () => this.handler.closed(conn);
     const rec: ConnRec = { name: `c${n}`, conn, sink, kind, sub };
     this.conns.push(rec);

@@ -28,8 +28,7 @@ describe('handshake writes', () => {
   it('a resume gets welcome and replayed in one write', async () => {
     const { hello } = await setup();
     const first = await hello({ op: 'hello', sessionId: SESSION, token: TOKEN });
-    first.conn.close(4100, 'test'); // the socket goes away
-    first.handler.closed(first.conn);
+    first.conn.close(4100, 'test'); // the socket goes away (the sink reports the close)
     const welcome = first.sink.writes[0]!;
     assert.equal(welcome[0], 'welcome');
     const { sink } = await hello({

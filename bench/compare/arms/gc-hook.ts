@@ -11,13 +11,21 @@
  * - Orphan watch (as bench/lib/orphan-watch.ts): once re-parented (the benchmark died
  *   without cleaning up), the process sends itself SIGTERM and shuts down like any stop.
  */
+import { getHeapSpaceStatistics } from 'node:v8';
+
 const gc = (globalThis as { gc?: () => void }).gc;
 
 process.on('SIGUSR2', () => {
   gc?.();
   gc?.();
-  const { rss, heapUsed } = process.memoryUsage();
-  process.stdout.write(`${JSON.stringify({ msg: 'gc', rss, heapUsed, exposed: gc !== undefined })}\n`);
+  const { rss, heapUsed, heapTotal, external } = process.memoryUsage();
+  // committed bytes per V8 space: where RSS above the live heap goes
+  const spaces = Object.fromEntries(
+    getHeapSpaceStatistics().map((s) => [s.space_name.replace('_space', ''), s.physical_space_size]),
+  );
+  process.stdout.write(
+    `${JSON.stringify({ msg: 'gc', rss, heapUsed, heapTotal, external, spaces, exposed: gc !== undefined })}\n`,
+  );
 });
 
 const allocDir = process.env['BENCH_ALLOC_PROF'];

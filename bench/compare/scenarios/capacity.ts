@@ -26,6 +26,9 @@ export interface CapacityStep {
   handshake: Latency;
   rssMB: number;
   rssPerConnKB: number;
+  /** Private memory (RssAnon) and its growth per connection since the base. */
+  rssAnonMB: number;
+  rssAnonPerConnKB: number;
   /** Server CPU (user + system) over the step's handshakes, % of one core. */
   serverPercent: number;
   /**
@@ -43,6 +46,15 @@ export interface CapacityResult {
   held: number;
   /** Connections per GiB of server RSS growth at the last step. */
   connectionsPerGiB: number;
+  /**
+   * RSS per extra connection: the least-squares slope of RSS over the steps, in KB. It
+   * leaves out what the first step's warm-up adds once (JIT code, heap growth) and the
+   * error of the one base reading, which for a lean arm is the size of all its
+   * connections together. NaN with fewer than two steps.
+   */
+  marginalKBPerConn: number;
+  /** Connections per GiB at that marginal cost. */
+  connectionsPerGiBMarginal: number;
   /** The best step's handshake rate among steps with p99 < 100 ms (0 if none). */
   handshakesPerS: number;
   /** Median over the steps of handshakes per server CPU-second. */
@@ -59,6 +71,7 @@ export async function runCapacity(spec: ArmSpec, o: CapacityOptions): Promise<Ca
     const setup = await createTopics(server, o.topics);
     await server.gc();
     const base = server.rss;
+    const baseAnon = server.rssAnon;
     const top = o.steps[o.steps.length - 1]!;
     fleet = await Fleet.start(Math.max(2, Math.ceil(top / 9000)), {
       kind: spec.kind,
@@ -80,6 +93,7 @@ export async function runCapacity(spec: ArmSpec, o: CapacityOptions): Promise<Ca
       held += reply.ready;
       await server.gc();
       const rss = server.rss;
+      const rssAnon = server.rssAnon;
       const step: CapacityStep = {
         connections: held,
         failed: reply.failed,
@@ -87,6 +101,8 @@ export async function runCapacity(spec: ArmSpec, o: CapacityOptions): Promise<Ca
         handshake: percentilesMs(reply.histogram),
         rssMB: rss / 2 ** 20,
         rssPerConnKB: (rss - base) / Math.max(1, held) / 1024,
+        rssAnonMB: rssAnon / 2 ** 20,
+        rssAnonPerConnKB: (rssAnon - baseAnon) / Math.max(1, held) / 1024,
         serverPercent: serverCpu.percent,
         perCpuS: serverCpu.total > 0 ? reply.ready / serverCpu.total : Number.NaN,
         clientCorePercent,
@@ -97,17 +113,21 @@ export async function runCapacity(spec: ArmSpec, o: CapacityOptions): Promise<Ca
         `${spec.name} M4 ${held} conns: ${Math.round(step.handshakesPerS)} handshakes/s, p99 ${step.handshake.p99} ms, ` +
           `server ${step.serverPercent.toFixed(0)}% (${Math.round(step.perCpuS)}/cpu-s), client core ${clientCorePercent.toFixed(0)}%` +
           `${step.clientBound ? ' CLIENT-BOUND' : ''}, ` +
-          `RSS ${step.rssMB.toFixed(0)} MB (${step.rssPerConnKB.toFixed(2)} KB/conn)${reply.failed ? `, ${reply.failed} failed` : ''}`,
+          `RSS ${step.rssMB.toFixed(0)} MB (${step.rssPerConnKB.toFixed(2)} KB/conn), ` +
+          `anon ${step.rssAnonMB.toFixed(0)} MB (${step.rssAnonPerConnKB.toFixed(2)} KB/conn)${reply.failed ? `, ${reply.failed} failed` : ''}`,
       );
       if (reply.failed > (target - held + reply.ready) * 0.01 || rss > LIMIT_BYTES) break;
     }
     const last = steps[steps.length - 1];
+    const marginal = slope(steps.map((s) => [s.connections, s.rssMB * 1024]));
     const good = steps.filter((s) => s.handshake.p99 < 100);
     return {
       arm: spec.name,
       held,
       // below a few thousand connections the RSS delta is GC and JIT noise (it can be negative)
       connectionsPerGiB: last && last.rssPerConnKB > 0 ? 2 ** 30 / (last.rssPerConnKB * 1024) : Number.NaN,
+      marginalKBPerConn: marginal,
+      connectionsPerGiBMarginal: marginal > 0 ? 2 ** 20 / marginal : Number.NaN,
       handshakesPerS: good.length ? Math.max(...good.map((s) => s.handshakesPerS)) : 0,
       handshakesPerCpuS: median(steps.map((s) => s.perCpuS)),
       steps,
@@ -116,4 +136,19 @@ export async function runCapacity(spec: ArmSpec, o: CapacityOptions): Promise<Ca
     await fleet?.close();
     await server.close();
   }
+}
+
+/** Least-squares slope of y over x; NaN with fewer than two distinct x. */
+export function slope(points: [x: number, y: number][]): number {
+  const n = points.length;
+  if (n < 2) return Number.NaN;
+  const mx = points.reduce((a, [x]) => a + x, 0) / n;
+  const my = points.reduce((a, [, y]) => a + y, 0) / n;
+  let sxy = 0;
+  let sxx = 0;
+  for (const [x, y] of points) {
+    sxy += (x - mx) * (y - my);
+    sxx += (x - mx) ** 2;
+  }
+  return sxx > 0 ? sxy / sxx : Number.NaN;
 }
