@@ -86,7 +86,11 @@ describe('hello deadline', () => {
     assert.equal(live.sink.closedWith, undefined);
     engine.release();
     await turnsUntil(() => false);
-    assert.equal(checking.conn.live, false, 'a connection closed while its hello was checked is not attached');
+    assert.equal(
+      checking.conn.live,
+      false,
+      'a connection closed while its hello was checked is not attached',
+    );
   });
 });
 
