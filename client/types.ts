@@ -71,7 +71,7 @@ export interface ConnectOptions {
 export interface AckOptions {
   /** Acknowledge after this many processed events; default 32. */
   every?: number;
-  /** …or this many ms after the first unacknowledged one; default 250. */
+  /** …or this many ms after the first unacknowledged one; default 1000. */
   intervalMs?: number;
 }
 
