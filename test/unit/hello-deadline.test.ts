@@ -31,6 +31,19 @@ const until = async (done: () => boolean, ms = 5000): Promise<void> => {
   while (!done() && performance.now() < end) await sleep(5);
 };
 
+/** One attached connection, one whose hello is being checked (held), one that said nothing. */
+async function threeConnections(helloTimeoutMs: number) {
+  const harness = await realtimeHarness((clock) => new GatedEngine(clock, LIMITS), { helloTimeoutMs });
+  const { engine, open, send } = harness;
+  const live = open();
+  send(live.conn, freshHello());
+  await turnsUntil(() => live.conn.live);
+  engine.hold();
+  const checking = open();
+  send(checking.conn, freshHello());
+  return { ...harness, live, checking, silent: open() };
+}
+
 describe('hello deadline', () => {
   it('closes each silent connection with 4001 once its own deadline passed, oldest first', async () => {
     const { open } = await realtimeHarness(undefined, { helloTimeoutMs: TIMEOUT_MS });
@@ -50,16 +63,7 @@ describe('hello deadline', () => {
   });
 
   it('leaves alone a connection whose hello came in time, being checked or attached', async () => {
-    const { engine, open, send } = await realtimeHarness((clock) => new GatedEngine(clock, LIMITS), {
-      helloTimeoutMs: TIMEOUT_MS,
-    });
-    const live = open();
-    send(live.conn, freshHello());
-    await turnsUntil(() => live.conn.live);
-    engine.hold();
-    const checking = open();
-    send(checking.conn, freshHello());
-    const silent = open();
+    const { engine, live, checking, silent } = await threeConnections(TIMEOUT_MS);
     await until(() => silent.sink.closedWith !== undefined);
     assert.equal(silent.sink.closedWith?.code, CloseCodes.unauthorized);
     await sleep(TIMEOUT_MS);
@@ -72,14 +76,7 @@ describe('hello deadline', () => {
   });
 
   it('closeUnattached closes connections awaiting or checking hello, never attached ones', async () => {
-    const { engine, handler, open, send } = await realtimeHarness((clock) => new GatedEngine(clock, LIMITS));
-    const live = open();
-    send(live.conn, freshHello());
-    await turnsUntil(() => live.conn.live);
-    engine.hold();
-    const checking = open();
-    send(checking.conn, freshHello());
-    const silent = open();
+    const { engine, handler, live, checking, silent } = await threeConnections(10_000);
     handler.closeUnattached(CloseCodes.going_away, 'going_away');
     assert.equal(silent.sink.closedWith?.code, CloseCodes.going_away);
     assert.equal(checking.sink.closedWith?.code, CloseCodes.going_away);
