@@ -7,4 +7,6 @@ import { DEFAULTS } from '../../client/client.ts';
  */
 const override = process.env['BENCH_G_ACK_MS'];
 export const GATEWAY_ACK_MS = override ? Number(override) : DEFAULTS.ackIntervalMs;
+if (!(GATEWAY_ACK_MS > 0))
+  throw new Error(`BENCH_G_ACK_MS must be a positive number of ms, got ${String(override)}`);
 export const GATEWAY_ACK_OVERRIDDEN = override !== undefined && override !== '';

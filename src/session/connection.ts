@@ -82,6 +82,11 @@ export class Connection {
     return `conn_${ID_TAG}${this.serial.toString(36)}`;
   }
 
+  /** The id of a fresh subscriber made on this connection: unique as the connection id is. */
+  get freshSubscriberId(): string {
+    return `sub_${ID_TAG}${this.serial.toString(36)}`;
+  }
+
   /** The session it is attached to ('' before `welcome`). */
   get sessionId(): string {
     return this.actor?.sessionId ?? '';

@@ -84,7 +84,8 @@ export class RealtimeHandler {
 
   /** Closes every connection still saying hello (awaiting it, or being checked). */
   closeUnattached(code: number, reason: string): void {
-    for (const conn of [...this.#unattached.keys()]) conn.close(code, reason);
+    // closing deletes the entry (closed()); deleting while iterating a Map is safe
+    for (const conn of this.#unattached.keys()) conn.close(code, reason);
   }
 
   #armHelloTimer(ms: number): NodeJS.Timeout {

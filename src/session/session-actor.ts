@@ -221,7 +221,7 @@ export class SessionActor {
       // after: 0 means "everything still retained", which starts before the oldest one kept.
       const start = after === 'latest' ? this.#head : after === 0 ? await this.#retainedStart() : after;
       if (start > this.#head) throw new GatewayError('history_gone', 'after is beyond the stream head');
-      const subscriberId = `sub_${conn.id.slice(5)}`; // unique as the connection id is
+      const subscriberId = conn.freshSubscriberId;
       const record = await this.#time('createSubscriber', () =>
         engine.createSubscriber(this.sessionId, {
           id: subscriberId,
