@@ -7,6 +7,14 @@
  * items (all ways together): fewer means less allocated, and unlike CPU time it hardly
  * moves with the machine's noise. Run it on two builds to compare them.
  *
+ * It also prints what the same calls cost redis-server (its process CPU over the rounds
+ * after the first quarter, per item) and Redis's own per-command counts and times
+ * (`INFO commandstats`), per item: on the benchmark machine Redis shares a core with the
+ * load generator, so its cost per event decides where the rig saturates. `--aof` runs
+ * Redis as the benchmark does (appendonly yes, appendfsync everysec); `--watch` watches
+ * every session first, so each append's notice is delivered to this process as it is to
+ * a gateway whose actors watch their sessions.
+ *
  *   npx tsx bench/tools/engine-cost.ts append [SESSIONS=5000] [ROUNDS=40]
  *     one event appended to each of SESSIONS sessions per round (the many-sessions shape)
  *   npx tsx bench/tools/engine-cost.ts checkpoint [SUBSCRIBERS=10000] [ROUNDS=40]
@@ -15,6 +23,8 @@
  *     sends per tick)
  */
 import { PerformanceObserver } from 'node:perf_hooks';
+import { cpuSeconds } from '../lib/proc.ts';
+import { parseCommandStats } from '../lib/redis-stats.ts';
 import { cpuUsage } from 'node:process';
 import { RedisEngine } from '../../src/engine/redis/redis-engine.ts';
 import type { CheckpointWrite } from '../../src/engine/engine.ts';
@@ -24,9 +34,17 @@ import { CONTRACT_LIMITS, makeEvent } from '../../test/engine/contract.ts';
 
 type Round = (round: number) => Promise<unknown>;
 
-const [mode, countArg, roundsArg] = process.argv.slice(2);
+const argv = process.argv.slice(2);
+const flag = (name: string): boolean => {
+  const at = argv.indexOf(name);
+  if (at >= 0) argv.splice(at, 1);
+  return at >= 0;
+};
+const aof = flag('--aof');
+const watchAll = flag('--watch');
+const [mode, countArg, roundsArg] = argv;
 if (mode !== 'append' && mode !== 'checkpoint') {
-  console.error('usage: engine-cost.ts append|checkpoint [COUNT] [ROUNDS]');
+  console.error('usage: engine-cost.ts append|checkpoint [COUNT] [ROUNDS] [--aof] [--watch]');
   process.exit(2);
 }
 const rounds = Number(roundsArg ?? 40);
@@ -35,11 +53,12 @@ new PerformanceObserver((list) => {
   for (const entry of list.getEntries())
     if ((entry as { detail?: { kind?: number } }).detail?.kind === 1) scavenges++;
 }).observe({ entryTypes: ['gc'] });
-const server = await RedisServer.start({ aof: false });
+const server = await RedisServer.start(aof ? { aof: true, appendfsync: 'everysec' } : { aof: false });
 const engine = await RedisEngine.connect({
   url: server.url,
   clock: new ManualClock(),
-  limits: CONTRACT_LIMITS,
+  // the default retention (HISTORY_MAX_EVENTS): streams stay under it, as in the benchmark
+  limits: { ...CONTRACT_LIMITS, historyMaxEvents: 100_000 },
   keyPrefix: 'cost:',
 });
 try {
@@ -48,7 +67,13 @@ try {
       ? appendWays(Number(countArg ?? 5000))
       : await checkpointWays(Number(countArg ?? 10_000));
   const samples = new Map<string, number[]>([...ways.runs.keys()].map((name) => [name, []]));
+  const warmRounds = Math.floor(rounds / 4);
+  let redisFrom = Number.NaN;
   for (let r = 1; r <= rounds; r++) {
+    if (r === warmRounds + 1) {
+      await server.command('CONFIG', 'RESETSTAT');
+      redisFrom = cpuSeconds(server.pid!);
+    }
     for (const [name, run] of ways.runs) {
       const before = cpuUsage();
       await run(r);
@@ -56,6 +81,9 @@ try {
       samples.get(name)!.push((used.user + used.system) / ways.items);
     }
   }
+  const measured = ways.items * (rounds - warmRounds) * ways.runs.size;
+  const redisUs = ((cpuSeconds(server.pid!) - redisFrom) * 1e6) / measured;
+  const stats = Object.entries(parseCommandStats(String(await server.command('INFO', 'commandstats'))));
   await new Promise((resolve) => setTimeout(resolve, 10)); // let the gc observer report
   const perThousand = (scavenges * 1000) / (ways.items * rounds * ways.runs.size);
   console.log(
@@ -67,6 +95,14 @@ try {
       `${name}: median ${sorted[Math.floor(sorted.length / 2)]!.toFixed(2)} µs of process CPU per item`,
     );
   }
+  console.log(`redis-server: ${redisUs.toFixed(2)} µs of CPU per item (all ways, after warm-up)`);
+  for (const [command, s] of stats.sort(([, a], [, b]) => b.usec - a.usec).slice(0, 12)) {
+    if (command === 'config|resetstat') continue;
+    console.log(
+      `  ${command.padEnd(12)} ${(s.calls / measured).toFixed(2).padStart(6)} calls, ` +
+        `${(s.usec / measured).toFixed(2).padStart(6)} µs per item`,
+    );
+  }
 } finally {
   await engine.close();
   await server.stop();
@@ -74,6 +110,7 @@ try {
 
 function appendWays(sessions: number): { items: number; runs: Map<string, Round> } {
   const sids = Array.from({ length: sessions }, (_, i) => `session-${i}`);
+  if (watchAll) for (const sid of sids) engine.watch(sid, () => {});
   const append: Round = (r) => {
     const events = sids.map((sid) => makeEvent(sid, `r${r}`));
     return Promise.all(sids.map((sid, i) => engine.append(sid, [events[i]!])));

@@ -21,6 +21,7 @@ import {
   runM2Rate,
 } from '../../bench/compare/report.ts';
 import { slope, type CapacityResult } from '../../bench/compare/scenarios/capacity.ts';
+import { commandStatsDelta, parseCommandStats } from '../../bench/lib/redis-stats.ts';
 import type { FanoutResult, RatePoint } from '../../bench/compare/scenarios/fanout.ts';
 
 /** Runs `node <args>` (bench/compare/run.ts) to the end; fails the test, with its output, unless it exits 0. */
@@ -151,6 +152,19 @@ describe('bench:compare report', () => {
     );
   });
 
+  it("reads Redis's per-command counters and what a window added to them", () => {
+    const info = (xadd: number, usec: number): string =>
+      `# Commandstats\r\ncmdstat_xadd:calls=${xadd},usec=${usec},usec_per_call=1.00,rejected_calls=0,failed_calls=0\r\n` +
+      'cmdstat_config|resetstat:calls=1,usec=5,usec_per_call=5.00,rejected_calls=0,failed_calls=0\r\n';
+    const from = parseCommandStats(info(10, 40));
+    assert.deepEqual(from, { xadd: { calls: 10, usec: 40 }, 'config|resetstat': { calls: 1, usec: 5 } });
+    const to = { ...parseCommandStats(info(25, 100)), hset: { calls: 3, usec: 2 } };
+    assert.deepEqual(commandStatsDelta(from, to), {
+      xadd: { calls: 15, usec: 60 },
+      hset: { calls: 3, usec: 2 },
+    });
+  });
+
   it('a point with a gap is never a comparison point', () => {
     const g = result('G', [point(5), point(10, { gaps: 1 })]);
     const s = result('S', [point(5), point(10)]);
@@ -246,6 +260,10 @@ describe('bench:compare end to end (tiny)', () => {
       assert.ok(p.expected > 0 && p.deliveredFraction === 1, `${f.arm} delivered ${p.deliveredFraction}`);
       // a tiny run may use less than one 10 ms clock tick of server CPU: measured, maybe 0
       assert.ok(Number.isFinite(p.server.total) && p.server.total >= 0, `${f.arm} server CPU was read`);
+      // the arms on Redis record its commands over the window: G's appends are scripts
+      if (f.arm.startsWith('G'))
+        assert.ok((p.redisCommands?.evalsha?.calls ?? 0) > 0, `${f.arm} evalsha counted`);
+      if (f.arm === 'U' || f.arm === 'W') assert.equal(p.redisCommands, undefined, `${f.arm} has no Redis`);
     }
     for (const key of ['M3.G/U', 'M3.G/S', 'M4.handshakes.G/U', 'M4.handshakes.G/S']) {
       assert.equal(typeof json.ratios[key], 'number', `ratio ${key}`);

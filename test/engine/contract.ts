@@ -753,6 +753,18 @@ export function engineContract(name: string, makeEngine: EngineFactory): void {
         assert.equal(await engine.saveCheckpoint(sid, sub.id, 1, 50), 0);
       });
 
+      test('a checkpoint moves while the resume window is open, and is refused once it has passed', async (engine, clock) => {
+        const sid = uniqueId('s');
+        await engine.createSubscriber(sid, { ...sub, after: 0 });
+        await engine.releaseSubscriber(sid, sub.id, 1, clock.now(), WINDOW_MS);
+        clock.advance(WINDOW_MS - 1);
+        assert.equal(await engine.saveCheckpoint(sid, sub.id, 1, 4), 4);
+        clock.advance(2);
+        // the first call to touch it after the window: nothing saved, and the record is gone
+        assert.deepEqual(await engine.saveCheckpoints(sid, [{ subscriberId: sub.id, generation: 1, seq: 9 }]), [0]);
+        assert.equal(await engine.getSubscriber(sid, sub.id), undefined);
+      });
+
       test('takeover judges the window by the `now` it is given', async (engine, clock) => {
         const sid = uniqueId('s');
         await engine.createSubscriber(sid, sub);

@@ -380,6 +380,43 @@ describe('redis engine: storage layout and scripts', { skip: needsServer }, () =
     );
   });
 
+  it('notices meta behind its stream in a batch of duplicates too, and in one that starts with a duplicate', async () => {
+    const prefix = keyPrefix();
+    const engine = await connect({ url: srv.url, keyPrefix: prefix });
+    const sid = uniqueId('s');
+    const old = await appendIds(engine, sid, 'a', 'b', 'c');
+    await srv.command('HSET', `${prefix}{${sid}}:meta`, 'head', 1);
+    // only known eventIds: no XADD to be refused, so the script reads the newest entry
+    const dups = await appendIds(engine, sid, 'a');
+    assert.notEqual(dups.epoch, old.epoch);
+    assert.deepEqual(dups.outcomes, [{ seq: 1, duplicate: false }]);
+    // a known eventId before a new one: the new one's refused XADD restarts the whole batch
+    const sid2 = uniqueId('s');
+    const old2 = await appendIds(engine, sid2, 'a', 'b', 'c');
+    await srv.command('HSET', `${prefix}{${sid2}}:meta`, 'head', 1);
+    const mixed = await appendIds(engine, sid2, 'a', 'd');
+    assert.notEqual(mixed.epoch, old2.epoch);
+    assert.deepEqual(mixed.outcomes, [
+      { seq: 1, duplicate: false },
+      { seq: 2, duplicate: false },
+    ]);
+    assert.deepEqual(
+      (await engine.read(sid2, 0, 10)).events.map((e) => e.event.eventId),
+      ['a', 'd'],
+    );
+  });
+
+  it('fails an append on a stream key of another type, without starting a new epoch', async () => {
+    const prefix = keyPrefix();
+    const engine = await connect({ url: srv.url, keyPrefix: prefix });
+    const sid = uniqueId('s');
+    const first = await appendIds(engine, sid, 'a');
+    await srv.command('DEL', `${prefix}{${sid}}:stream`);
+    await srv.command('SET', `${prefix}{${sid}}:stream`, 'not a stream');
+    await assert.rejects(appendIds(engine, sid, 'b'), /WRONGTYPE/);
+    assert.equal(await srv.command('HGET', `${prefix}{${sid}}:meta`, 'epoch'), first.epoch);
+  });
+
   it('reports AOF persistence and logs it without a warning', async () => {
     const { lines, logger } = memoryLogger();
     const engine = await connect({ url: srv.url, logger });

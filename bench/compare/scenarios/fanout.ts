@@ -8,6 +8,7 @@
  * (after a drain), p99 < 50 ms, and no subscriber saw a gap or a duplicate.
  */
 import { performance } from 'node:perf_hooks';
+import { type CommandStats, commandStatsDelta, parseCommandStats } from '../../lib/redis-stats.ts';
 import { nowMicros } from '../../lib/wire.ts';
 import { OpenLoop } from '../driver.ts';
 import { Fleet } from '../loadgen/fleet.ts';
@@ -50,6 +51,12 @@ export interface RatePoint {
   perCpuS: number;
   perUserCpuS: number;
   redisPercent: number;
+  /**
+   * Redis's own per-command counts and microseconds over the window (`INFO commandstats`
+   * deltas; scripts count once as evalsha, and their inner commands again by name): where
+   * the arm's Redis time goes, on the core it shares with the load generator.
+   */
+  redisCommands?: Record<string, { calls: number; usec: number }>;
   clientCorePercent: number;
   clientBound: boolean;
   gaps: number;
@@ -78,16 +85,24 @@ export interface FanoutResult {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-async function redisUsedMemory(server: ArmServer): Promise<number | undefined> {
+async function redisInfo(server: ArmServer, section: string): Promise<string | undefined> {
   if (!server.redis) return undefined;
   const client = await server.redis.client();
   try {
-    const info = String(await client.command('INFO', 'memory'));
-    const m = /used_memory:(\d+)/.exec(info);
-    return m ? Number(m[1]) : undefined;
+    return String(await client.command('INFO', section));
   } finally {
     client.close();
   }
+}
+
+async function redisUsedMemory(server: ArmServer): Promise<number | undefined> {
+  const m = /used_memory:(\d+)/.exec((await redisInfo(server, 'memory')) ?? '');
+  return m ? Number(m[1]) : undefined;
+}
+
+async function redisCommandStats(server: ArmServer): Promise<CommandStats | undefined> {
+  const info = await redisInfo(server, 'commandstats');
+  return info === undefined ? undefined : parseCommandStats(info);
 }
 
 export async function runFanout(spec: ArmSpec, o: FanoutOptions): Promise<FanoutResult> {
@@ -147,6 +162,7 @@ export async function runFanout(spec: ArmSpec, o: FanoutOptions): Promise<Fanout
       const fromUs = nowMicros() + 20_000;
       const toUs = fromUs + o.windowS * 1e6;
       await fleet.openWindow(fromUs, toUs);
+      const redisStatsFrom = await redisCommandStats(server);
       const cpu = new CpuSpan(server.pids);
       const redisCpu = server.redis?.pid !== undefined ? new CpuSpan([server.redis.pid]) : undefined;
       const core0 = coreTicks(Number(CLIENT_CORE));
@@ -164,6 +180,7 @@ export async function runFanout(spec: ArmSpec, o: FanoutOptions): Promise<Fanout
       const serverCpu = cpu.stop();
       const clientCorePercent = corePercent(core0, coreTicks(Number(CLIENT_CORE)));
       const redisPercent = redisCpu?.stop().percent ?? 0;
+      const redisStatsTo = await redisCommandStats(server);
       const windowReport = await fleet.report();
       // drain: wait until every subscriber holds its topic's last event (or 10 s)
       let report;
@@ -204,6 +221,9 @@ export async function runFanout(spec: ArmSpec, o: FanoutOptions): Promise<Fanout
         perCpuS: serverCpu.total > 0 ? delivered / serverCpu.total : Number.NaN,
         perUserCpuS: serverCpu.user > 0 ? delivered / serverCpu.user : Number.NaN,
         redisPercent,
+        ...(redisStatsFrom && redisStatsTo
+          ? { redisCommands: commandStatsDelta(redisStatsFrom, redisStatsTo) }
+          : {}),
         clientCorePercent,
         clientBound: clientCorePercent >= 85,
         gaps: report.gaps,
@@ -219,6 +239,7 @@ export async function runFanout(spec: ArmSpec, o: FanoutOptions): Promise<Fanout
           `${(deliveredFraction * 100).toFixed(3)}% delivered, p50 ${latency.p50} p99 ${latency.p99} ms, ` +
           `server ${serverCpu.percent.toFixed(0)}% (user ${((serverCpu.user / serverCpu.wallS) * 100).toFixed(0)}%), ` +
           `${Math.round(point.perCpuS)}/cpu-s, client core ${clientCorePercent.toFixed(0)}%` +
+          (server.redis ? ` (redis ${redisPercent.toFixed(0)}%)` : '') +
           `${point.clientBound ? ' CLIENT-BOUND' : ''}${point.sustainable ? '' : ' (not sustainable)'}`,
       );
       // far past saturation: higher rates only cost time

@@ -70,9 +70,13 @@ export const appendLib = (publish: PublishCommand): string => `
 -- behind its stream (partial restore, manual edits): that history cannot be trusted and
 -- reusing its seqs under the same epoch is exactly what epochs forbid, so start a new one.
 -- This is also what rules out the one way an XADD could fail after earlier writes.
-local function guard_head(stream, meta, ids, candidate, epoch, head, ended)
+local function beyond_head(stream, head)
   local newest = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)[1]
-  if newest and (seq_of(newest[1]) or math.huge) > head then
+  return newest ~= nil and (seq_of(newest[1]) or math.huge) > head
+end
+
+local function guard_head(stream, meta, ids, candidate, epoch, head, ended)
+  if beyond_head(stream, head) then
     redis.call('DEL', stream, ids, meta)
     return load_meta(stream, meta, ids, candidate)
   end
@@ -94,6 +98,14 @@ end
 -- the last): dedupe by eventId, next seqs, XADD at 0-<seq>, head, trim, then the head
 -- notice "<head> <epoch>" on the session's channel (the fast path for other nodes; the
 -- stream stays the truth). Returns the new head and { seq1, dup1, seq2, dup2, … }.
+--
+-- It guards the head itself (see guard_head), so loAppend need not read the stream's
+-- newest entry before every batch (a command per session per call, issue 6): the batch's
+-- first XADD, at head + 1, is refused by Redis exactly when an entry beyond head exists.
+-- That XADD is its first write, so on that refusal it returns nil having written nothing,
+-- and the caller starts a new epoch and appends again. A batch of duplicates only makes no
+-- XADD and checks with XREVRANGE instead. Callers that ran guard_head never get nil.
+-- The trim runs only once the stream can be over max_len: its entries are seqs 1..head.
 local function append_pairs(stream, meta, ids, epoch, head, max_len, channel, args, from, to)
   local outcomes = {}
   local added = 0
@@ -105,7 +117,15 @@ local function append_pairs(stream, meta, ids, epoch, head, max_len, channel, ar
       outcomes[#outcomes + 1] = 1
     else
       head = head + 1
-      redis.call('XADD', stream, '0-' .. head, 'e', json)
+      if added == 0 then
+        local r = redis.pcall('XADD', stream, '0-' .. head, 'e', json)
+        if type(r) == 'table' and r.err then
+          if beyond_head(stream, head - 1) then return nil end
+          error(r)
+        end
+      else
+        redis.call('XADD', stream, '0-' .. head, 'e', json)
+      end
       -- recorded at once, so a second copy later in the same batch is a duplicate too
       redis.call('HSET', ids, event_id, head)
       outcomes[#outcomes + 1] = head
@@ -113,11 +133,15 @@ local function append_pairs(stream, meta, ids, epoch, head, max_len, channel, ar
       added = added + 1
     end
   end
-  if added > 0 then
-    redis.call('HSET', meta, 'head', head)
-    redis.call('XTRIM', stream, 'MAXLEN', '=', tonumber(max_len))
-    redis.call('${publish}', channel, head .. ' ' .. epoch)
+  if added == 0 then
+    if #outcomes > 0 and beyond_head(stream, head) then return nil end
+    return head, outcomes
   end
+  redis.call('HSET', meta, 'head', head)
+  if head > tonumber(max_len) then
+    redis.call('XTRIM', stream, 'MAXLEN', '=', tonumber(max_len))
+  end
+  redis.call('${publish}', channel, head .. ' ' .. epoch)
   return head, outcomes
 end
 `;

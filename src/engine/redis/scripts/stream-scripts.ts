@@ -25,8 +25,11 @@ import type { PublishCommand } from './index.ts';
  * Atomic per session and as a whole: the dedupe lookups, seq assignment, XADDs, trim,
  * head update and notification of every batch run in one script. The layout is checked
  * before anything is written; the only step that could fail after a write is an XADD
- * whose ID is not above the stream's newest entry, and guard_head rules that out for
- * each session before its first write.
+ * whose ID is not above the stream's newest entry. Only a session's first XADD can meet
+ * that (each one after it is above the entry just added), and append_pairs makes that
+ * first one with pcall: refused, it has written nothing for the session, which then
+ * starts a new epoch (guard_head's rule, checked by the write itself instead of one
+ * XREVRANGE per session per call).
  */
 export const appendLua = (publish: PublishCommand): string => `${SHEBANG}${STREAM_LIB}${appendLib(publish)}
 if #KEYS == 0 or #KEYS % 3 ~= 0 then
@@ -62,12 +65,17 @@ for s = 1, #KEYS / 3 do
   local to = at + 2 * n
   local epoch, head, ended = load_meta(stream, meta, ids, candidate)
   epoch, head, ended = check_seen(stream, meta, ids, candidate, epoch, head, ended, seen_epoch, seen_head)
-  epoch, head, ended = guard_head(stream, meta, ids, candidate, epoch, head, ended)
   if new_after_end(ids, ended, ARGV, from, to) then
     replies[s] = packed(epoch, head, ended, {}, 'ended')
   else
-    local outcomes
-    head, outcomes = append_pairs(stream, meta, ids, epoch, head, ARGV[1], channel, ARGV, from, to)
+    local appended, outcomes = append_pairs(stream, meta, ids, epoch, head, ARGV[1], channel, ARGV, from, to)
+    if not appended then
+      -- meta is behind its stream (see guard_head): nothing was written; a new epoch
+      redis.call('DEL', stream, ids, meta)
+      epoch, head, ended = load_meta(stream, meta, ids, candidate)
+      appended, outcomes = append_pairs(stream, meta, ids, epoch, head, ARGV[1], channel, ARGV, from, to)
+    end
+    head = appended
     replies[s] = packed(epoch, head, ended, outcomes, '-')
   end
   at = to + 1

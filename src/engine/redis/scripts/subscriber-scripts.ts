@@ -118,7 +118,7 @@ return replies
  * generation, only upwards. Returns each checkpoint after the call, in order (0 when the
  * subscriber is gone).
  */
-export const SAVE_CHECKPOINT_LUA = `${SHEBANG}${SUBSCRIBER_LIB}
+export const SAVE_CHECKPOINT_LUA = `${SHEBANG}
 if #KEYS == 0 or #ARGV ~= 1 + 2 * #KEYS then
   return redis.error_reply('ERR loSaveCheckpoint: two arguments per subscriber key')
 end
@@ -127,8 +127,11 @@ local cps = {}
 for i = 1, #KEYS do
   local key = KEYS[i]
   local cp = 0
-  if live_sub(key, now) then
-    local r = redis.call('HMGET', key, 'gen', 'cp')
+  -- live_sub's test in the same read: a missing key has no gen; an expired one is deleted
+  local r = redis.call('HMGET', key, 'gen', 'cp', 'exp')
+  if r[3] and tonumber(r[3]) <= now then
+    redis.call('DEL', key)
+  elseif r[1] then
     cp = tonumber(r[2]) or 0
     local seq = tonumber(ARGV[2 * i + 1])
     if tonumber(r[1]) == tonumber(ARGV[2 * i]) and seq > cp then
