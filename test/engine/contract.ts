@@ -761,7 +761,10 @@ export function engineContract(name: string, makeEngine: EngineFactory): void {
         assert.equal(await engine.saveCheckpoint(sid, sub.id, 1, 4), 4);
         clock.advance(2);
         // the first call to touch it after the window: nothing saved, and the record is gone
-        assert.deepEqual(await engine.saveCheckpoints(sid, [{ subscriberId: sub.id, generation: 1, seq: 9 }]), [0]);
+        assert.deepEqual(
+          await engine.saveCheckpoints(sid, [{ subscriberId: sub.id, generation: 1, seq: 9 }]),
+          [0],
+        );
         assert.equal(await engine.getSubscriber(sid, sub.id), undefined);
       });
 
