@@ -22,6 +22,8 @@ import {
 } from '../../bench/compare/report.ts';
 import { slope, type CapacityResult } from '../../bench/compare/scenarios/capacity.ts';
 import { commandStatsDelta, parseCommandStats } from '../../bench/lib/redis-stats.ts';
+import { OpenLoop } from '../../bench/compare/driver.ts';
+import { readStamp } from '../../bench/lib/wire.ts';
 import type { FanoutResult, RatePoint } from '../../bench/compare/scenarios/fanout.ts';
 
 /** Runs `node <args>` (bench/compare/run.ts) to the end; fails the test, with its output, unless it exits 0. */
@@ -163,6 +165,26 @@ describe('bench:compare report', () => {
       xadd: { calls: 15, usec: 60 },
       hset: { calls: 3, usec: 2 },
     });
+  });
+
+  it('the open loop keeps one schedule across back-to-back runs, and starts afresh after a pause', async () => {
+    const due: number[] = [];
+    const publisher = {
+      publish: (_topic: string, payload: string) => due.push(readStamp(Buffer.from(payload), 0)),
+      pending: 0,
+      drain: () => Promise.resolve(),
+      close: () => {},
+    };
+    const loop = new OpenLoop(publisher, ['t'], 100);
+    // a warm-up, then at once the window: 10 ev/s, so every event 100 ms after the last
+    await loop.run(10, 0.3);
+    await loop.run(10, 0.3);
+    assert.equal(due.length, 6);
+    for (let i = 1; i < due.length; i++) assert.equal(due[i]! - due[i - 1]!, 100_000, `event ${i}`);
+    // after a pause longer than the interval, the next run starts now, not in the past
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    await loop.run(10, 0.1);
+    assert.ok(due[6]! - due[5]! >= 250_000, `${due[6]! - due[5]!} µs after the last`);
   });
 
   it('a point with a gap is never a comparison point', () => {

@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import * as hdr from 'hdr-histogram-js';
 import { nowMicros } from '../../lib/wire.ts';
 import type {
+  Timeline,
   CatchupReply,
   ConnectReply,
   FromWorker,
@@ -17,7 +18,7 @@ import type {
   WorkerInit,
   WorkerReport,
 } from './messages.ts';
-import { newHistogram } from './histogram.ts';
+import { newHistogram, percentilesMs } from './histogram.ts';
 
 const WORKER = path.join(path.dirname(fileURLToPath(import.meta.url)), 'worker.ts');
 
@@ -89,7 +90,10 @@ export interface FleetReport {
   closes: Record<string, number>;
   reconnects: number;
   lastSeq: Record<string, { min: number; max: number }>;
-  workers: { elu: number; cpuPercent: number }[];
+  /** Every worker's load and its own share of the latencies (p99, ms). */
+  workers: { elu: number; cpuPercent: number; p99Ms: number }[];
+  /** The workers' timelines added up (maxUs: the largest of any). */
+  timeline: Timeline;
 }
 
 export class Fleet {
@@ -258,6 +262,8 @@ export class Fleet {
   }
 }
 
+const zeros = (n: number): number[] => new Array<number>(n).fill(0);
+
 function sum(values: number[]): number {
   return values.reduce((a, b) => a + b, 0);
 }
@@ -267,8 +273,18 @@ function merge(reports: WorkerReport[]): FleetReport {
   const closes: Record<string, number> = {};
   const lastSeq: FleetReport['lastSeq'] = {};
   let deliveredPerS = 0;
+  const workers: FleetReport['workers'] = [];
+  const buckets = Math.max(0, ...reports.map((r) => r.timeline.count.length));
+  const timeline: Timeline = { count: zeros(buckets), sumUs: zeros(buckets), maxUs: zeros(buckets) };
   for (const r of reports) {
-    latency.add(hdr.decodeFromCompressedBase64(r.latency));
+    const own = hdr.decodeFromCompressedBase64(r.latency);
+    latency.add(own);
+    workers.push({ elu: r.elu, cpuPercent: r.cpuPercent, p99Ms: percentilesMs(own).p99 });
+    r.timeline.count.forEach((count, i) => {
+      timeline.count[i]! += count;
+      timeline.sumUs[i]! += r.timeline.sumUs[i]!;
+      timeline.maxUs[i] = Math.max(timeline.maxUs[i]!, r.timeline.maxUs[i]!);
+    });
     for (const [k, v] of Object.entries(r.closes)) closes[k] = (closes[k] ?? 0) + v;
     for (const [topic, range] of Object.entries(r.lastSeq)) {
       const entry = (lastSeq[topic] ??= { min: Number.POSITIVE_INFINITY, max: -1 });
@@ -289,6 +305,7 @@ function merge(reports: WorkerReport[]): FleetReport {
     closes,
     reconnects: sum(reports.map((r) => r.reconnects)),
     lastSeq,
-    workers: reports.map((r) => ({ elu: r.elu, cpuPercent: r.cpuPercent })),
+    workers,
+    timeline,
   };
 }

@@ -70,6 +70,19 @@ export interface ConnectReply {
   handshake: string;
 }
 
+/**
+ * The window's deliveries by when their event was due to be sent, in buckets of
+ * TIMELINE_BUCKET_US from the window's start: how many, their summed and their largest
+ * latency (µs). It tells one slow event (a spike in one bucket) from a slow window.
+ */
+export interface Timeline {
+  count: number[];
+  sumUs: number[];
+  maxUs: number[];
+}
+
+export const TIMELINE_BUCKET_US = 50_000;
+
 export interface WorkerReport {
   subscribers: number;
   ready: number;
@@ -77,6 +90,8 @@ export interface WorkerReport {
   windowDeliveries: number;
   windowMs: number;
   latency: string;
+  /** The window's latencies by send time (see Timeline). */
+  timeline: Timeline;
   /** Lifetime counters. */
   delivered: number;
   gaps: number;

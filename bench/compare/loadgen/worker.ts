@@ -11,13 +11,15 @@ import { nowMicros } from '../../lib/wire.ts';
 import type { ArmClient, Subscriber } from '../types.ts';
 import { makePayload } from '../payload.ts';
 import { newHistogram } from './histogram.ts';
-import type {
-  CatchupReply,
-  ConnectReply,
-  FromWorker,
-  ToWorker,
-  WorkerInit,
-  WorkerReport,
+import {
+  TIMELINE_BUCKET_US,
+  type CatchupReply,
+  type ConnectReply,
+  type FromWorker,
+  type Timeline,
+  type ToWorker,
+  type WorkerInit,
+  type WorkerReport,
 } from './messages.ts';
 
 interface Sub {
@@ -44,6 +46,7 @@ let offsetUs = 0;
 let windowDeliveries = 0;
 let windowBegan = 0;
 let latency = newHistogram();
+let timeline: Timeline = { count: [], sumUs: [], maxUs: [] };
 let eluMark = performance.eventLoopUtilization();
 let cpuMark = process.cpuUsage();
 let cpuMarkAt = performance.now();
@@ -86,10 +89,16 @@ function onEvent(sub: Sub, seq: number, sentUs: number): void {
     if (sentUs >= windowStartUs && sentUs < windowStopUs) {
       const us = nowMicros() + offsetUs - sentUs;
       latency.recordValue(us < 1 ? 1 : us > 600e6 ? 600e6 : us);
+      const bucket = ((sentUs - windowStartUs) / TIMELINE_BUCKET_US) | 0;
+      timeline.count[bucket]!++;
+      timeline.sumUs[bucket]! += us;
+      if (us > timeline.maxUs[bucket]!) timeline.maxUs[bucket] = us;
     }
   }
   if (sub.target > 0 && sub.reachedAt === 0 && seq >= sub.target) reached(sub);
 }
+
+const zeros = (n: number): number[] => new Array<number>(n).fill(0);
 
 function reached(sub: Sub): void {
   // absolute (parent clock); the wait request says where the clock starts
@@ -255,6 +264,7 @@ function report(): WorkerReport {
     windowDeliveries,
     windowMs: now - windowBegan,
     latency: hdr.encodeIntoCompressedBase64(latency),
+    timeline,
     delivered,
     gaps,
     duplicates,
@@ -290,6 +300,10 @@ async function handle(message: ToWorker): Promise<FromWorker> {
       windowDeliveries = 0;
       windowBegan = performance.now();
       latency = newHistogram();
+      {
+        const buckets = Math.ceil((windowStopUs - windowStartUs) / TIMELINE_BUCKET_US);
+        timeline = { count: zeros(buckets), sumUs: zeros(buckets), maxUs: zeros(buckets) };
+      }
       eluMark = performance.eventLoopUtilization();
       cpuMark = process.cpuUsage();
       cpuMarkAt = performance.now();

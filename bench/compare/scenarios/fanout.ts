@@ -12,6 +12,7 @@ import { type CommandStats, commandStatsDelta, parseCommandStats } from '../../l
 import { nowMicros } from '../../lib/wire.ts';
 import { OpenLoop } from '../driver.ts';
 import { Fleet } from '../loadgen/fleet.ts';
+import { TIMELINE_BUCKET_US, type Timeline } from '../loadgen/messages.ts';
 import { percentilesMs } from '../loadgen/histogram.ts';
 import { CLIENT_CORE, ArmServer, type ArmSpec } from '../servers.ts';
 import { CpuSpan, corePercent, coreTicks } from '../proc.ts';
@@ -57,7 +58,22 @@ export interface RatePoint {
    * the arm's Redis time goes, on the core it shares with the load generator.
    */
   redisCommands?: Record<string, { calls: number; usec: number }>;
+  /**
+   * Forks of the arm's Redis during the window (AOF rewrites: with `appendonly yes` Redis
+   * rewrites its AOF in a forked child once the file has doubled past 64 MB; the child runs
+   * on the load generator's core, and copy-on-write slows the parent's writes meanwhile).
+   */
+  redisForks?: number;
   clientCorePercent: number;
+  /**
+   * The window's deliveries by the send time of their event (TIMELINE_BUCKET_US buckets,
+   * empty ones left out): `[ms from the window's start, deliveries, mean ms, max ms]`.
+   * One event's fan-out (or one stall) shows as one bucket whose max stands out. Runs
+   * before session 10 do not have it, nor workerP99Ms.
+   */
+  timeline?: [number, number, number, number][];
+  /** Each load-generator process's own p99 (ms): one starved worker shows here. */
+  workerP99Ms?: number[];
   clientBound: boolean;
   gaps: number;
   duplicates: number;
@@ -97,6 +113,29 @@ async function redisInfo(server: ArmServer, section: string): Promise<string | u
 
 async function redisUsedMemory(server: ArmServer): Promise<number | undefined> {
   const m = /used_memory:(\d+)/.exec((await redisInfo(server, 'memory')) ?? '');
+  return m ? Number(m[1]) : undefined;
+}
+
+/** Non-empty buckets as rows (see RatePoint.timeline), times in ms to 0.1. */
+export function timelineRows(t: Timeline): [number, number, number, number][] {
+  const rows: [number, number, number, number][] = [];
+  const ms = (us: number): number => Math.round(us / 100) / 10;
+  t.count.forEach((count, i) => {
+    if (count > 0) rows.push([ms(i * TIMELINE_BUCKET_US), count, ms(t.sumUs[i]! / count), ms(t.maxUs[i]!)]);
+  });
+  return rows;
+}
+
+/** The bucket with the largest max, and the median of the buckets' maxima. */
+export function worstBucket(rows: readonly [number, number, number, number][]): string {
+  if (rows.length === 0) return '';
+  const worst = rows.reduce((a, b) => (b[3] > a[3] ? b : a));
+  const maxima = rows.map((r) => r[3]).sort((a, b) => a - b);
+  return `, worst event ${worst[3]} ms at +${(worst[0] / 1000).toFixed(2)} s (median event max ${maxima[Math.floor(maxima.length / 2)]} ms)`;
+}
+
+async function redisForks(server: ArmServer): Promise<number | undefined> {
+  const m = /total_forks:(\d+)/.exec((await redisInfo(server, 'stats')) ?? '');
   return m ? Number(m[1]) : undefined;
 }
 
@@ -163,6 +202,7 @@ export async function runFanout(spec: ArmSpec, o: FanoutOptions): Promise<Fanout
       const toUs = fromUs + o.windowS * 1e6;
       await fleet.openWindow(fromUs, toUs);
       const redisStatsFrom = await redisCommandStats(server);
+      const redisForksFrom = await redisForks(server);
       const cpu = new CpuSpan(server.pids);
       const redisCpu = server.redis?.pid !== undefined ? new CpuSpan([server.redis.pid]) : undefined;
       const core0 = coreTicks(Number(CLIENT_CORE));
@@ -181,6 +221,7 @@ export async function runFanout(spec: ArmSpec, o: FanoutOptions): Promise<Fanout
       const clientCorePercent = corePercent(core0, coreTicks(Number(CLIENT_CORE)));
       const redisPercent = redisCpu?.stop().percent ?? 0;
       const redisStatsTo = await redisCommandStats(server);
+      const redisForksTo = await redisForks(server);
       const windowReport = await fleet.report();
       // drain: wait until every subscriber holds its topic's last event (or 10 s)
       let report;
@@ -224,7 +265,12 @@ export async function runFanout(spec: ArmSpec, o: FanoutOptions): Promise<Fanout
         ...(redisStatsFrom && redisStatsTo
           ? { redisCommands: commandStatsDelta(redisStatsFrom, redisStatsTo) }
           : {}),
+        ...(redisForksFrom !== undefined && redisForksTo !== undefined
+          ? { redisForks: redisForksTo - redisForksFrom }
+          : {}),
         clientCorePercent,
+        timeline: timelineRows(report.timeline),
+        workerP99Ms: report.workers.map((w) => w.p99Ms),
         clientBound: clientCorePercent >= 85,
         gaps: report.gaps,
         duplicates: report.duplicates,
@@ -239,8 +285,11 @@ export async function runFanout(spec: ArmSpec, o: FanoutOptions): Promise<Fanout
           `${(deliveredFraction * 100).toFixed(3)}% delivered, p50 ${latency.p50} p99 ${latency.p99} ms, ` +
           `server ${serverCpu.percent.toFixed(0)}% (user ${((serverCpu.user / serverCpu.wallS) * 100).toFixed(0)}%), ` +
           `${Math.round(point.perCpuS)}/cpu-s, client core ${clientCorePercent.toFixed(0)}%` +
-          (server.redis ? ` (redis ${redisPercent.toFixed(0)}%)` : '') +
-          `${point.clientBound ? ' CLIENT-BOUND' : ''}${point.sustainable ? '' : ' (not sustainable)'}`,
+          (server.redis
+            ? ` (redis ${redisPercent.toFixed(0)}%${point.redisForks ? `, ${point.redisForks} fork(s)` : ''})`
+            : '') +
+          `${point.clientBound ? ' CLIENT-BOUND' : ''}${point.sustainable ? '' : ' (not sustainable)'}` +
+          `${worstBucket(point.timeline ?? [])}, worker p99 ${point.workerP99Ms?.join('/')} ms`,
       );
       // far past saturation: higher rates only cost time
       if (deliveredFraction < 0.5 || latency.p99 > 5000) break;
