@@ -110,6 +110,9 @@ export class ArmServer {
     if (!redis && spec.redis) {
       redis = await RedisServer.start({ aof: true, appendfsync: spec.redis });
       if (redis.pid !== undefined) pin(redis.pid, CLIENT_CORE);
+      // Redis's latency monitor records its own stalls (fork, AOF write and fsync, slow
+      // commands) of 10 ms or more; each rate point reads what its window collected
+      await redis.command('CONFIG', 'SET', 'latency-monitor-threshold', 10);
     }
     const server = new ArmServer(spec, options.port ?? (await freePort()), redis, options.env ?? {});
     await server.launch();
@@ -189,6 +192,7 @@ export class ArmServer {
         if (process.env['BENCH_GC_LOG'] && line.startsWith('{"msg":"gc"')) {
           process.stderr.write(`${this.spec.name} ${line}\n`);
         }
+        if (line.startsWith('{"msg":"pause"')) this.#notePause(line);
         if (line.includes('"msg":"listening"')) {
           clearTimeout(timer);
           resolve();
@@ -204,6 +208,19 @@ export class ArmServer {
       });
     });
     // Under WORKERS the primary logs "listening" only after its workers do.
+  }
+
+  /** GC pauses and event-loop stalls the server reported (BENCH_PAUSES, see gc-hook.ts). */
+  readonly pauses: ServerPause[] = [];
+
+  #notePause(line: string): void {
+    try {
+      const { what, ms, atUs } = JSON.parse(line) as ServerPause;
+      if (this.pauses.length >= 100_000) this.pauses.shift();
+      this.pauses.push({ what, ms, atUs });
+    } catch {
+      /* a torn line: not worth more */
+    }
   }
 
   /** Asks the server (and its workers) to collect garbage twice, then waits a little. */
@@ -246,6 +263,13 @@ export class ArmServer {
     await this.stop();
     await this.redis?.stop();
   }
+}
+
+export interface ServerPause {
+  what: 'gc' | 'loop';
+  ms: number;
+  /** When it began, epoch µs (the bench's clock, lib/wire.ts nowMicros). */
+  atUs: number;
 }
 
 /** Child processes of `pid` (cluster workers under WORKERS; taskset execs node in place). */

@@ -8,9 +8,15 @@
  *   counting objects that were already collected too (so it shows allocation, not just
  *   what survives); at exit the profile goes to DIR/<pid>.heapprofile (open it in Chrome
  *   DevTools, or `npx tsx bench/tools/heapprofile-top.ts FILE`).
+ * - BENCH_PAUSES=MS (diagnostic runs): every GC pause and every event-loop stall of at
+ *   least MS milliseconds becomes one stdout line `{"msg":"pause","what":"gc"|"loop",
+ *   "ms":<duration>,"atUs":<start, epoch µs>}`, which bench:compare files under the rate
+ *   point it fell in. Stalls are found by a 10 ms interval timer's lateness, so this
+ *   costs every arm the same hundred wake-ups a second; it is off unless asked for.
  * - Orphan watch (as bench/lib/orphan-watch.ts): once re-parented (the benchmark died
  *   without cleaning up), the process sends itself SIGTERM and shuts down like any stop.
  */
+import { PerformanceObserver, performance } from 'node:perf_hooks';
 import { getHeapSpaceStatistics } from 'node:v8';
 
 const gc = (globalThis as { gc?: () => void }).gc;
@@ -45,6 +51,28 @@ if (allocDir) {
       if (!error) writeFileSync(`${allocDir}/${process.pid}.heapprofile`, JSON.stringify(result.profile));
     });
   });
+}
+
+const pauseMs = Number(process.env['BENCH_PAUSES'] ?? 0);
+if (pauseMs > 0) {
+  const epochUs = (ms: number): number => Math.round((performance.timeOrigin + ms) * 1000);
+  const report = (what: 'gc' | 'loop', ms: number, startMs: number): void => {
+    process.stdout.write(
+      `${JSON.stringify({ msg: 'pause', what, ms: Math.round(ms * 10) / 10, atUs: epochUs(startMs) })}\n`,
+    );
+  };
+  new PerformanceObserver((list) => {
+    for (const entry of list.getEntries()) {
+      if (entry.duration >= pauseMs) report('gc', entry.duration, entry.startTime);
+    }
+  }).observe({ entryTypes: ['gc'] });
+  let last = performance.now();
+  setInterval(() => {
+    const now = performance.now();
+    const late = now - last - 10;
+    if (late >= pauseMs) report('loop', late, last + 10);
+    last = now;
+  }, 10).unref();
 }
 
 const parent = process.ppid;

@@ -77,6 +77,9 @@ const OP_PONG = 0xa;
 
 const CRLFCRLF = Buffer.from('\r\n\r\n');
 
+/** Server pings answered by this process's sockets (a burst of them costs the server a tick). */
+export const pings = { received: 0 };
+
 /**
  * Every socket reads into this one buffer (`onread`): libuv fills it and the callback
  * parses it before any other read, so a chunk is only valid during its callback — a frame
@@ -332,6 +335,7 @@ export class RawWebSocket {
         return this.#state !== State.Closed;
       }
       case OP_PING:
+        pings.received++;
         if (this.#state === State.Open) this.#socket.write(this.#frame(OP_PONG, payload));
         return true;
       case OP_PONG:

@@ -81,6 +81,8 @@ export interface FleetReport {
   subscribers: number;
   ready: number;
   windowDeliveries: number;
+  /** Server pings the clients answered since the window opened. */
+  windowPings: number;
   /** Deliveries per second over the window (each worker's own window length). */
   deliveredPerS: number;
   latency: hdr.Histogram;
@@ -297,6 +299,7 @@ function merge(reports: WorkerReport[]): FleetReport {
     subscribers: sum(reports.map((r) => r.subscribers)),
     ready: sum(reports.map((r) => r.ready)),
     windowDeliveries: sum(reports.map((r) => r.windowDeliveries)),
+    windowPings: sum(reports.map((r) => r.windowPings)),
     deliveredPerS,
     latency,
     delivered: sum(reports.map((r) => r.delivered)),

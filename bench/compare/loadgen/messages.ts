@@ -90,6 +90,8 @@ export interface WorkerReport {
   windowDeliveries: number;
   windowMs: number;
   latency: string;
+  /** Server pings this process's sockets answered since the window opened. */
+  windowPings: number;
   /** The window's latencies by send time (see Timeline). */
   timeline: Timeline;
   /** Lifetime counters. */

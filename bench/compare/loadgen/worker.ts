@@ -10,6 +10,7 @@ import * as hdr from 'hdr-histogram-js';
 import { nowMicros } from '../../lib/wire.ts';
 import type { ArmClient, Subscriber } from '../types.ts';
 import { makePayload } from '../payload.ts';
+import { pings } from '../client/raw-ws.ts';
 import { newHistogram } from './histogram.ts';
 import {
   TIMELINE_BUCKET_US,
@@ -45,6 +46,7 @@ let windowStopUs = 0;
 let offsetUs = 0;
 let windowDeliveries = 0;
 let windowBegan = 0;
+let windowPingsFrom = 0;
 let latency = newHistogram();
 let timeline: Timeline = { count: [], sumUs: [], maxUs: [] };
 let eluMark = performance.eventLoopUtilization();
@@ -263,6 +265,7 @@ function report(): WorkerReport {
     ready,
     windowDeliveries,
     windowMs: now - windowBegan,
+    windowPings: pings.received - windowPingsFrom,
     latency: hdr.encodeIntoCompressedBase64(latency),
     timeline,
     delivered,
@@ -299,6 +302,7 @@ async function handle(message: ToWorker): Promise<FromWorker> {
       offsetUs = message.offsetUs;
       windowDeliveries = 0;
       windowBegan = performance.now();
+      windowPingsFrom = pings.received;
       latency = newHistogram();
       {
         const buckets = Math.ceil((windowStopUs - windowStartUs) / TIMELINE_BUCKET_US);

@@ -64,6 +64,16 @@ export interface RatePoint {
    * on the load generator's core, and copy-on-write slows the parent's writes meanwhile).
    */
   redisForks?: number;
+  /**
+   * Redis's latency monitor over the window: per event (`fork`, `aof-write`,
+   * `aof-fsync-always`, `command`, …) the longest stall of 10 ms or more, in ms.
+   */
+  redisLatency?: Record<string, number>;
+  /**
+   * The server's GC pauses and event-loop stalls that began during the window or its
+   * drain (BENCH_PAUSES=MS runs only): `[ms from the window's start, duration ms, what]`.
+   */
+  serverPauses?: [number, number, string][];
   clientCorePercent: number;
   /**
    * The window's deliveries by the send time of their event (TIMELINE_BUCKET_US buckets,
@@ -72,6 +82,8 @@ export interface RatePoint {
    * before session 10 do not have it, nor workerP99Ms.
    */
   timeline?: [number, number, number, number][];
+  /** WebSocket pings the server sent the clients during the window (and its drain). */
+  pings?: number;
   /** Each load-generator process's own p99 (ms): one starved worker shows here. */
   workerP99Ms?: number[];
   clientBound: boolean;
@@ -131,7 +143,24 @@ export function worstBucket(rows: readonly [number, number, number, number][]): 
   if (rows.length === 0) return '';
   const worst = rows.reduce((a, b) => (b[3] > a[3] ? b : a));
   const maxima = rows.map((r) => r[3]).sort((a, b) => a - b);
-  return `, worst event ${worst[3]} ms at +${(worst[0] / 1000).toFixed(2)} s (median event max ${maxima[Math.floor(maxima.length / 2)]} ms)`;
+  return `, worst event ${worst[3]} ms at +${(worst[0] / 1000).toFixed(2)} s (median event max ${maxima[Math.floor(maxima.length / 2)]!} ms)`;
+}
+
+function longestPause(pauses: [number, number, string][] | undefined): string {
+  if (!pauses) return '';
+  if (pauses.length === 0) return ', no server pause';
+  const [at, ms, what] = pauses.reduce((a, b) => (b[1] > a[1] ? b : a));
+  return `, ${pauses.length} server pause(s), longest ${what} ${ms} ms at +${(at / 1000).toFixed(2)} s`;
+}
+
+/** `LATENCY LATEST` rows `[event, unix s, latest ms, max ms]` as event → max ms. */
+export function parseLatencyLatest(reply: unknown): Record<string, number> {
+  const out: Record<string, number> = {};
+  if (!Array.isArray(reply)) return out;
+  for (const row of reply) {
+    if (Array.isArray(row) && typeof row[0] === 'string') out[row[0]] = Number(row[3]);
+  }
+  return out;
 }
 
 async function redisForks(server: ArmServer): Promise<number | undefined> {
@@ -203,6 +232,7 @@ export async function runFanout(spec: ArmSpec, o: FanoutOptions): Promise<Fanout
       await fleet.openWindow(fromUs, toUs);
       const redisStatsFrom = await redisCommandStats(server);
       const redisForksFrom = await redisForks(server);
+      await server.redis?.command('LATENCY', 'RESET');
       const cpu = new CpuSpan(server.pids);
       const redisCpu = server.redis?.pid !== undefined ? new CpuSpan([server.redis.pid]) : undefined;
       const core0 = coreTicks(Number(CLIENT_CORE));
@@ -222,6 +252,9 @@ export async function runFanout(spec: ArmSpec, o: FanoutOptions): Promise<Fanout
       const redisPercent = redisCpu?.stop().percent ?? 0;
       const redisStatsTo = await redisCommandStats(server);
       const redisForksTo = await redisForks(server);
+      const redisLatency = server.redis
+        ? parseLatencyLatest(await server.redis.command('LATENCY', 'LATEST'))
+        : undefined;
       const windowReport = await fleet.report();
       // drain: wait until every subscriber holds its topic's last event (or 10 s)
       let report;
@@ -268,9 +301,18 @@ export async function runFanout(spec: ArmSpec, o: FanoutOptions): Promise<Fanout
         ...(redisForksFrom !== undefined && redisForksTo !== undefined
           ? { redisForks: redisForksTo - redisForksFrom }
           : {}),
+        ...(redisLatency ? { redisLatency } : {}),
+        ...(process.env['BENCH_PAUSES']
+          ? {
+              serverPauses: server.pauses
+                .filter((p) => p.atUs >= fromUs)
+                .map((p): [number, number, string] => [Math.round((p.atUs - fromUs) / 1000), p.ms, p.what]),
+            }
+          : {}),
         clientCorePercent,
         timeline: timelineRows(report.timeline),
         workerP99Ms: report.workers.map((w) => w.p99Ms),
+        pings: report.windowPings,
         clientBound: clientCorePercent >= 85,
         gaps: report.gaps,
         duplicates: report.duplicates,
@@ -286,10 +328,14 @@ export async function runFanout(spec: ArmSpec, o: FanoutOptions): Promise<Fanout
           `server ${serverCpu.percent.toFixed(0)}% (user ${((serverCpu.user / serverCpu.wallS) * 100).toFixed(0)}%), ` +
           `${Math.round(point.perCpuS)}/cpu-s, client core ${clientCorePercent.toFixed(0)}%` +
           (server.redis
-            ? ` (redis ${redisPercent.toFixed(0)}%${point.redisForks ? `, ${point.redisForks} fork(s)` : ''})`
+            ? ` (redis ${redisPercent.toFixed(0)}%${point.redisForks ? `, ${point.redisForks} fork(s)` : ''}` +
+              `${Object.entries(point.redisLatency ?? {})
+                .map(([event, ms]) => `, ${event} ${ms} ms`)
+                .join('')})`
             : '') +
           `${point.clientBound ? ' CLIENT-BOUND' : ''}${point.sustainable ? '' : ' (not sustainable)'}` +
-          `${worstBucket(point.timeline ?? [])}, worker p99 ${point.workerP99Ms?.join('/')} ms`,
+          `${worstBucket(point.timeline ?? [])}${point.pings ? `, ${point.pings} server pings` : ''}, worker p99 ${point.workerP99Ms?.join('/') ?? '?'} ms` +
+          longestPause(point.serverPauses),
       );
       // far past saturation: higher rates only cost time
       if (deliveredFraction < 0.5 || latency.p99 > 5000) break;
