@@ -365,45 +365,41 @@ describe('redis engine: storage layout and scripts', { skip: needsServer }, () =
     assert.equal(await srv.command('XLEN', `${prefix}{${sid}}:stream`), 1);
   });
 
-  it('starts a new epoch rather than reuse seqs when meta is behind its stream', async () => {
+  /** A session with events a, b, c whose meta was rolled back to head 1 behind its stream. */
+  async function metaBehindStream() {
     const prefix = keyPrefix();
     const engine = await connect({ url: srv.url, keyPrefix: prefix });
     const sid = uniqueId('s');
     const old = await appendIds(engine, sid, 'a', 'b', 'c');
     await srv.command('HSET', `${prefix}{${sid}}:meta`, 'head', 1);
+    const eventIds = async () => (await engine.read(sid, 0, 10)).events.map((e) => e.event.eventId);
+    return { engine, sid, oldEpoch: old.epoch, eventIds };
+  }
+
+  it('starts a new epoch rather than reuse seqs when meta is behind its stream', async () => {
+    const { engine, sid, oldEpoch, eventIds } = await metaBehindStream();
     const next = await appendIds(engine, sid, 'd');
-    assert.notEqual(next.epoch, old.epoch);
+    assert.notEqual(next.epoch, oldEpoch);
     assert.deepEqual(next.outcomes, [{ seq: 1, duplicate: false }]);
-    assert.deepEqual(
-      (await engine.read(sid, 0, 10)).events.map((e) => e.event.eventId),
-      ['d'],
-    );
+    assert.deepEqual(await eventIds(), ['d']);
   });
 
-  it('notices meta behind its stream in a batch of duplicates too, and in one that starts with a duplicate', async () => {
-    const prefix = keyPrefix();
-    const engine = await connect({ url: srv.url, keyPrefix: prefix });
-    const sid = uniqueId('s');
-    const old = await appendIds(engine, sid, 'a', 'b', 'c');
-    await srv.command('HSET', `${prefix}{${sid}}:meta`, 'head', 1);
-    // only known eventIds: no XADD to be refused, so the script reads the newest entry
+  it('notices meta behind its stream in a batch of duplicates only: no XADD is refused, so it reads', async () => {
+    const { engine, sid, oldEpoch } = await metaBehindStream();
     const dups = await appendIds(engine, sid, 'a');
-    assert.notEqual(dups.epoch, old.epoch);
+    assert.notEqual(dups.epoch, oldEpoch);
     assert.deepEqual(dups.outcomes, [{ seq: 1, duplicate: false }]);
-    // a known eventId before a new one: the new one's refused XADD restarts the whole batch
-    const sid2 = uniqueId('s');
-    const old2 = await appendIds(engine, sid2, 'a', 'b', 'c');
-    await srv.command('HSET', `${prefix}{${sid2}}:meta`, 'head', 1);
-    const mixed = await appendIds(engine, sid2, 'a', 'd');
-    assert.notEqual(mixed.epoch, old2.epoch);
+  });
+
+  it('restarts a whole batch that begins with a duplicate when its first XADD is refused', async () => {
+    const { engine, sid, oldEpoch, eventIds } = await metaBehindStream();
+    const mixed = await appendIds(engine, sid, 'a', 'd');
+    assert.notEqual(mixed.epoch, oldEpoch);
     assert.deepEqual(mixed.outcomes, [
       { seq: 1, duplicate: false },
       { seq: 2, duplicate: false },
     ]);
-    assert.deepEqual(
-      (await engine.read(sid2, 0, 10)).events.map((e) => e.event.eventId),
-      ['a', 'd'],
-    );
+    assert.deepEqual(await eventIds(), ['a', 'd']);
   });
 
   it('fails an append on a stream key of another type, without starting a new epoch', async () => {
