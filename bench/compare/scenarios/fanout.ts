@@ -163,14 +163,30 @@ export function parseLatencyLatest(reply: unknown): Record<string, number> {
   return out;
 }
 
-async function redisForks(server: ArmServer): Promise<number | undefined> {
-  const m = /total_forks:(\d+)/.exec((await redisInfo(server, 'stats')) ?? '');
-  return m ? Number(m[1]) : undefined;
+/** What the arm's Redis has counted so far: commands, forks and latency-monitor events. */
+interface RedisSnapshot {
+  commands: CommandStats;
+  forks: number;
+  latency: Record<string, number>;
 }
 
-async function redisCommandStats(server: ArmServer): Promise<CommandStats | undefined> {
-  const info = await redisInfo(server, 'commandstats');
-  return info === undefined ? undefined : parseCommandStats(info);
+/**
+ * Reads the counters on one connection (a window's setup stays short: at 40 ev/s the
+ * window's first event is due 25 ms after the warm-up's last), then with `resetLatency`
+ * clears the latency monitor so the next snapshot holds only what came after.
+ */
+async function redisSnapshot(server: ArmServer, resetLatency: boolean): Promise<RedisSnapshot | undefined> {
+  if (!server.redis) return undefined;
+  const client = await server.redis.client();
+  try {
+    const commands = parseCommandStats(String(await client.command('INFO', 'commandstats')));
+    const forks = /total_forks:(\d+)/.exec(String(await client.command('INFO', 'stats')));
+    const latency = parseLatencyLatest(await client.command('LATENCY', 'LATEST'));
+    if (resetLatency) await client.command('LATENCY', 'RESET');
+    return { commands, forks: forks ? Number(forks[1]) : Number.NaN, latency };
+  } finally {
+    client.close();
+  }
 }
 
 export async function runFanout(spec: ArmSpec, o: FanoutOptions): Promise<FanoutResult> {
@@ -227,12 +243,10 @@ export async function runFanout(spec: ArmSpec, o: FanoutOptions): Promise<Fanout
     for (const rate of o.rates) {
       if (loop) await loop.run(rate, o.warmupS);
       else await echoRun(rate, o.warmupS, 0, 0, 0);
+      const redisFrom = await redisSnapshot(server, true);
       const fromUs = nowMicros() + 20_000;
       const toUs = fromUs + o.windowS * 1e6;
       await fleet.openWindow(fromUs, toUs);
-      const redisStatsFrom = await redisCommandStats(server);
-      const redisForksFrom = await redisForks(server);
-      await server.redis?.command('LATENCY', 'RESET');
       const cpu = new CpuSpan(server.pids);
       const redisCpu = server.redis?.pid !== undefined ? new CpuSpan([server.redis.pid]) : undefined;
       const core0 = coreTicks(Number(CLIENT_CORE));
@@ -250,11 +264,7 @@ export async function runFanout(spec: ArmSpec, o: FanoutOptions): Promise<Fanout
       const serverCpu = cpu.stop();
       const clientCorePercent = corePercent(core0, coreTicks(Number(CLIENT_CORE)));
       const redisPercent = redisCpu?.stop().percent ?? 0;
-      const redisStatsTo = await redisCommandStats(server);
-      const redisForksTo = await redisForks(server);
-      const redisLatency = server.redis
-        ? parseLatencyLatest(await server.redis.command('LATENCY', 'LATEST'))
-        : undefined;
+      const redisTo = await redisSnapshot(server, false);
       const windowReport = await fleet.report();
       // drain: wait until every subscriber holds its topic's last event (or 10 s)
       let report;
@@ -295,13 +305,13 @@ export async function runFanout(spec: ArmSpec, o: FanoutOptions): Promise<Fanout
         perCpuS: serverCpu.total > 0 ? delivered / serverCpu.total : Number.NaN,
         perUserCpuS: serverCpu.user > 0 ? delivered / serverCpu.user : Number.NaN,
         redisPercent,
-        ...(redisStatsFrom && redisStatsTo
-          ? { redisCommands: commandStatsDelta(redisStatsFrom, redisStatsTo) }
+        ...(redisFrom && redisTo
+          ? {
+              redisCommands: commandStatsDelta(redisFrom.commands, redisTo.commands),
+              redisForks: redisTo.forks - redisFrom.forks,
+              redisLatency: redisTo.latency,
+            }
           : {}),
-        ...(redisForksFrom !== undefined && redisForksTo !== undefined
-          ? { redisForks: redisForksTo - redisForksFrom }
-          : {}),
-        ...(redisLatency ? { redisLatency } : {}),
         ...(process.env['BENCH_PAUSES']
           ? {
               serverPauses: server.pauses
