@@ -8,15 +8,16 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as hdr from 'hdr-histogram-js';
 import { nowMicros } from '../../lib/wire.ts';
-import type {
-  Timeline,
-  CatchupReply,
-  ConnectReply,
-  FromWorker,
-  TopicShare,
-  ToWorker,
-  WorkerInit,
-  WorkerReport,
+import {
+  emptyTimeline,
+  type CatchupReply,
+  type Timeline,
+  type ConnectReply,
+  type FromWorker,
+  type TopicShare,
+  type ToWorker,
+  type WorkerInit,
+  type WorkerReport,
 } from './messages.ts';
 import { newHistogram, percentilesMs } from './histogram.ts';
 
@@ -264,8 +265,6 @@ export class Fleet {
   }
 }
 
-const zeros = (n: number): number[] => new Array<number>(n).fill(0);
-
 function sum(values: number[]): number {
   return values.reduce((a, b) => a + b, 0);
 }
@@ -277,7 +276,7 @@ function merge(reports: WorkerReport[]): FleetReport {
   let deliveredPerS = 0;
   const workers: FleetReport['workers'] = [];
   const buckets = Math.max(0, ...reports.map((r) => r.timeline.count.length));
-  const timeline: Timeline = { count: zeros(buckets), sumUs: zeros(buckets), maxUs: zeros(buckets) };
+  const timeline = emptyTimeline(buckets);
   for (const r of reports) {
     const own = hdr.decodeFromCompressedBase64(r.latency);
     latency.add(own);

@@ -83,6 +83,12 @@ export interface Timeline {
 
 export const TIMELINE_BUCKET_US = 50_000;
 
+/** A timeline of `buckets` empty buckets. */
+export function emptyTimeline(buckets: number): Timeline {
+  const zeros = (): number[] => new Array<number>(buckets).fill(0);
+  return { count: zeros(), sumUs: zeros(), maxUs: zeros() };
+}
+
 export interface WorkerReport {
   subscribers: number;
   ready: number;

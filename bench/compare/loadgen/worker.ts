@@ -13,6 +13,7 @@ import { makePayload } from '../payload.ts';
 import { pings } from '../client/raw-ws.ts';
 import { newHistogram } from './histogram.ts';
 import {
+  emptyTimeline,
   TIMELINE_BUCKET_US,
   type CatchupReply,
   type ConnectReply,
@@ -48,7 +49,7 @@ let windowDeliveries = 0;
 let windowBegan = 0;
 let windowPingsFrom = 0;
 let latency = newHistogram();
-let timeline: Timeline = { count: [], sumUs: [], maxUs: [] };
+let timeline: Timeline = emptyTimeline(0);
 let eluMark = performance.eventLoopUtilization();
 let cpuMark = process.cpuUsage();
 let cpuMarkAt = performance.now();
@@ -99,8 +100,6 @@ function onEvent(sub: Sub, seq: number, sentUs: number): void {
   }
   if (sub.target > 0 && sub.reachedAt === 0 && seq >= sub.target) reached(sub);
 }
-
-const zeros = (n: number): number[] => new Array<number>(n).fill(0);
 
 function reached(sub: Sub): void {
   // absolute (parent clock); the wait request says where the clock starts
@@ -304,10 +303,7 @@ async function handle(message: ToWorker): Promise<FromWorker> {
       windowBegan = performance.now();
       windowPingsFrom = pings.received;
       latency = newHistogram();
-      {
-        const buckets = Math.ceil((windowStopUs - windowStartUs) / TIMELINE_BUCKET_US);
-        timeline = { count: zeros(buckets), sumUs: zeros(buckets), maxUs: zeros(buckets) };
-      }
+      timeline = emptyTimeline(Math.ceil((windowStopUs - windowStartUs) / TIMELINE_BUCKET_US));
       eluMark = performance.eventLoopUtilization();
       cpuMark = process.cpuUsage();
       cpuMarkAt = performance.now();

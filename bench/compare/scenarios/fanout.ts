@@ -57,7 +57,7 @@ export interface RatePoint {
    * deltas; scripts count once as evalsha, and their inner commands again by name): where
    * the arm's Redis time goes, on the core it shares with the load generator.
    */
-  redisCommands?: Record<string, { calls: number; usec: number }>;
+  redisCommands?: CommandStats;
   /**
    * Forks of the arm's Redis during the window (AOF rewrites: with `appendonly yes` Redis
    * rewrites its AOF in a forked child once the file has doubled past 64 MB; the child runs
@@ -113,23 +113,20 @@ export interface FanoutResult {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-async function redisInfo(server: ArmServer, section: string): Promise<string | undefined> {
+async function redisUsedMemory(server: ArmServer): Promise<number | undefined> {
   if (!server.redis) return undefined;
   const client = await server.redis.client();
   try {
-    return String(await client.command('INFO', section));
+    const info = String(await client.command('INFO', 'memory'));
+    const m = /used_memory:(\d+)/.exec(info);
+    return m ? Number(m[1]) : undefined;
   } finally {
     client.close();
   }
 }
 
-async function redisUsedMemory(server: ArmServer): Promise<number | undefined> {
-  const m = /used_memory:(\d+)/.exec((await redisInfo(server, 'memory')) ?? '');
-  return m ? Number(m[1]) : undefined;
-}
-
 /** Non-empty buckets as rows (see RatePoint.timeline), times in ms to 0.1. */
-export function timelineRows(t: Timeline): [number, number, number, number][] {
+function timelineRows(t: Timeline): [number, number, number, number][] {
   const rows: [number, number, number, number][] = [];
   const ms = (us: number): number => Math.round(us / 100) / 10;
   t.count.forEach((count, i) => {
@@ -139,7 +136,7 @@ export function timelineRows(t: Timeline): [number, number, number, number][] {
 }
 
 /** The bucket with the largest max, and the median of the buckets' maxima. */
-export function worstBucket(rows: readonly [number, number, number, number][]): string {
+function worstBucket(rows: readonly [number, number, number, number][]): string {
   if (rows.length === 0) return '';
   const worst = rows.reduce((a, b) => (b[3] > a[3] ? b : a));
   const maxima = rows.map((r) => r[3]).sort((a, b) => a - b);
@@ -154,7 +151,7 @@ function longestPause(pauses: [number, number, string][] | undefined): string {
 }
 
 /** `LATENCY LATEST` rows `[event, unix s, latest ms, max ms]` as event → max ms. */
-export function parseLatencyLatest(reply: unknown): Record<string, number> {
+function parseLatencyLatest(reply: unknown): Record<string, number> {
   const out: Record<string, number> = {};
   if (!Array.isArray(reply)) return out;
   for (const row of reply) {
