@@ -166,6 +166,34 @@ describe('redis engine: per-tick batching across sessions', () => {
     assert.equal((await engine.getSubscriber(sids[2]!, 'sub299'))?.checkpoint, 200 + 299 + 2);
   });
 
+  it('paces a burst of checkpoints: an append made with it is answered after one checkpoint call, not all', async () => {
+    const engine = await connect();
+    const sid = uniqueId('s');
+    const ids = Array.from({ length: 2048 }, (_, i) => `sub${i}`);
+    await Promise.all(ids.map((id) => engine.createSubscriber(sid, sub(id))));
+    await engine.append(sid, [makeEvent(sid, 'warm')]);
+    await resetStats();
+    const order: string[] = [];
+    const checkpoints = engine
+      .saveCheckpoints(
+        sid,
+        ids.map((id) => ({ subscriberId: id, generation: 1, seq: 1 })),
+      )
+      .then((stored) => {
+        order.push('checkpoints');
+        return stored;
+      });
+    const appended = engine.append(sid, [makeEvent(sid, 'during')]).then((r) => {
+      order.push('append');
+      return r;
+    });
+    const [stored, append] = await Promise.all([checkpoints, appended]);
+    assert.deepEqual(order, ['append', 'checkpoints']);
+    assert.equal(append.headSeq, 2);
+    assert.ok(stored.every((seq) => seq === 1));
+    assert.equal(await scriptRuns(), 5, 'four checkpoint calls of 512, one append');
+  });
+
   it('rejects a saveCheckpoints group once, with the engine error, when its call fails', async () => {
     const engine = await connect(300);
     const sid = uniqueId('s');

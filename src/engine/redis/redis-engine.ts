@@ -293,8 +293,14 @@ export class RedisEngine implements Engine {
     MAX_APPEND_SESSIONS,
     MAX_APPEND_EVENTS,
   );
+  /**
+   * Paced: one call of MAX_CHECKPOINT_BATCH per round, so an append made during a burst of
+   * acks waits behind at most one checkpoint call on the connection (see TickQueue).
+   */
   readonly #checkpoints = this.#tickQueue<PendingCheckpoint>(
     (chunk) => this.#sendCheckpoints(chunk),
+    MAX_CHECKPOINT_BATCH,
+    MAX_CHECKPOINT_BATCH,
     MAX_CHECKPOINT_BATCH,
   );
   readonly #takeovers = this.#tickQueue<PendingTakeover>(
@@ -1037,8 +1043,15 @@ export class RedisEngine implements Engine {
     send: (chunk: T[]) => Promise<void>,
     maxItems: number,
     maxWeight = maxItems,
+    maxRoundItems = Infinity,
   ): TickQueue<T> {
-    return new TickQueue<T>({ send, maxItems, maxWeight, perSession: () => isCluster(this.#redis) });
+    return new TickQueue<T>({
+      send,
+      maxItems,
+      maxWeight,
+      maxRoundItems,
+      perSession: () => isCluster(this.#redis),
+    });
   }
 
   /**

@@ -17,7 +17,13 @@
  *   chunk holds the items of one session only (its keys share the session's hash tag).
  * - Bounds: a chunk holds at most `maxItems` items and (unless it is a single item) at
  *   most `maxWeight` weight (events, for appends), so one script never blocks Redis long.
- * - `flush()` sends what is queued at once (engine close: before QUIT).
+ * - Paced rounds (`maxRoundItems`): a round carries at most that many items, and the rest
+ *   waits for the next round. The engine's queues share one connection, and Redis answers
+ *   it in order: 10,000 clients acking together made twenty checkpoint scripts, sent in
+ *   one round, and an append made just after them waited for all twenty (session 10).
+ *   Paced, it waits for one. Building the chunks is paced too, so the gateway's own loop
+ *   is not held for the whole burst either.
+ * - `flush()` sends everything queued at once, paced or not (engine close: before QUIT).
  */
 export interface QueuedCall {
   sessionId: string;
@@ -30,6 +36,8 @@ export interface TickQueueOptions<T extends QueuedCall> {
   send: (chunk: T[]) => Promise<void>;
   maxItems: number;
   maxWeight: number;
+  /** Most items one round sends (see above); every queued item when unset. */
+  maxRoundItems?: number;
   /** True on a Redis Cluster: one session per chunk. */
   perSession: () => boolean;
 }
@@ -57,31 +65,29 @@ export class TickQueue<T extends QueuedCall> {
   #schedule(): void {
     if (this.#scheduled || this.#inFlight > 0) return;
     this.#scheduled = true;
-    setImmediate(() => this.flush());
+    setImmediate(() => this.#round(this.#options.maxRoundItems ?? Infinity));
   }
 
   /** Sends everything queued now, whether or not a round is in flight. */
   flush(): void {
-    this.#scheduled = false;
-    const items = this.#items;
-    if (items.length === 0) return;
-    this.#items = [];
-    if (!this.#options.perSession()) return this.#chunked(items);
-    const bySession = new Map<string, T[]>();
-    for (const item of items) {
-      const list = bySession.get(item.sessionId);
-      if (list) list.push(item);
-      else bySession.set(item.sessionId, [item]);
-    }
-    for (const list of bySession.values()) this.#chunked(list);
+    this.#round(Infinity);
   }
 
-  #chunked(items: readonly T[]): void {
+  /** Sends up to `budget` queued items, in chunks; the rest stays queued, in order. */
+  #round(budget: number): void {
+    this.#scheduled = false;
+    if (this.#items.length === 0) return;
+    const perSession = this.#options.perSession();
+    const items = perSession ? bySession(this.#items) : this.#items;
+    this.#items = [];
     const { maxItems, maxWeight } = this.#options;
     let chunk: T[] = [];
     let weight = 0;
-    for (const item of items) {
-      if (chunk.length > 0 && (chunk.length >= maxItems || weight + item.weight > maxWeight)) {
+    let i = 0;
+    for (; i < items.length && i < budget; i++) {
+      const item = items[i]!;
+      const full = chunk.length >= maxItems || weight + item.weight > maxWeight;
+      if (chunk.length > 0 && (full || (perSession && item.sessionId !== chunk[0]!.sessionId))) {
         this.#send(chunk);
         chunk = [];
         weight = 0;
@@ -90,10 +96,23 @@ export class TickQueue<T extends QueuedCall> {
       weight += item.weight;
     }
     if (chunk.length > 0) this.#send(chunk);
+    // what the budget left goes first, before anything pushed meanwhile
+    if (i < items.length) this.#items = items.slice(i).concat(this.#items);
   }
 
   #send(chunk: T[]): void {
     this.#inFlight++;
     this.#options.send(chunk).then(this.#settled, this.#settled);
   }
+}
+
+/** The items grouped by session, sessions in order of first appearance, each in order. */
+function bySession<T extends QueuedCall>(items: readonly T[]): T[] {
+  const groups = new Map<string, T[]>();
+  for (const item of items) {
+    const list = groups.get(item.sessionId);
+    if (list) list.push(item);
+    else groups.set(item.sessionId, [item]);
+  }
+  return [...groups.values()].flat();
 }

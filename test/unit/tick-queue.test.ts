@@ -1,0 +1,115 @@
+/**
+ * TickQueue on its own, with a `send` the test answers by hand: what goes out in a round,
+ * in which chunks, and what waits for the next round.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { TickQueue, type QueuedCall, type TickQueueOptions } from '../../src/engine/redis/tick-queue.ts';
+
+interface Item extends QueuedCall {
+  n: number;
+}
+
+const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+/** A queue whose sent chunks wait in `pending` until the test answers them. */
+function harness(options: Partial<TickQueueOptions<Item>> = {}) {
+  const sent: number[][] = [];
+  const pending: (() => void)[] = [];
+  let cluster = false;
+  const queue = new TickQueue<Item>({
+    send: (chunk) => {
+      sent.push(chunk.map((item) => item.n));
+      return new Promise<void>((resolve) => pending.push(resolve));
+    },
+    maxItems: 4,
+    maxWeight: 4,
+    perSession: () => cluster,
+    ...options,
+  });
+  let n = 0;
+  const push = (sessionId = 's', weight = 1) => queue.push({ sessionId, weight, n: n++ });
+  /** Answers every chunk sent so far, then lets the queue start its next round. */
+  const answerAll = async () => {
+    for (const resolve of pending.splice(0)) resolve();
+    await turn();
+    await turn();
+  };
+  return { queue, sent, pending, push, answerAll, setCluster: (on: boolean) => (cluster = on) };
+}
+
+describe('TickQueue', () => {
+  it('sends a turn of calls after the turn, in chunks of maxItems, all in one round', async () => {
+    const h = harness();
+    for (let i = 0; i < 10; i++) h.push();
+    assert.deepEqual(h.sent, [], 'nothing before the turn ends');
+    await turn();
+    assert.deepEqual(h.sent, [
+      [0, 1, 2, 3],
+      [4, 5, 6, 7],
+      [8, 9],
+    ]);
+  });
+
+  it('holds what is pushed during a round until the whole round is answered (group commit)', async () => {
+    const h = harness();
+    h.push();
+    await turn();
+    h.push();
+    h.push();
+    await turn();
+    assert.deepEqual(h.sent, [[0]]);
+    await h.answerAll();
+    assert.deepEqual(h.sent, [[0], [1, 2]]);
+  });
+
+  it('closes a chunk before the item that would take it over maxWeight, unless it is alone', async () => {
+    const h = harness();
+    h.push('s', 3);
+    h.push('s', 2);
+    h.push('s', 9);
+    h.push('s', 1);
+    await turn();
+    assert.deepEqual(h.sent, [[0], [1], [2], [3]]);
+  });
+
+  it('paces rounds to maxRoundItems: the rest, and anything pushed meanwhile, waits in order', async () => {
+    const h = harness({ maxRoundItems: 4 });
+    for (let i = 0; i < 10; i++) h.push();
+    await turn();
+    assert.deepEqual(h.sent, [[0, 1, 2, 3]], 'one chunk per round');
+    h.push(); // 10: after the 6 still queued
+    await h.answerAll();
+    assert.deepEqual(h.sent.at(-1), [4, 5, 6, 7]);
+    await h.answerAll();
+    assert.deepEqual(h.sent.at(-1), [8, 9, 10]);
+    await h.answerAll();
+    assert.equal(h.sent.length, 3);
+  });
+
+  it('flush sends everything queued at once, past the pace and a round in flight', async () => {
+    const h = harness({ maxRoundItems: 4 });
+    for (let i = 0; i < 10; i++) h.push();
+    await turn();
+    h.queue.flush();
+    assert.deepEqual(h.sent, [
+      [0, 1, 2, 3],
+      [4, 5, 6, 7],
+      [8, 9],
+    ]);
+  });
+
+  it('on a cluster, a chunk holds one session, and a paced round spans sessions up to its budget', async () => {
+    const h = harness({ maxRoundItems: 4 });
+    h.setCluster(true);
+    for (const sid of ['a', 'b', 'a', 'c', 'b', 'a']) h.push(sid);
+    await turn();
+    // grouped by session in order of first appearance: a a a | b b | c; the budget ends after 4
+    assert.deepEqual(h.sent, [
+      [0, 2, 5],
+      [1],
+    ]);
+    await h.answerAll();
+    assert.deepEqual(h.sent.slice(2), [[4], [3]]);
+  });
+});
