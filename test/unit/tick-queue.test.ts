@@ -105,10 +105,7 @@ describe('TickQueue', () => {
     for (const sid of ['a', 'b', 'a', 'c', 'b', 'a']) h.push(sid);
     await turn();
     // grouped by session in order of first appearance: a a a | b b | c; the budget ends after 4
-    assert.deepEqual(h.sent, [
-      [0, 2, 5],
-      [1],
-    ]);
+    assert.deepEqual(h.sent, [[0, 2, 5], [1]]);
     await h.answerAll();
     assert.deepEqual(h.sent.slice(2), [[4], [3]]);
   });
