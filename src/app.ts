@@ -18,6 +18,7 @@ import { Metrics } from './observability/metrics.ts';
 import { CloseCodes } from './protocol/close-codes.ts';
 import { ActorRegistry } from './session/actor-registry.ts';
 import { RealtimeHandler } from './session/realtime-handler.ts';
+import { CacheBudget } from './session/cache-budget.ts';
 import { GatewayServer } from './transport/server.ts';
 import { transportKind } from './transport/uws.ts';
 import { systemClock, type Clock } from './util/clock.ts';
@@ -151,6 +152,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     logger,
     issueResumeToken: (claims) => resumeTokens.issue(claims),
     nodeId,
+    cacheBudget: new CacheBudget(config.NODE_CACHE_EVENTS),
     limits: {
       maxInFlight: config.MAX_IN_FLIGHT,
       backpressureBytes: config.SOCKET_BACKPRESSURE_BYTES,

@@ -107,6 +107,12 @@ export const ConfigSchema = Type.Object(
       default: 1024,
       description: 'Recent encoded events kept per session actor for catch-up.',
     }),
+    NODE_CACHE_EVENTS: Int({
+      minimum: 10_000,
+      default: 65_536,
+      description:
+        'Encoded events cached across all session actors of the node; past it the least recently cached go first.',
+    }),
     ACTOR_IDLE_MS: Int({
       minimum: 1000,
       default: 60_000,

@@ -1,5 +1,8 @@
 import type { Codec } from '../codec/index.ts';
 import type { StoredEvent } from '../engine/engine.ts';
+import { UNBOUNDED_CACHE, type CacheBudget, type CacheOwner } from './cache-budget.ts';
+
+type NodeCacheBudget = Pick<CacheBudget, 'cached'>;
 
 /**
  * One stored event and its encoded `ev` frame, made at most once per codec and then
@@ -23,22 +26,32 @@ export class EncodedEvent {
   }
 }
 
+/** A new cache's ring: most sessions never need the full capacity, so it grows on demand. */
+const INITIAL_RING = 16;
+
 /**
- * The most recent events of a session, contiguous by seq, in a fixed-size ring. Live
- * fan-out and short catch-ups read from here; anything older comes from the engine.
+ * The most recent events of a session, contiguous by seq, in a ring of at most
+ * `capacity` (ACTOR_CACHE_EVENTS). Live fan-out and short catch-ups read from here;
+ * anything older comes from the engine. Every cached event is also recorded in the
+ * node's CacheBudget, which may evict this cache's oldest event to keep the node's total
+ * bounded.
  */
-export class EventCache {
-  readonly #ring: (EncodedEvent | undefined)[];
+export class EventCache implements CacheOwner {
+  readonly #capacity: number;
+  readonly #budget: NodeCacheBudget;
+  #ring: (EncodedEvent | undefined)[];
   /** Seq of the oldest cached event; the cache holds [#first, #first + #size). */
   #first = 1;
   #size = 0;
 
-  constructor(capacity: number) {
-    this.#ring = new Array<EncodedEvent | undefined>(Math.max(0, capacity));
+  constructor(capacity: number, budget: NodeCacheBudget = UNBOUNDED_CACHE) {
+    this.#capacity = Math.max(0, capacity);
+    this.#budget = budget;
+    this.#ring = newRing(Math.min(this.#capacity, INITIAL_RING));
   }
 
   get capacity(): number {
-    return this.#ring.length;
+    return this.#capacity;
   }
 
   /**
@@ -47,22 +60,37 @@ export class EventCache {
    * cached ones restarts the cache.
    */
   push(event: EncodedEvent): void {
-    const cap = this.#ring.length;
-    if (cap === 0) return;
-    if (this.#size > 0 && event.seq >= this.#first && event.seq < this.#first + this.#size) return;
-    if (this.#size === 0 || event.seq !== this.#first + this.#size) {
-      this.#ring.fill(undefined);
-      this.#first = event.seq;
-      this.#size = 0;
+    if (this.#capacity === 0) return;
+    const seq = event.seq;
+    if (this.#size > 0 && seq >= this.#first && seq < this.#first + this.#size) return;
+    if (this.#size === 0 || seq !== this.#first + this.#size) {
+      this.clear();
+      this.#first = seq;
     }
-    this.#ring[event.seq % cap] = event;
-    if (this.#size === cap) this.#first += 1;
+    if (this.#size === this.#ring.length && this.#ring.length < this.#capacity) this.#grow();
+    const ring = this.#ring;
+    ring[seq % ring.length] = event;
+    if (this.#size === ring.length) this.#first += 1;
     else this.#size += 1;
+    this.#budget.cached(this, seq);
+  }
+
+  /** The node's budget is full: drop this cache's oldest event, if `seq` is still it. */
+  evictCached(seq: number): void {
+    if (this.#size === 0 || seq !== this.#first) return;
+    this.#ring[seq % this.#ring.length] = undefined;
+    this.#first += 1;
+    this.#size -= 1;
   }
 
   /** The highest cached seq, or undefined when the cache is empty. */
   get lastSeq(): number | undefined {
     return this.#size === 0 ? undefined : this.#first + this.#size - 1;
+  }
+
+  /** How many events it holds. */
+  get size(): number {
+    return this.#size;
   }
 
   clear(): void {
@@ -74,19 +102,33 @@ export class EventCache {
     if (seq < this.#first || seq >= this.#first + this.#size) return undefined;
     return this.#ring[seq % this.#ring.length];
   }
+
+  #grow(): void {
+    const old = this.#ring;
+    const ring = newRing(Math.min(this.#capacity, old.length * 2));
+    for (let seq = this.#first; seq < this.#first + this.#size; seq++)
+      ring[seq % ring.length] = old[seq % old.length];
+    this.#ring = ring;
+  }
 }
+
+const newRing = (length: number): (EncodedEvent | undefined)[] =>
+  new Array<EncodedEvent | undefined>(length).fill(undefined);
 
 /**
  * Older events that catch-up reads brought back from the engine, shared by every
  * connection of the session: when many subscribers are behind at similar positions, one
- * engine read and one encoding serve them all. Bounded; the oldest entry goes first.
+ * engine read and one encoding serve them all. Bounded by `capacity` and by the node's
+ * CacheBudget; the oldest entry goes first.
  */
-export class RecentReads {
+export class RecentReads implements CacheOwner {
   readonly #capacity: number;
+  readonly #budget: NodeCacheBudget;
   readonly #events = new Map<number, EncodedEvent>();
 
-  constructor(capacity: number) {
+  constructor(capacity: number, budget: NodeCacheBudget = UNBOUNDED_CACHE) {
     this.#capacity = Math.max(0, capacity);
+    this.#budget = budget;
   }
 
   get(seq: number): EncodedEvent | undefined {
@@ -100,7 +142,12 @@ export class RecentReads {
     if (this.#capacity === 0) return event;
     this.#events.set(event.seq, event);
     if (this.#events.size > this.#capacity) this.#events.delete(this.#events.keys().next().value!);
+    this.#budget.cached(this, event.seq);
     return event;
+  }
+
+  evictCached(seq: number): void {
+    this.#events.delete(seq);
   }
 
   clear(): void {

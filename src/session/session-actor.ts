@@ -15,6 +15,7 @@ import type { Clock } from '../util/clock.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { ResumeClaims } from '../auth/resume-token.ts';
+import type { CacheBudget } from './cache-budget.ts';
 import { EncodedEvent, EventCache, RecentReads } from './event-cache.ts';
 import type { Connection, ConnectionIdentity } from './connection.ts';
 import { Mailbox } from './mailbox.ts';
@@ -45,6 +46,8 @@ export interface ActorDeps {
    * inspector on any node can tell where a subscriber's connection is. Absent: not recorded.
    */
   nodeId?: string;
+  /** The node-wide bound on cached events, shared by every actor (see CacheBudget). Absent: none. */
+  cacheBudget?: CacheBudget;
   /** Called once the actor has had nothing to do for `idleMs`; the registry drops it. */
   onIdle: (actor: SessionActor) => void;
 }
@@ -182,8 +185,8 @@ export class SessionActor {
   constructor(sessionId: string, deps: ActorDeps) {
     this.sessionId = sessionId;
     this.#deps = deps;
-    this.#cache = new EventCache(deps.limits.cacheEvents);
-    this.#recentReads = new RecentReads(deps.limits.cacheEvents);
+    this.#cache = new EventCache(deps.limits.cacheEvents, deps.cacheBudget);
+    this.#recentReads = new RecentReads(deps.limits.cacheEvents, deps.cacheBudget);
     this.#mailbox = new Mailbox(deps.limits.queueMax);
     this.#scheduleIdle();
   }
@@ -1159,6 +1162,9 @@ export class SessionActor {
         !this.#appending &&
         this.#attaching === 0
       ) {
+        // its events would otherwise stay until the node's budget came round to them
+        this.#cache.clear();
+        this.#recentReads.clear();
         this.#deps.onIdle(this);
       } else {
         this.#scheduleIdle();

@@ -11,6 +11,7 @@ import { MemoryEngine } from '../../src/engine/memory/memory-engine.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
 import { Metrics } from '../../src/observability/metrics.ts';
 import { ActorRegistry } from '../../src/session/actor-registry.ts';
+import { CacheBudget } from '../../src/session/cache-budget.ts';
 import { Connection } from '../../src/session/connection.ts';
 import { RealtimeHandler } from '../../src/session/realtime-handler.ts';
 import type { Sink } from '../../src/session/sink.ts';
@@ -79,7 +80,7 @@ export async function turnsUntil(done: () => boolean): Promise<void> {
 
 export async function realtimeHarness<E extends MemoryEngine = MemoryEngine>(
   makeEngine?: (clock: ManualClock) => E,
-  opts: { helloTimeoutMs?: number } = {},
+  opts: { helloTimeoutMs?: number; cacheBudget?: number } = {},
 ) {
   const clock = new ManualClock();
   const limits = { historyMaxEvents: 1000, historyTtlAfterEndS: 60 };
@@ -93,6 +94,7 @@ export async function realtimeHarness<E extends MemoryEngine = MemoryEngine>(
     metrics,
     logger: silentLogger(),
     issueResumeToken: (claims) => resumeTokens.issue(claims),
+    ...(opts.cacheBudget !== undefined ? { cacheBudget: new CacheBudget(opts.cacheBudget) } : {}),
     limits: {
       maxInFlight: MAX_IN_FLIGHT,
       backpressureBytes: 1 << 20,
