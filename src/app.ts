@@ -152,7 +152,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     logger,
     issueResumeToken: (claims) => resumeTokens.issue(claims),
     nodeId,
-    cacheBudget: new CacheBudget(config.NODE_CACHE_EVENTS),
+    cacheBudget: new CacheBudget(config.NODE_CACHE_BYTES),
     limits: {
       maxInFlight: config.MAX_IN_FLIGHT,
       backpressureBytes: config.SOCKET_BACKPRESSURE_BYTES,

@@ -107,11 +107,11 @@ export const ConfigSchema = Type.Object(
       default: 1024,
       description: 'Recent encoded events kept per session actor for catch-up.',
     }),
-    NODE_CACHE_EVENTS: Int({
-      minimum: 10_000,
-      default: 65_536,
+    NODE_CACHE_BYTES: Int({
+      minimum: 1_048_576,
+      default: 67_108_864,
       description:
-        'Encoded events cached across all session actors of the node; past it the least recently cached go first.',
+        'Heap the cached events of all session actors may take together (estimated); past it the least recently cached go first.',
     }),
     ACTOR_IDLE_MS: Int({
       minimum: 1000,

@@ -4,50 +4,85 @@ export interface CacheOwner {
   evictCached(seq: number): void;
 }
 
+/** The least an entry is counted as, which also sizes the ring: no event costs less. */
+export const MIN_ENTRY_BYTES = 512;
+
 /**
- * The node-wide bound on cached events, across every session actor (NODE_CACHE_EVENTS).
+ * The node-wide bound on the memory of cached events, across every session actor
+ * (NODE_CACHE_BYTES).
  *
  * Each actor caches up to ACTOR_CACHE_EVENTS of its recent events, so live fan-out and
  * short catch-ups need no Redis read. That bounds one session, not the node: 5,000 busy
- * calls would hold 5 million events (several GB), and every cached event survives the
- * young generation and is copied into the old one, which is what the GC spent its time
- * on in the many-sessions benchmark (BENCHMARKS.md, session 11).
+ * calls would hold 5 million events, several GB. And every cached event outlives the
+ * young generation and is copied into the old one, which is where the GC spent its time
+ * in the many-sessions benchmark (BENCHMARKS.md, session 11).
  *
- * The budget is a ring of the node's last `capacity` cache entries, in the order they
- * were cached. Recording one more entry once the ring is full evicts the oldest: the
- * least recently cached event on the node, which is also the oldest one its owner holds
- * (each owner caches its events in seq order). O(1), and no allocation per event.
+ * The budget keeps the node's cache entries in a ring, in the order they were cached,
+ * with what each costs. Recording one more evicts the oldest entries until it fits: the
+ * least recently cached events on the node, each also the oldest its owner holds (an
+ * owner caches its events in seq order). O(1) per event, and no allocation.
  *
  * An entry whose owner already dropped the event (its own per-session bound, a cleared
- * cache) stays in the ring until it comes round, and evicting it is a no-op, so the node
- * may hold fewer than `capacity` events, never more. An evicted event is only a cache
- * miss: the actor reads it from the engine, as for any event older than its cache.
+ * cache) still counts until it comes round, and evicting it is a no-op, so the node may
+ * hold less than the budget, never more (but for one event larger than the whole
+ * budget, held alone). An evicted event is only a cache miss: the actor reads it from
+ * the engine, as for any event older than its cache.
  */
 export class CacheBudget {
+  readonly #maxBytes: number;
   readonly #owners: (CacheOwner | undefined)[];
   readonly #seqs: Float64Array;
-  #next = 0;
+  readonly #costs: Float64Array;
+  /** Ring index of the oldest entry. */
+  #oldest = 0;
+  #entries = 0;
+  #bytes = 0;
 
-  constructor(capacity: number) {
-    if (!Number.isSafeInteger(capacity) || capacity < 1) {
-      throw new RangeError(`cache budget must be a positive integer, got ${capacity}`);
+  constructor(maxBytes: number) {
+    if (!Number.isSafeInteger(maxBytes) || maxBytes < MIN_ENTRY_BYTES) {
+      throw new RangeError(
+        `cache budget must be an integer of at least ${MIN_ENTRY_BYTES} bytes, got ${maxBytes}`,
+      );
     }
+    this.#maxBytes = maxBytes;
+    const capacity = Math.floor(maxBytes / MIN_ENTRY_BYTES);
     this.#owners = new Array<CacheOwner | undefined>(capacity).fill(undefined);
     this.#seqs = new Float64Array(capacity);
+    this.#costs = new Float64Array(capacity);
   }
 
-  get capacity(): number {
-    return this.#owners.length;
+  /** Bytes counted now (entries already dropped by their owners included). */
+  get bytes(): number {
+    return this.#bytes;
   }
 
-  /** Records that `owner` now caches `seq`; evicts the node's oldest entry if the ring is full. */
-  cached(owner: CacheOwner, seq: number): void {
-    const at = this.#next;
-    const oldest = this.#owners[at];
-    if (oldest !== undefined) oldest.evictCached(this.#seqs[at]!);
+  get entries(): number {
+    return this.#entries;
+  }
+
+  /** Records that `owner` now caches `seq`, costing about `bytes`; evicts the oldest entries until it fits. */
+  cached(owner: CacheOwner, seq: number, bytes: number): void {
+    const cost = Math.max(bytes, MIN_ENTRY_BYTES);
+    const capacity = this.#owners.length;
+    while (this.#entries > 0 && (this.#entries === capacity || this.#bytes + cost > this.#maxBytes)) {
+      this.#evictOldest();
+    }
+    const at = (this.#oldest + this.#entries) % capacity;
     this.#owners[at] = owner;
     this.#seqs[at] = seq;
-    this.#next = at + 1 === this.#owners.length ? 0 : at + 1;
+    this.#costs[at] = cost;
+    this.#entries++;
+    this.#bytes += cost;
+  }
+
+  #evictOldest(): void {
+    const at = this.#oldest;
+    const owner = this.#owners[at]!;
+    this.#owners[at] = undefined;
+    this.#bytes -= this.#costs[at]!;
+    this.#entries--;
+    this.#oldest = at + 1 === this.#owners.length ? 0 : at + 1;
+    owner.evictCached(this.#seqs[at]!);
   }
 }
 

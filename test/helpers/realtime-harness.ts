@@ -80,7 +80,7 @@ export async function turnsUntil(done: () => boolean): Promise<void> {
 
 export async function realtimeHarness<E extends MemoryEngine = MemoryEngine>(
   makeEngine?: (clock: ManualClock) => E,
-  opts: { helloTimeoutMs?: number; cacheBudget?: number } = {},
+  opts: { helloTimeoutMs?: number; cacheBudgetBytes?: number } = {},
 ) {
   const clock = new ManualClock();
   const limits = { historyMaxEvents: 1000, historyTtlAfterEndS: 60 };
@@ -94,7 +94,7 @@ export async function realtimeHarness<E extends MemoryEngine = MemoryEngine>(
     metrics,
     logger: silentLogger(),
     issueResumeToken: (claims) => resumeTokens.issue(claims),
-    ...(opts.cacheBudget !== undefined ? { cacheBudget: new CacheBudget(opts.cacheBudget) } : {}),
+    ...(opts.cacheBudgetBytes !== undefined ? { cacheBudget: new CacheBudget(opts.cacheBudgetBytes) } : {}),
     limits: {
       maxInFlight: MAX_IN_FLIGHT,
       backpressureBytes: 1 << 20,

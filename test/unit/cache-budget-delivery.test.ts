@@ -1,11 +1,15 @@
 /**
- * The node-wide cache budget (NODE_CACHE_EVENTS) only ever costs engine reads: events it
+ * The node-wide cache budget (NODE_CACHE_BYTES) only ever costs engine reads: events it
  * evicted before the fan-out reached them, or before a client asked for them, still reach
  * every subscriber exactly once and in order (PROTOCOL.md §3).
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { MemoryEngine } from '../../src/engine/memory/memory-engine.ts';
+import { MIN_ENTRY_BYTES } from '../../src/session/cache-budget.ts';
+
+/** Room for one or two of these events (about 1 KB each) on the whole node. */
+const MIN_BUDGET = 4 * MIN_ENTRY_BYTES;
 import { freshHello, realtimeHarness, turnsUntil, type WriteLog } from '../helpers/realtime-harness.ts';
 
 /** Counts the engine reads: what the evicted events cost. */
@@ -31,10 +35,10 @@ const pub = (i: number) => ({
 
 describe('node cache budget', () => {
   it('delivers every event once, in order, when the budget evicted them before the fan-out', async () => {
-    // 5 cached events for the whole node, 30 appended in one batch
+    // room for about two cached events on the node, 30 appended in one batch
     const { engine, hello, send } = await realtimeHarness(
       (clock) => new CountingEngine(clock, { historyMaxEvents: 1000, historyTtlAfterEndS: 60 }),
-      { cacheBudget: 5 },
+      { cacheBudgetBytes: MIN_BUDGET },
     );
     const live = await hello(freshHello());
     const publisher = await hello(freshHello());

@@ -4,12 +4,14 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { CacheBudget } from '../../src/session/cache-budget.ts';
+import { CacheBudget, MIN_ENTRY_BYTES } from '../../src/session/cache-budget.ts';
 import { EncodedEvent, EventCache, RecentReads } from '../../src/session/event-cache.ts';
 import type { Envelope } from '../../src/protocol/envelope.ts';
 
+/** A small event; every one costs the budget the same (COST). */
 const ev = (seq: number): EncodedEvent =>
-  new EncodedEvent({ seq, event: { eventId: `e${seq}` } as unknown as Envelope });
+  new EncodedEvent({ seq, event: { eventId: `e${String(seq).padStart(8, '0')}` } as unknown as Envelope });
+const COST = ev(1).heapBytes;
 
 /** The seqs a cache answers for, from `from` to `to`. */
 const held = (cache: EventCache, from: number, to: number): number[] => {
@@ -56,14 +58,17 @@ describe('EventCache', () => {
   });
 });
 
+/** A budget with room for `events` test events. */
+const budgetOf = (events: number): CacheBudget => new CacheBudget(events * COST);
+
 describe('CacheBudget', () => {
   it('bounds the events of every cache together, evicting the least recently cached first', () => {
-    const budget = new CacheBudget(10);
+    const budget = budgetOf(10);
     const a = new EventCache(1024, budget);
     const b = new EventCache(1024, budget);
     for (let seq = 1; seq <= 6; seq++) a.push(ev(seq));
     for (let seq = 1; seq <= 6; seq++) b.push(ev(seq));
-    // 12 cached, budget 10: a's two oldest went
+    // 12 cached, room for 10: a's two oldest went
     assert.deepEqual(held(a, 1, 6), range(3, 6));
     assert.deepEqual(held(b, 1, 6), range(1, 6));
     for (let seq = 7; seq <= 10; seq++) a.push(ev(seq));
@@ -72,8 +77,24 @@ describe('CacheBudget', () => {
     assert.deepEqual(held(b, 1, 6), range(1, 6));
   });
 
-  it('never holds more than its capacity while caches also drop events on their own', () => {
-    const budget = new CacheBudget(50);
+  it('counts what each event costs: a large one evicts as many small ones as it needs', () => {
+    const budget = new CacheBudget(10_000);
+    const owner = { evicted: [] as number[], evictCached: (seq: number) => void owner.evicted.push(seq) };
+    for (let seq = 1; seq <= 10; seq++) budget.cached(owner, seq, 1000);
+    assert.deepEqual(owner.evicted, []);
+    budget.cached(owner, 11, 3500);
+    assert.deepEqual(owner.evicted, [1, 2, 3, 4]);
+    assert.equal(budget.bytes, 9500);
+    budget.cached(owner, 12, 10); // counted as the least an entry costs, and 9500 + 512 does not fit
+    assert.deepEqual(owner.evicted, [1, 2, 3, 4, 5]);
+    assert.equal(budget.bytes, 8500 + MIN_ENTRY_BYTES);
+    budget.cached(owner, 13, 50_000); // larger than the budget: held alone
+    assert.equal(budget.entries, 1);
+    assert.equal(budget.bytes, 50_000);
+  });
+
+  it('never holds more than its bytes while caches also drop events on their own', () => {
+    const budget = budgetOf(50);
     const caches = Array.from({ length: 7 }, (_, i) => new EventCache(3 + i * 5, budget));
     const next = caches.map(() => 1);
     for (let round = 0; round < 2000; round++) {
@@ -83,23 +104,23 @@ describe('CacheBudget', () => {
       caches[i]!.push(ev(next[i]!++));
       const total = caches.reduce((sum, c) => sum + c.size, 0);
       assert.ok(total <= 50, `round ${round}: ${total} cached`);
+      assert.ok(budget.bytes <= 50 * COST);
       caches.forEach((c) => {
         const last = c.lastSeq;
-        if (last !== undefined)
-          assert.deepEqual(held(c, last - c.size + 1, last).length, c.size, 'contiguous');
+        if (last !== undefined) assert.equal(held(c, last - c.size + 1, last).length, c.size, 'contiguous');
       });
     }
   });
 
   it('evicts from RecentReads too', () => {
-    const budget = new CacheBudget(3);
+    const budget = budgetOf(3);
     const reads = new RecentReads(100, budget);
     for (const seq of [10, 11, 12, 13]) reads.share(ev(seq));
     assert.equal(reads.get(10), undefined);
     assert.equal(reads.get(13)?.seq, 13);
   });
 
-  it('refuses a capacity below 1', () => {
-    assert.throws(() => new CacheBudget(0), RangeError);
+  it('refuses a budget smaller than one entry', () => {
+    assert.throws(() => new CacheBudget(MIN_ENTRY_BYTES - 1), RangeError);
   });
 });
