@@ -145,6 +145,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const jwt = new JwtVerifier(config.AUTH_JWT_SECRET, () => clock.now());
   const resumeTokens = new ResumeTokens(config.AUTH_JWT_SECRET);
 
+  const cacheBudget = new CacheBudget(config.NODE_CACHE_BYTES);
+  metrics.cacheBudget = cacheBudget;
   const registry = new ActorRegistry({
     engine,
     clock,
@@ -152,7 +154,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     logger,
     issueResumeToken: (claims) => resumeTokens.issue(claims),
     nodeId,
-    cacheBudget: new CacheBudget(config.NODE_CACHE_BYTES),
+    cacheBudget,
     limits: {
       maxInFlight: config.MAX_IN_FLIGHT,
       backpressureBytes: config.SOCKET_BACKPRESSURE_BYTES,

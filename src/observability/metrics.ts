@@ -36,6 +36,14 @@ export class Metrics {
     help: 'Session actors alive on this node.',
     registers: [this.registry],
   });
+  /** The node's cache budget, read at scrape time; set by the app. */
+  cacheBudget: { readonly bytes: number } | undefined;
+  readonly eventCacheBytes: Gauge = new Gauge({
+    name: 'lifeos_event_cache_bytes',
+    help: 'Estimated heap of the encoded events cached by all session actors of this node (bounded by NODE_CACHE_BYTES).',
+    registers: [this.registry],
+    collect: (): void => this.eventCacheBytes.set(this.cacheBudget?.bytes ?? 0),
+  });
   readonly eventsAppended = new Counter({
     name: 'lifeos_events_appended_total',
     help: 'Events accepted and stored (duplicates excluded).',

@@ -53,6 +53,8 @@ describe('/metrics', () => {
       assert.match(text, /lifeos_ws_closes_total\{code="4009",node="[^"]+"\} 1/);
       assert.match(text, /lifeos_engine_call_seconds_count\{node="[^"]+",op="append"\} \d+/);
       assert.equal(metric(text, 'lifeos_session_actors'), 1);
+      // five events cached, each counted at 512 bytes at least
+      assert.ok(metric(text, 'lifeos_event_cache_bytes') >= 5 * 512);
       for (const { client } of subs) client.close();
       pub.close();
       resumer.close();
