@@ -23,10 +23,11 @@ export const MIN_ENTRY_BYTES = 512;
  * owner caches its events in seq order). O(1) per event, and no allocation.
  *
  * An entry whose owner already dropped the event (its own per-session bound, a cleared
- * cache) still counts until it comes round, and evicting it is a no-op, so the node may
- * hold less than the budget, never more (but for one event larger than the whole
- * budget, held alone). An evicted event is only a cache miss: the actor reads it from
- * the engine, as for any event older than its cache.
+ * cache) still counts until it comes round, so the node may hold less than the budget,
+ * never more (but for one event larger than the whole budget, held alone). Evicting such
+ * an entry is a no-op, or, if the owner has since cached the same seq again (a restarted
+ * cache), drops that copy early. Either way an evicted event is only a cache miss: the
+ * actor reads it from the engine, as for any event older than its cache.
  */
 export class CacheBudget {
   readonly #maxBytes: number;
