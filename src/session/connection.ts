@@ -1,6 +1,6 @@
 import type { Codec } from '../codec/index.ts';
 import { randomBase64url } from '../util/random-pool.ts';
-import type { Role } from '../protocol/roles.ts';
+import { Roles, type Role } from '../protocol/roles.ts';
 import type { ServerFrame } from '../protocol/frames.ts';
 import type { Sink } from './sink.ts';
 import type { SessionActor } from './session-actor.ts';
@@ -19,10 +19,33 @@ export interface ConnectionIdentity {
   role: Role;
 }
 
+// #bits: four flags, then the state (2 bits), then the role (3 bits: 0 = none, else index + 1)
 const CHECKPOINT_WRITING = 1;
 const READING = 2;
 const REPLAYED_SENT = 4;
 const EOS_SENT = 8;
+const STATE_SHIFT = 4;
+const STATE_MASK = 3 << STATE_SHIFT;
+const ROLE_SHIFT = 6;
+const ROLE_MASK = 7 << ROLE_SHIFT;
+const STATES: readonly ConnectionState[] = ['awaiting_hello', 'authenticating', 'live', 'closed'];
+const STATE_BITS: Readonly<Record<ConnectionState, number>> = {
+  awaiting_hello: 0,
+  authenticating: 1 << STATE_SHIFT,
+  live: 2 << STATE_SHIFT,
+  closed: 3 << STATE_SHIFT,
+};
+
+/**
+ * What only some connections need (publishers, slow consumers, clients that send before
+ * `welcome`): one object, made on first use, instead of four fields on every connection.
+ */
+class RareState {
+  pendingPubs = 0;
+  outbox: Uint8Array[] | undefined;
+  slowTimer: NodeJS.Timeout | undefined;
+  earlyFrames: unknown[] | undefined;
+}
 
 /**
  * This process's part of every connection id: random, so that ids (and the subscriber
@@ -36,40 +59,28 @@ const ID_TAG = randomBase64url(9);
  * client acknowledged on it. In flight = sentSeq − ackedSeq, never above maxInFlight.
  *
  * Idle connections are many, so every field counts (`npm run bench:conn-heap`): the id is
- * a number until someone asks for its string, the session id is the actor's, and rare
- * state (pubacks waiting, a slow-consumer timer, frames before welcome) stays undefined.
+ * a number until someone asks for its string, the session id is the actor's, the state,
+ * role and flags share one small integer, and rare state (pubacks waiting, a
+ * slow-consumer timer, frames before welcome) lives in an object made on first use.
  */
 export class Connection {
   /** Unique in this process; `id` is the protocol's string form. */
   readonly serial: number;
   readonly codec: Codec;
   readonly sink: Sink;
-  state: ConnectionState = 'awaiting_hello';
 
   /** The actor this connection is attached to, from `welcome` on. */
   actor: SessionActor | undefined;
   subscriberId = '';
   generation = 0;
-  /** The role it acts in (from the JWT or the resume token), from `welcome` on: what it may publish. */
-  role: Role | undefined;
 
   sentSeq = 0;
   ackedSeq = 0;
   /** The last checkpoint written (or being written) to the engine for this connection. */
   savedSeq = 0;
-  /** The four flags below, as bits of one field: idle connections are many (see bench:conn-heap). */
-  #flags = 0;
-  /** Publishes from this connection not yet answered. */
-  pendingPubs = 0;
-  /**
-   * Encoded control frames (pubacks) waiting for the session actor's next pump of this
-   * connection, which writes them ahead of its events in one corked write.
-   */
-  outbox: Uint8Array[] | undefined;
-  /** Set while the socket buffer is over its limit; fires the 4101 close. */
-  slowTimer: NodeJS.Timeout | undefined;
-  /** Frames that arrived while `hello` was being checked; replayed after welcome. Created on the first. */
-  earlyFrames: unknown[] | undefined;
+  /** The flags, the state and the role, as bits of one field (see the constants above). */
+  #bits = 0;
+  #rare: RareState | undefined;
 
   constructor(serial: number, codec: Codec, sink: Sink) {
     this.serial = serial;
@@ -92,8 +103,64 @@ export class Connection {
     return this.actor?.sessionId ?? '';
   }
 
+  get state(): ConnectionState {
+    return STATES[(this.#bits & STATE_MASK) >> STATE_SHIFT]!;
+  }
+  set state(state: ConnectionState) {
+    this.#bits = (this.#bits & ~STATE_MASK) | STATE_BITS[state];
+  }
+
   get live(): boolean {
-    return this.state === 'live';
+    return (this.#bits & STATE_MASK) === STATE_BITS.live;
+  }
+
+  /** The role it acts in (from the JWT or the resume token), from `welcome` on: what it may publish. */
+  get role(): Role | undefined {
+    const index = (this.#bits & ROLE_MASK) >> ROLE_SHIFT;
+    return index === 0 ? undefined : Roles[index - 1];
+  }
+  set role(role: Role | undefined) {
+    const index = role === undefined ? 0 : Roles.indexOf(role) + 1;
+    this.#bits = (this.#bits & ~ROLE_MASK) | (index << ROLE_SHIFT);
+  }
+
+  /** Publishes from this connection not yet answered. */
+  get pendingPubs(): number {
+    return this.#rare?.pendingPubs ?? 0;
+  }
+  set pendingPubs(n: number) {
+    this.#rareState().pendingPubs = n;
+  }
+
+  /**
+   * Encoded control frames (pubacks) waiting for the session actor's next pump of this
+   * connection, which writes them ahead of its events in one corked write.
+   */
+  get outbox(): Uint8Array[] | undefined {
+    return this.#rare?.outbox;
+  }
+  set outbox(frames: Uint8Array[] | undefined) {
+    if (frames !== undefined || this.#rare) this.#rareState().outbox = frames;
+  }
+
+  /** Set while the socket buffer is over its limit; fires the 4101 close. */
+  get slowTimer(): NodeJS.Timeout | undefined {
+    return this.#rare?.slowTimer;
+  }
+  set slowTimer(timer: NodeJS.Timeout | undefined) {
+    if (timer !== undefined || this.#rare) this.#rareState().slowTimer = timer;
+  }
+
+  /** Frames that arrived while `hello` was being checked; replayed after welcome. Created on the first. */
+  get earlyFrames(): unknown[] | undefined {
+    return this.#rare?.earlyFrames;
+  }
+  set earlyFrames(frames: unknown[] | undefined) {
+    if (frames !== undefined || this.#rare) this.#rareState().earlyFrames = frames;
+  }
+
+  #rareState(): RareState {
+    return (this.#rare ??= new RareState());
   }
 
   /** A checkpoint write for this connection is under way. */
@@ -127,11 +194,11 @@ export class Connection {
   }
 
   #flag(bit: number): boolean {
-    return (this.#flags & bit) !== 0;
+    return (this.#bits & bit) !== 0;
   }
 
   #setFlag(bit: number, on: boolean): void {
-    this.#flags = on ? this.#flags | bit : this.#flags & ~bit;
+    this.#bits = on ? this.#bits | bit : this.#bits & ~bit;
   }
 
   /** Encodes and sends a control frame (never an `ev`: those are encoded once, elsewhere). */
