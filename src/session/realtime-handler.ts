@@ -204,8 +204,15 @@ export class RealtimeHandler {
       } else {
         if (hello.token === undefined) throw new GatewayError('unauthorized', 'hello needs a token');
         const principal = await this.#deps.jwt.verify(hello.token);
-        assertCanRead(principal, await this.#session(hello.sessionId));
-        await registry.get(hello.sessionId).attachFresh(conn, principal, hello.after ?? 'latest');
+        // Tenant and owner never change, so a session's live actor keeps them from the
+        // first read: a crowd of hellos to one session costs the engine one read, not one each.
+        const access = assertCanRead(
+          principal,
+          registry.peek(hello.sessionId)?.access ?? (await this.#session(hello.sessionId)),
+        );
+        const actor = registry.get(hello.sessionId);
+        actor.access ??= { tenantId: access.tenantId, ownerId: access.ownerId };
+        await actor.attachFresh(conn, principal, hello.after ?? 'latest');
       }
     } catch (err) {
       const error = toGatewayError(err);

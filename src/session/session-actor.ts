@@ -15,6 +15,7 @@ import type { Clock } from '../util/clock.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { ResumeClaims } from '../auth/resume-token.ts';
+import type { SessionAccess } from '../auth/access.ts';
 import type { CacheBudget } from './cache-budget.ts';
 import { EncodedEvent, EventCache, RecentReads } from './event-cache.ts';
 import type { Connection, ConnectionIdentity } from './connection.ts';
@@ -129,6 +130,12 @@ const MAX_APPEND_BATCH = 512;
  */
 export class SessionActor {
   readonly sessionId: string;
+  /**
+   * The session's tenant and owner, from the first hello's read of its record (they never
+   * change): later hellos check access against these instead of reading the record again.
+   * Gone with the actor when it goes idle.
+   */
+  access: SessionAccess | undefined;
   readonly #deps: ActorDeps;
   readonly #cache: EventCache;
   readonly #recentReads: RecentReads;
@@ -1147,6 +1154,8 @@ export class SessionActor {
     this.#endSeq = head.endedAt;
     this.#cache.clear();
     this.#recentReads.clear();
+    // Lost with the history, perhaps: the next hello reads the record (it may be gone too).
+    this.access = undefined;
     for (const conn of [...this.#bySubscriber.values()]) {
       this.#drop(conn, CloseCodes.history_gone, 'history_gone');
     }

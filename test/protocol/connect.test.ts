@@ -143,6 +143,26 @@ for (const sub of SUBPROTOCOLS) {
       assert.equal(await helloRefused(gw, sub, { sessionId: s.sessionId, token: other }), 4003);
     });
 
+    it('§6 access: the same rule for hellos to a session that already has a live client', async () => {
+      // The live actor keeps the session's tenant and owner, so these are checked without
+      // a read of the record: the answers must be the record's.
+      const s = await newSession(gw);
+      const { client: live } = await hello(gw, sub, { sessionId: s.sessionId, token: s.ownerToken });
+      const foreignAgent = await gw.token('agent-x', 'agent', 'globex');
+      assert.equal(await helloRefused(gw, sub, { sessionId: s.sessionId, token: foreignAgent }), 4004);
+      const owner = (await api(gw, 'GET', `/v1/call/sessions/${s.sessionId}`, s.ownerToken)).body
+        .ownerId as string;
+      const sameSubOtherTenant = await gw.token(owner, 'user', 'globex');
+      assert.equal(await helloRefused(gw, sub, { sessionId: s.sessionId, token: sameSubOtherTenant }), 4004);
+      const other = await gw.token('someone-else', 'user', 'acme');
+      assert.equal(await helloRefused(gw, sub, { sessionId: s.sessionId, token: other }), 4003);
+      const agent = await hello(gw, sub, { sessionId: s.sessionId, token: await gw.token('agent-z', 'agent', 'acme') });
+      assert.equal(agent.welcome.sessionId, s.sessionId);
+      const again = await hello(gw, sub, { sessionId: s.sessionId, token: s.ownerToken });
+      assert.equal(again.welcome.sessionId, s.sessionId);
+      live.close();
+    });
+
     it('§6 access: the owner and any agent, operator or service of the tenant may read', async () => {
       const s = await newSession(gw);
       const tokens = [

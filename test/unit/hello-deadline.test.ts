@@ -13,16 +13,20 @@ import { freshHello, realtimeHarness, turnsUntil } from '../helpers/realtime-har
 
 const TIMEOUT_MS = 150;
 
-/** A memory engine whose getSession waits until `release()`: a hello stays "being checked". */
+/**
+ * A memory engine whose createSubscriber waits until `release()`: a hello stays "being
+ * checked" (its session is already known to the live actor, so it is not the record read
+ * that holds it).
+ */
 class GatedEngine extends MemoryEngine {
   gate: Promise<void> | undefined;
   release = (): void => {};
   hold(): void {
     this.gate = new Promise((resolve) => (this.release = resolve));
   }
-  override async getSession(sessionId: string) {
+  override async createSubscriber(...args: Parameters<MemoryEngine['createSubscriber']>) {
     await this.gate;
-    return super.getSession(sessionId);
+    return super.createSubscriber(...args);
   }
 }
 

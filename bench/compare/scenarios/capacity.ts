@@ -31,6 +31,8 @@ export interface CapacityStep {
   rssAnonPerConnKB: number;
   /** Server CPU (user + system) over the step's handshakes, % of one core. */
   serverPercent: number;
+  /** The user-mode part of it (the rest is the kernel: on loopback, much of the TCP path). */
+  serverUserPercent: number;
   /**
    * Handshakes per server CPU-second: what one server core would do if the handshakes
    * alone kept it busy. The rate above is bounded by whichever side saturates first.
@@ -104,6 +106,7 @@ export async function runCapacity(spec: ArmSpec, o: CapacityOptions): Promise<Ca
         rssAnonMB: rssAnon / 2 ** 20,
         rssAnonPerConnKB: (rssAnon - baseAnon) / Math.max(1, held) / 1024,
         serverPercent: serverCpu.percent,
+        serverUserPercent: serverCpu.wallS > 0 ? (serverCpu.user / serverCpu.wallS) * 100 : Number.NaN,
         perCpuS: serverCpu.total > 0 ? reply.ready / serverCpu.total : Number.NaN,
         clientCorePercent,
         clientBound: clientCorePercent >= 85,
@@ -111,7 +114,7 @@ export async function runCapacity(spec: ArmSpec, o: CapacityOptions): Promise<Ca
       steps.push(step);
       o.log(
         `${spec.name} M4 ${held} conns: ${Math.round(step.handshakesPerS)} handshakes/s, p99 ${step.handshake.p99} ms, ` +
-          `server ${step.serverPercent.toFixed(0)}% (${Math.round(step.perCpuS)}/cpu-s), client core ${clientCorePercent.toFixed(0)}%` +
+          `server ${step.serverPercent.toFixed(0)}% (user ${step.serverUserPercent.toFixed(0)}%, ${Math.round(step.perCpuS)}/cpu-s), client core ${clientCorePercent.toFixed(0)}%` +
           `${step.clientBound ? ' CLIENT-BOUND' : ''}, ` +
           `RSS ${step.rssMB.toFixed(0)} MB (${step.rssPerConnKB.toFixed(2)} KB/conn), ` +
           `anon ${step.rssAnonMB.toFixed(0)} MB (${step.rssAnonPerConnKB.toFixed(2)} KB/conn)${reply.failed ? `, ${reply.failed} failed` : ''}`,
