@@ -156,7 +156,10 @@ for (const sub of SUBPROTOCOLS) {
       assert.equal(await helloRefused(gw, sub, { sessionId: s.sessionId, token: sameSubOtherTenant }), 4004);
       const other = await gw.token('someone-else', 'user', 'acme');
       assert.equal(await helloRefused(gw, sub, { sessionId: s.sessionId, token: other }), 4003);
-      const agent = await hello(gw, sub, { sessionId: s.sessionId, token: await gw.token('agent-z', 'agent', 'acme') });
+      const agent = await hello(gw, sub, {
+        sessionId: s.sessionId,
+        token: await gw.token('agent-z', 'agent', 'acme'),
+      });
       assert.equal(agent.welcome.sessionId, s.sessionId);
       const again = await hello(gw, sub, { sessionId: s.sessionId, token: s.ownerToken });
       assert.equal(again.welcome.sessionId, s.sessionId);
