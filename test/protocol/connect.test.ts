@@ -121,8 +121,8 @@ for (const sub of SUBPROTOCOLS) {
       assert.equal(await helloRefused(gw, sub, { sessionId: s.sessionId, token: badRole }), 4001);
     });
 
-    it('§6 access: a session of another tenant closes with 4004, never 4003', async () => {
-      const s = await newSession(gw);
+    /** An agent of another tenant, and the owner's user id in another tenant: both 4004. */
+    const assertOtherTenantsRefused = async (s: { sessionId: string; ownerToken: string }) => {
       const foreignAgent = await gw.token('agent-x', 'agent', 'globex');
       assert.equal(await helloRefused(gw, sub, { sessionId: s.sessionId, token: foreignAgent }), 4004);
       // The same user id in another tenant is another user: still not found, not forbidden.
@@ -130,6 +130,10 @@ for (const sub of SUBPROTOCOLS) {
         .ownerId as string;
       const sameSubOtherTenant = await gw.token(owner, 'user', 'globex');
       assert.equal(await helloRefused(gw, sub, { sessionId: s.sessionId, token: sameSubOtherTenant }), 4004);
+    };
+
+    it('§6 access: a session of another tenant closes with 4004, never 4003', async () => {
+      await assertOtherTenantsRefused(await newSession(gw));
     });
 
     it('§3 hello: an unknown session closes with 4004', async () => {
@@ -148,12 +152,7 @@ for (const sub of SUBPROTOCOLS) {
       // a read of the record: the answers must be the record's.
       const s = await newSession(gw);
       const { client: live } = await hello(gw, sub, { sessionId: s.sessionId, token: s.ownerToken });
-      const foreignAgent = await gw.token('agent-x', 'agent', 'globex');
-      assert.equal(await helloRefused(gw, sub, { sessionId: s.sessionId, token: foreignAgent }), 4004);
-      const owner = (await api(gw, 'GET', `/v1/call/sessions/${s.sessionId}`, s.ownerToken)).body
-        .ownerId as string;
-      const sameSubOtherTenant = await gw.token(owner, 'user', 'globex');
-      assert.equal(await helloRefused(gw, sub, { sessionId: s.sessionId, token: sameSubOtherTenant }), 4004);
+      await assertOtherTenantsRefused(s);
       const other = await gw.token('someone-else', 'user', 'acme');
       assert.equal(await helloRefused(gw, sub, { sessionId: s.sessionId, token: other }), 4003);
       const agent = await hello(gw, sub, {
