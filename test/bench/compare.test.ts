@@ -198,7 +198,7 @@ describe('bench:compare end to end (tiny)', () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'lo-compare-'));
   after(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('the capacity ramp records server CPU and the load generator core per step, and handshakes per CPU-second', async () => {
+  it('the capacity ramp records server CPU (and its user part) and the load generator core per step, and handshakes per CPU-second', async () => {
     const out = path.join(dir, 'capacity.json');
     const args = ['--import', 'tsx', 'bench/compare/run.ts', '--full', '--arms', 'G,U', '--only', 'capacity'];
     args.push('--steps', '100,200', '--out', out);
@@ -216,6 +216,10 @@ describe('bench:compare end to end (tiny)', () => {
       );
       for (const s of c.steps) {
         assert.ok(s.serverPercent >= 0 && s.serverPercent <= 400, `${c.arm} server CPU ${s.serverPercent}`);
+        assert.ok(
+          s.serverUserPercent >= 0 && s.serverUserPercent <= s.serverPercent,
+          `${c.arm} user CPU ${s.serverUserPercent} of ${s.serverPercent}`,
+        );
         assert.ok(
           s.clientCorePercent >= 0 && s.clientCorePercent <= 100,
           `${c.arm} core 1 ${s.clientCorePercent}`,
