@@ -204,14 +204,13 @@ export class RealtimeHandler {
       } else {
         if (hello.token === undefined) throw new GatewayError('unauthorized', 'hello needs a token');
         const principal = await this.#deps.jwt.verify(hello.token);
-        // Tenant and owner never change, so a session's live actor keeps them from the
-        // first read: a crowd of hellos to one session costs the engine one read, not one each.
-        const access = assertCanRead(
-          principal,
-          registry.peek(hello.sessionId)?.access ?? (await this.#session(hello.sessionId)),
-        );
+        // Tenant and owner never change, so a session's live actor keeps them from a read:
+        // a crowd of hellos to one session costs the engine a read or two, not one each.
+        const live = registry.peek(hello.sessionId);
+        const readUnder = live?.epoch ?? '';
+        const access = assertCanRead(principal, live?.access ?? (await this.#session(hello.sessionId)));
         const actor = registry.get(hello.sessionId);
-        actor.access ??= { tenantId: access.tenantId, ownerId: access.ownerId };
+        if (actor === live) actor.keepAccess(access, readUnder);
         await actor.attachFresh(conn, principal, hello.after ?? 'latest');
       }
     } catch (err) {

@@ -131,11 +131,11 @@ const MAX_APPEND_BATCH = 512;
 export class SessionActor {
   readonly sessionId: string;
   /**
-   * The session's tenant and owner, from the first hello's read of its record (they never
-   * change): later hellos check access against these instead of reading the record again.
-   * Gone with the actor when it goes idle.
+   * The session's tenant and owner, from a hello's read of its record (they never change):
+   * later hellos check access against these instead of reading the record again. Gone with
+   * the actor when it goes idle, and when it finds its history lost (see keepAccess).
    */
-  access: SessionAccess | undefined;
+  #access: SessionAccess | undefined;
   readonly #deps: ActorDeps;
   readonly #cache: EventCache;
   readonly #recentReads: RecentReads;
@@ -196,6 +196,27 @@ export class SessionActor {
     this.#recentReads = new RecentReads(deps.limits.cacheEvents, deps.cacheBudget);
     this.#mailbox = new Mailbox(deps.limits.queueMax);
     this.#scheduleIdle();
+  }
+
+  get access(): SessionAccess | undefined {
+    return this.#access;
+  }
+
+  /** The stream epoch the actor holds; '' until it first loaded its head. */
+  get epoch(): string {
+    return this.#epoch;
+  }
+
+  /**
+   * Keeps what a hello read of the session's record, if the read began under the epoch the
+   * actor still holds (`readUnder`, from `epoch` before the read). A read that began
+   * before the actor knew its epoch, or before it found its history lost, may have
+   * returned the record from before the loss (Redis keeps records and streams together):
+   * kept, it would welcome hellos to a session that no longer exists until the actor idles.
+   */
+  keepAccess(access: SessionAccess, readUnder: string): void {
+    if (this.#access !== undefined || readUnder === '' || readUnder !== this.#epoch) return;
+    this.#access = { tenantId: access.tenantId, ownerId: access.ownerId };
   }
 
   get connectionCount(): number {
@@ -1155,7 +1176,7 @@ export class SessionActor {
     this.#cache.clear();
     this.#recentReads.clear();
     // Lost with the history, perhaps: the next hello reads the record (it may be gone too).
-    this.access = undefined;
+    this.#access = undefined;
     for (const conn of [...this.#bySubscriber.values()]) {
       this.#drop(conn, CloseCodes.history_gone, 'history_gone');
     }
