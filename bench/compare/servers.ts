@@ -1,8 +1,9 @@
 /**
  * Starting and stopping the arms' server processes for bench:compare. Every server runs
- * with the same Node flags (`--expose-gc`, tsx, the gc hook), pinned to the server core
- * with taskset, on a fixed port so a restarted server (M5) comes back where its clients
- * reconnect. Redis (for G and S) runs on the load-generator core.
+ * from the tsc build of its sources (build.ts) with the same Node flags (`--expose-gc`,
+ * the gc hook), pinned to the server core with taskset, on a fixed port so a restarted
+ * server (M5) comes back where its clients reconnect. Redis (for G and S) runs on the
+ * load-generator core.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -11,6 +12,7 @@ import { createInterface } from 'node:readline';
 import { RedisServer } from '../../chaos/toolkit/redis-server.ts';
 import { freePort } from '../../chaos/toolkit/ports.ts';
 import { repoRoot } from '../lib/gateway-process.ts';
+import { armsBuild } from './build.ts';
 import type { ArmKind } from './types.ts';
 import { pin, rssAnonBytes, rssBytes } from './proc.ts';
 
@@ -71,7 +73,13 @@ const SCRIPTS: Record<Exclude<ArmKind, 'gateway'>, string> = {
   ws: 'bench/compare/arms/ws.ts',
 };
 
-export const NODE_FLAGS = ['--expose-gc', '--import', 'tsx', '--import', './bench/compare/arms/gc-hook.ts'];
+/** Every arm's Node flags, before its script: the gc hook is a compiled path (see `nodeFlags`). */
+export const NODE_FLAGS = ['--expose-gc', '--import', 'bench/compare/arms/gc-hook.ts'];
+
+/** NODE_FLAGS with the gc hook's compiled path. */
+function nodeFlags(js: (source: string) => string): string[] {
+  return NODE_FLAGS.map((flag) => (flag.endsWith('.ts') ? js(flag) : flag));
+}
 /**
  * BENCH_G_FLAGS="--flag …": extra Node flags for the gateway arms only, for tuning
  * experiments (docs/operations.md). A run with them is not a comparison, so the run
@@ -152,6 +160,7 @@ export class ArmServer {
       ...this.extraEnv,
     };
     delete env['NODE_OPTIONS'];
+    const build = await armsBuild();
     let script: string;
     if (this.spec.kind === 'gateway') {
       script = 'src/main.ts';
@@ -168,8 +177,12 @@ export class ArmServer {
     // BENCH_CPU_PROF=DIR: write a V8 CPU profile of every server process into DIR (on exit)
     const profile = process.env['BENCH_CPU_PROF'];
     const extra = this.spec.kind === 'gateway' ? GATEWAY_EXTRA_FLAGS : [];
-    const flags = [...(profile ? ['--cpu-prof', `--cpu-prof-dir=${profile}`] : []), ...extra, ...NODE_FLAGS];
-    const child = spawn('taskset', ['-c', SERVER_CORE, process.execPath, ...flags, script], {
+    const flags = [
+      ...(profile ? ['--cpu-prof', `--cpu-prof-dir=${profile}`] : []),
+      ...extra,
+      ...nodeFlags(build.js),
+    ];
+    const child = spawn('taskset', ['-c', SERVER_CORE, process.execPath, ...flags, build.js(script)], {
       cwd: repoRoot,
       env,
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,0 +1,115 @@
+/**
+ * The arm servers run from JavaScript that tsc compiled, as the gateway runs in
+ * production (`node dist/main.js`, Dockerfile), not through tsx: under tsx the gateway
+ * spent 1.2 s of its start transpiling ~100 modules (0.65 s from a build), and M5's
+ * outage included that. Every arm runs this way, with the same flags and no loader hook.
+ *
+ * One build per source digest (src/, the arm scripts, the tsconfigs), kept in
+ * `.bench-build/<digest>` at the repository root so node_modules resolve as from the
+ * sources. Test files run concurrently and may each ask for it: each compiles into a
+ * private directory and renames it into place; the first rename wins and the others
+ * discard theirs, so nobody ever sees a half-written build.
+ */
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { repoRoot } from '../lib/gateway-process.ts';
+
+/** What the build compiles, relative to the repository root (tsconfig.bench.json includes the same). */
+const SOURCES = ['src', 'bench/compare/arms'];
+const CONFIGS = ['tsconfig.json', 'tsconfig.build.json', 'tsconfig.bench.json'];
+const BUILDS_DIR = path.join(repoRoot, '.bench-build');
+/** Builds of other digests older than this are removed when a new one is made. */
+const STALE_MS = 24 * 3600 * 1000;
+
+export interface ArmsBuild {
+  /** First 16 hex digits of the sources' SHA-256. */
+  digest: string;
+  dir: string;
+  /** The compiled path of a source file, e.g. `src/main.ts` → `<dir>/src/main.js`. */
+  js(source: string): string;
+}
+
+let pending: Promise<ArmsBuild> | undefined;
+
+/** The build of the current sources, compiled once per digest (once per process at most). */
+export function armsBuild(): Promise<ArmsBuild> {
+  pending ??= buildInto(BUILDS_DIR).catch((err: unknown) => {
+    pending = undefined;
+    throw err;
+  });
+  return pending;
+}
+
+/** Compiles the current sources into `buildsDir/<digest>`, unless a build is there already. */
+export async function buildInto(buildsDir: string): Promise<ArmsBuild> {
+  const digest = sourceDigest();
+  const dir = path.join(buildsDir, digest);
+  const build: ArmsBuild = {
+    digest,
+    dir,
+    js: (source) => path.join(dir, source.replace(/\.ts$/, '.js')),
+  };
+  if (existsSync(path.join(dir, 'src/main.js'))) return build;
+  const scratch = `${dir}.tmp-${process.pid}-${Date.now()}`;
+  try {
+    await tsc(scratch);
+    try {
+      renameSync(scratch, dir);
+    } catch (err) {
+      // another process renamed its copy first: same digest, same output
+      if (!existsSync(path.join(dir, 'src/main.js'))) throw err;
+    }
+  } finally {
+    rmSync(scratch, { recursive: true, force: true });
+  }
+  pruneStale(buildsDir, digest);
+  return build;
+}
+
+function tsc(outDir: string): Promise<void> {
+  const bin = path.join(repoRoot, 'node_modules/typescript/bin/tsc');
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [bin, '-p', 'tsconfig.bench.json', '--outDir', outDir], {
+      cwd: repoRoot,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.once('error', reject);
+    child.once('exit', (code) =>
+      code === 0 ? resolve() : reject(new Error(`tsc -p tsconfig.bench.json failed (${String(code)}):\n${output}`)),
+    );
+  });
+}
+
+/** SHA-256 over every source's path and bytes, in a fixed order. */
+export function sourceDigest(): string {
+  const hash = createHash('sha256');
+  const files = [...CONFIGS, ...SOURCES.flatMap((dir) => walk(dir))].sort();
+  for (const file of files) {
+    hash.update(file).update('\0').update(readFileSync(path.join(repoRoot, file))).update('\0');
+  }
+  return hash.digest('hex').slice(0, 16);
+}
+
+function walk(dir: string): string[] {
+  return readdirSync(path.join(repoRoot, dir), { recursive: true, withFileTypes: true })
+    .filter((e) => e.isFile() && e.name.endsWith('.ts'))
+    .map((e) => path.relative(repoRoot, path.join(e.parentPath, e.name)));
+}
+
+function pruneStale(buildsDir: string, keep: string): void {
+  const now = Date.now();
+  for (const name of readdirSync(buildsDir)) {
+    if (name === keep) continue;
+    const entry = path.join(buildsDir, name);
+    try {
+      if (now - statSync(entry).mtimeMs > STALE_MS) rmSync(entry, { recursive: true, force: true });
+    } catch {
+      /* removed meanwhile by another process */
+    }
+  }
+}
