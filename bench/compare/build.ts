@@ -80,7 +80,9 @@ function tsc(outDir: string): Promise<void> {
     child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
     child.once('error', reject);
     child.once('exit', (code) =>
-      code === 0 ? resolve() : reject(new Error(`tsc -p tsconfig.bench.json failed (${String(code)}):\n${output}`)),
+      code === 0
+        ? resolve()
+        : reject(new Error(`tsc -p tsconfig.bench.json failed (${String(code)}):\n${output}`)),
     );
   });
 }
@@ -90,7 +92,11 @@ export function sourceDigest(): string {
   const hash = createHash('sha256');
   const files = [...CONFIGS, ...SOURCES.flatMap((dir) => walk(dir))].sort();
   for (const file of files) {
-    hash.update(file).update('\0').update(readFileSync(path.join(repoRoot, file))).update('\0');
+    hash
+      .update(file)
+      .update('\0')
+      .update(readFileSync(path.join(repoRoot, file)))
+      .update('\0');
   }
   return hash.digest('hex').slice(0, 16);
 }
