@@ -9,6 +9,7 @@ export default defineConfig(
     ignores: [
       'node_modules/**',
       'dist/**',
+      '.bench-build/**',
       'dist-client/**',
       'schema/**',
       'coverage/**',
