@@ -1,8 +1,8 @@
 /**
  * The arm servers run from JavaScript that tsc compiled, as the gateway runs in
  * production (`node dist/main.js`, Dockerfile), not through tsx: under tsx the gateway
- * spent 1.2 s of its start transpiling ~100 modules (0.65 s from a build), and M5's
- * outage included that. Every arm runs this way, with the same flags and no loader hook.
+ * took 1.3 s from spawn to listening, transpiling ~100 modules (0.5 s from a build), and
+ * M5's outage included that. Every arm runs this way, with the same flags and no loader hook.
  *
  * One build per source digest (src/, the arm scripts, the tsconfigs), kept in
  * `.bench-build/<digest>` at the repository root so node_modules resolve as from the

@@ -73,13 +73,8 @@ const SCRIPTS: Record<Exclude<ArmKind, 'gateway'>, string> = {
   ws: 'bench/compare/arms/ws.ts',
 };
 
-/** Every arm's Node flags, before its script: the gc hook is a compiled path (see `nodeFlags`). */
-export const NODE_FLAGS = ['--expose-gc', '--import', 'bench/compare/arms/gc-hook.ts'];
-
-/** NODE_FLAGS with the gc hook's compiled path. */
-function nodeFlags(js: (source: string) => string): string[] {
-  return NODE_FLAGS.map((flag) => (flag.endsWith('.ts') ? js(flag) : flag));
-}
+/** Preloaded into every arm server (`--import`, compiled like the arms). */
+const GC_HOOK = 'bench/compare/arms/gc-hook.ts';
 /**
  * BENCH_G_FLAGS="--flag …": extra Node flags for the gateway arms only, for tuning
  * experiments (docs/operations.md). A run with them is not a comparison, so the run
@@ -180,7 +175,9 @@ export class ArmServer {
     const flags = [
       ...(profile ? ['--cpu-prof', `--cpu-prof-dir=${profile}`] : []),
       ...extra,
-      ...nodeFlags(build.js),
+      '--expose-gc',
+      '--import',
+      build.js(GC_HOOK),
     ];
     const child = spawn('taskset', ['-c', SERVER_CORE, process.execPath, ...flags, build.js(script)], {
       cwd: repoRoot,
