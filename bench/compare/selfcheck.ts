@@ -9,9 +9,11 @@
  * inside the run. For G and S also recovery across two nodes on one Redis: subscribers on
  * node V, the publisher on node P; V is killed (SIGKILL, and SIGTERM) while P keeps
  * publishing, restarted on the same port, every subscriber reconnect()s, and the whole
- * stream must arrive with no loss and no duplicate. Socket.IO only persists a socket's
- * recovery state when it sees the connection close, so S after SIGKILL is expected to lose
- * the events of the outage: that row is reported, not failed.
+ * stream must arrive with no loss and no duplicate. Two S rows are reported as "peer
+ * limit", not failed (socketioRecoveryLimit): after SIGKILL Socket.IO has no session to
+ * restore and loses the outage; after SIGTERM, with the publisher still publishing, its
+ * restore overlaps the live stream and some events arrive twice. Every S subscriber must
+ * still be restored after SIGTERM, and G must pass every row.
  *
  * Options: --arms uws,ws,socketio,gateway   --subs 200   --events 1000   --rate 500 (events/s per topic)
  * Exit code 1 on any failure.
@@ -26,6 +28,7 @@ import { RedisServer } from '../../chaos/toolkit/redis-server.ts';
 import { JwtVerifier } from '../../src/auth/jwt.ts';
 import { GatewayProcess, repoRoot } from '../lib/gateway-process.ts';
 import { nowMicros } from '../lib/wire.ts';
+import { armsBuild } from './build.ts';
 import { makePayload } from './payload.ts';
 import type { ArmClient, ArmKind, Publisher, Subscriber } from './types.ts';
 
@@ -52,18 +55,17 @@ interface Server {
   kill(signal: 'SIGKILL' | 'SIGTERM'): Promise<void>;
 }
 
-/** An arm server script (arms/<name>.ts), waiting for its `listening` line. */
+/** An arm server script (arms/<name>.ts, from its build), waiting for its `listening` line. */
 async function startArm(
   script: string,
   env: Record<string, string>,
   preload = false,
 ): Promise<Server & { child: ChildProcess; lines: string[] }> {
-  // tsx must be registered before the (TypeScript) gc-hook preload
+  // the same compiled scripts bench:compare runs (build.ts)
+  const { js } = await armsBuild();
   const args = [
-    '--import',
-    'tsx',
-    ...(preload ? ['--expose-gc', '--import', './bench/compare/arms/gc-hook.ts'] : []),
-    `bench/compare/arms/${script}.ts`,
+    ...(preload ? ['--expose-gc', '--import', js('bench/compare/arms/gc-hook.ts')] : []),
+    js(`bench/compare/arms/${script}.ts`),
   ];
   const child = spawn(process.execPath, args, {
     cwd: repoRoot,
@@ -326,7 +328,7 @@ function judge(
   scenario: string,
   run: Run,
   expect: (topic: string) => [number, number],
-  options: { recovery?: boolean; expectLoss?: boolean; note?: string } = {},
+  options: { recovery?: boolean; peerLimit?: boolean; note?: string } = {},
 ): Row {
   let delivered = 0;
   let expected = 0;
@@ -375,11 +377,11 @@ function judge(
     p50: percentile(run.latencies, 50) / 1000,
     p99: percentile(run.latencies, 99) / 1000,
     ok,
-    expectedFailure: options.expectLoss === true && !ok,
+    expectedFailure: options.peerLimit === true && !ok,
     note: options.note ?? '',
   };
   rows.push(row);
-  const verdict = ok ? 'ok' : row.expectedFailure ? 'EXPECTED LOSS' : 'FAIL';
+  const verdict = ok ? 'ok' : row.expectedFailure ? 'PEER LIMIT' : 'FAIL';
   console.log(
     `  ${scenario}: ${verdict} — ${delivered}/${expected} delivered, gaps ${gaps}, dups ${dups}${row.recovery ? `, ${row.recovery}` : ''}`,
   );
@@ -417,7 +419,7 @@ function printTable(): void {
     r.recovery,
     Number.isNaN(r.p50) ? '-' : r.p50.toFixed(1),
     Number.isNaN(r.p99) ? '-' : r.p99.toFixed(1),
-    r.ok ? 'ok' : r.expectedFailure ? 'expected loss' : 'FAIL',
+    r.ok ? 'ok' : r.expectedFailure ? 'peer limit' : 'FAIL',
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
   const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ');
@@ -554,20 +556,36 @@ async function recovery(
   await sleep(300);
   run.reconnecting = false;
   const pubStats = publisher as unknown as { nacked?: number; lost?: number };
+  const peerLimit = kind === 'socketio' ? socketioRecoveryLimit(signal, run) : undefined;
   judge(kind, `recovery ${signal}`, run, (t) => [before.get(t)! + 1, after.get(t)!], {
     recovery: true,
-    expectLoss: kind === 'socketio' && signal === 'SIGKILL',
+    peerLimit: peerLimit !== undefined,
     note:
       `all back ${backMs.toFixed(0)} ms after the kill (exit took ${killMs.toFixed(0)} ms, restart ${startMs.toFixed(0)} ms)` +
       (pubStats.nacked ? `; publisher nacks ${pubStats.nacked}` : '') +
       (pubStats.lost ? `; publisher lost ${pubStats.lost}` : '') +
-      (kind === 'socketio' && signal === 'SIGKILL'
-        ? '; Socket.IO writes a session to Redis only when it sees the connection close, so after SIGKILL no pid can be restored and the outage is lost'
-        : ''),
+      (peerLimit ? `; ${peerLimit}` : ''),
   });
   publisher.close();
   for (const s of run.stats) s.sub.close();
   await sleep(300);
+}
+
+/**
+ * What Socket.IO's recovery cannot do, so a shortfall there is reported, not failed (G is
+ * held to exactly once in every row). Undefined where S must pass: after SIGTERM, a
+ * subscriber that was not restored at all means the arm or its client is broken.
+ */
+function socketioRecoveryLimit(signal: 'SIGKILL' | 'SIGTERM', run: Run): string | undefined {
+  if (signal === 'SIGKILL') {
+    return 'Socket.IO writes a session to Redis only when it sees the connection close, so after SIGKILL no pid can be restored and the outage is lost';
+  }
+  if (!run.stats.every((s) => s.recovered > 0)) return undefined;
+  return (
+    "the Redis Streams adapter's restoreSession reads the stream from the client's offset to its end while " +
+    "the node's live reader relays the same entries to the rooms the socket rejoins: with publishing going on, " +
+    'some arrive twice (and, its own comment says, the read can stop early and lose some)'
+  );
 }
 
 async function socketioArm(): Promise<void> {
