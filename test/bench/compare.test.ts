@@ -271,7 +271,14 @@ describe('bench:compare end to end (tiny)', () => {
       machine: { nproc: number };
       arms: Record<string, unknown>;
       rounds: { fanout: FanoutResult[] }[];
-      recovery: { arm: string; caughtUp: number; total: number; gaps: number; duplicates: number }[];
+      recovery: {
+        arm: string;
+        caughtUp: number;
+        total: number;
+        gaps: number;
+        duplicates: number;
+        downMs: number;
+      }[];
       ratios: Record<string, number | null>;
     };
     assert.ok(json.machine.nproc >= 1);
@@ -304,6 +311,8 @@ describe('bench:compare end to end (tiny)', () => {
       const r = json.recovery.find((x) => x.arm === arm)!;
       assert.equal(r.caughtUp, r.total, `${arm} caught up`);
       assert.equal(r.gaps + r.duplicates, 0, `${arm} recovered without gaps or duplicates`);
+      // the outage runs from the signal to the restarted server's `listening`: a real restart
+      assert.ok(r.downMs > 50 && r.downMs < 30_000, `${arm} outage ${r.downMs} ms`);
     }
     for (const plot of ['compare-quick-throughput.svg', 'compare-quick-latency.svg']) {
       const svg = readFileSync(path.join(dir, plot), 'utf8');

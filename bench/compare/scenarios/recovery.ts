@@ -44,6 +44,7 @@ export interface RecoveryResult {
   recovered: number;
   freshStarts: number;
   listenOverflows: number;
+  /** From the signal to the restarted server's `listening`: add it to `catchup` for times from the signal. */
   downMs: number;
 }
 
@@ -117,7 +118,7 @@ export async function runRecovery(spec: ArmSpec, o: RecoveryOptions): Promise<Re
     };
     o.log(
       `${spec.name} M5 ${o.signal} ${connected.ready}×${o.missed}: ${reply.caughtUp}/${reply.total} caught up, ` +
-        `p50 ${catchup.p50} p99 ${catchup.p99} max ${catchup.max} ms, gaps ${report.gaps}, dups ${report.duplicates}, ` +
+        `outage ${downMs.toFixed(0)} ms, from listening p50 ${catchup.p50} p99 ${catchup.p99} max ${catchup.max} ms, gaps ${report.gaps}, dups ${report.duplicates}, ` +
         `recovered ${reply.recovered}, fresh ${reply.freshStarts}, listen overflows ${overflows}`,
     );
     return result;
