@@ -4,7 +4,7 @@
  * took 1.3 s from spawn to listening, transpiling ~100 modules (0.5 s from a build), and
  * M5's outage included that. Every arm runs this way, with the same flags and no loader hook.
  *
- * One build per source digest (src/, the arm scripts, the tsconfigs), kept in
+ * One build per source digest (src/, the arm scripts, the tsconfigs, the lockfile), kept in
  * `.bench-build/<digest>` at the repository root so node_modules resolve as from the
  * sources. Test files run concurrently and may each ask for it: each compiles into a
  * private directory and renames it into place; the first rename wins and the others
@@ -18,7 +18,8 @@ import { repoRoot } from '../lib/gateway-process.ts';
 
 /** What the build compiles, relative to the repository root (tsconfig.bench.json includes the same). */
 const SOURCES = ['src', 'bench/compare/arms'];
-const CONFIGS = ['tsconfig.json', 'tsconfig.build.json', 'tsconfig.bench.json'];
+/** What else decides the output: the compiler options, and the lockfile (TypeScript's version). */
+const CONFIGS = ['tsconfig.json', 'tsconfig.build.json', 'tsconfig.bench.json', 'package-lock.json'];
 const BUILDS_DIR = path.join(repoRoot, '.bench-build');
 /** Builds of other digests older than this are removed when a new one is made. */
 const STALE_MS = 24 * 3600 * 1000;

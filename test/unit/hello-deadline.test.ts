@@ -15,8 +15,8 @@ const TIMEOUT_MS = 150;
 
 /**
  * A memory engine whose createSubscriber waits until `release()`: a hello stays "being
- * checked" (its session is already known to the live actor, so it is not the record read
- * that holds it).
+ * checked". Every fresh hello gets there, whereas the record read may be skipped (the
+ * session's live actor may already keep its tenant and owner).
  */
 class GatedEngine extends MemoryEngine {
   gate: Promise<void> | undefined;
