@@ -4,7 +4,8 @@
  * source location — enough to see where a benchmark's server CPU goes without a browser.
  *
  * `--last SECONDS` keeps only the samples of the profile's final SECONDS: a bench run's
- * measurement window, without its startup and connect phases.
+ * measurement window, without its startup and connect phases. `--skip-end SECONDS` drops
+ * the final SECONDS (a run's teardown, when its clients close) before `--last` counts back.
  */
 import { readFileSync } from 'node:fs';
 
@@ -24,9 +25,11 @@ interface Profile {
 const args = process.argv.slice(2);
 const lastAt = args.indexOf('--last');
 const lastSeconds = lastAt >= 0 ? Number(args.splice(lastAt, 2)[1]) : undefined;
+const skipAt = args.indexOf('--skip-end');
+const skipSeconds = skipAt >= 0 ? Number(args.splice(skipAt, 2)[1]) : 0;
 const [file, nArg] = args;
-if (!file || (lastSeconds !== undefined && !(lastSeconds > 0))) {
-  console.error('usage: cpuprofile-top FILE.cpuprofile [N] [--last SECONDS]');
+if (!file || (lastSeconds !== undefined && !(lastSeconds > 0)) || !(skipSeconds >= 0)) {
+  console.error('usage: cpuprofile-top FILE.cpuprofile [N] [--last SECONDS] [--skip-end SECONDS]');
   process.exit(2);
 }
 const top = Number(nArg ?? 30);
@@ -37,13 +40,14 @@ for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n
 
 // Each sample's time from the profile's start; with --last, the earlier ones are skipped.
 const sampledUs = profile.timeDeltas.reduce((a, b) => a + b, 0);
-const fromUs = lastSeconds === undefined ? 0 : sampledUs - lastSeconds * 1e6;
+const untilUs = sampledUs - skipSeconds * 1e6;
+const fromUs = lastSeconds === undefined ? 0 : untilUs - lastSeconds * 1e6;
 const selfUs = new Map<number, number>();
 let atUs = 0;
 profile.samples.forEach((id, i) => {
   const delta = profile.timeDeltas[i] ?? 0;
   atUs += delta;
-  if (atUs >= fromUs) selfUs.set(id, (selfUs.get(id) ?? 0) + delta);
+  if (atUs >= fromUs && atUs <= untilUs) selfUs.set(id, (selfUs.get(id) ?? 0) + delta);
 });
 const total = [...selfUs.values()].reduce((a, b) => a + b, 0);
 

@@ -1,41 +1,53 @@
-import type { Codec } from '../codec/index.ts';
+import { jsonCodec, msgpackCodec, type Codec } from '../codec/index.ts';
 import type { StoredEvent } from '../engine/engine.ts';
-import { envelopeText } from '../protocol/envelope-text.ts';
+import type { Envelope } from '../protocol/envelope.ts';
 import { UNBOUNDED_CACHE, type CacheBudget, type CacheOwner } from './cache-budget.ts';
 
 type NodeCacheBudget = Pick<CacheBudget, 'cached'>;
 
-/** A cached event's objects beside its payload text (see EncodedEvent#heapBytes). */
-const EVENT_OVERHEAD_BYTES = 700;
+/**
+ * What a cached event costs beside its frames: the EncodedEvent and a Buffer object per
+ * frame on the heap, and the share of the 8 KiB pool slab its frame bytes sit in
+ * (`bench/tools/cached-event-heap.ts` measures it).
+ */
+const EVENT_OVERHEAD_BYTES = 300;
 
 /**
- * One stored event and its encoded `ev` frame, made at most once per codec and then
+ * One stored event as its encoded `ev` frames, made at most once per codec and then
  * shared by every subscriber on the node (ARCHITECTURE-NOTES decision 3).
+ *
+ * It keeps the frames and not the envelope. A cached event outlives the young generation
+ * (a session's cache holds its recent events for seconds), and the garbage collector
+ * copies everything that survives: an envelope is about ten objects (itself, its payload,
+ * their strings, its JSON text), a frame is one small Buffer object whose bytes live
+ * outside the JS heap. The JSON frame is the one always made: it carries the envelope's
+ * own text (the stored form), so the envelope can be read back from it, exactly, if a
+ * MessagePack subscriber needs a cached event whose MessagePack frame was not made.
  */
 export class EncodedEvent {
   readonly seq: number;
-  readonly stored: StoredEvent;
-  #json: Uint8Array | undefined;
+  readonly heapBytes: number;
+  readonly #json: Uint8Array;
   #msgpack: Uint8Array | undefined;
 
-  constructor(stored: StoredEvent) {
+  /** `msgpack`: make that frame now too (the session has MessagePack subscribers). */
+  constructor(stored: StoredEvent, msgpack = false) {
     this.seq = stored.seq;
-    this.stored = stored;
-  }
-
-  /**
-   * About what holding it costs the heap, for the node's CacheBudget: the payload is held
-   * three times (in the envelope, in its JSON text, in the encoded frame), plus about
-   * 0.7 KB of objects (`bench/tools/cached-event-heap.ts` measures it).
-   */
-  get heapBytes(): number {
-    return 3 * envelopeText(this.stored.event).length + EVENT_OVERHEAD_BYTES;
+    this.#json = jsonCodec.ev(stored.seq, stored.event);
+    if (msgpack) this.#msgpack = msgpackCodec.ev(stored.seq, stored.event);
+    // A MessagePack frame made later (see bytes) is not counted: at most one frame more
+    // per event, and only in sessions whose MessagePack subscribers came after it.
+    this.heapBytes = this.#json.byteLength + (this.#msgpack?.byteLength ?? 0) + EVENT_OVERHEAD_BYTES;
   }
 
   bytes(codec: Codec): Uint8Array {
-    const { seq, event } = this.stored;
-    if (codec.name === 'json') return (this.#json ??= codec.ev(seq, event));
-    return (this.#msgpack ??= codec.ev(seq, event));
+    if (codec.name === 'json') return this.#json;
+    return (this.#msgpack ??= codec.ev(this.seq, this.#envelope()));
+  }
+
+  /** The envelope, read back from the JSON frame: its text is the envelope's own. */
+  #envelope(): Envelope {
+    return (jsonCodec.decode(this.#json) as { event: Envelope }).event;
   }
 }
 

@@ -145,6 +145,8 @@ export class SessionActor {
    * before it attaches the next). Also the set of this actor's connections (see #has).
    */
   readonly #bySubscriber = new Map<string, Connection>();
+  /** How many of them speak MessagePack: new events get that frame made up front too. */
+  #msgpackSubscribers = 0;
   readonly #pending: PendingPublish[] = [];
   /** Resumes waiting for the mailbox; #resumesQueued: a run of them is queued there. */
   readonly #resumes: QueuedResume[] = [];
@@ -474,7 +476,10 @@ export class SessionActor {
     conn.sentSeq = after;
     conn.ackedSeq = after;
     conn.savedSeq = checkpoint;
+    const replaced = this.#bySubscriber.get(subscriberId);
+    if (replaced?.codec.binary) this.#msgpackSubscribers--;
     this.#bySubscriber.set(subscriberId, conn);
+    if (conn.codec.binary) this.#msgpackSubscribers++;
     this.#cancelIdle();
     // welcome and what the first pump sends (`replayed`, events) in one corked write:
     // one syscall, not two, on every handshake.
@@ -673,7 +678,7 @@ export class SessionActor {
       const outcome = result.outcomes[i]!;
       if (outcome.duplicate) continue;
       const event = batch[i]!.event;
-      this.#cache.push(new EncodedEvent({ seq: outcome.seq, event }));
+      this.#cache.push(new EncodedEvent({ seq: outcome.seq, event }, this.#msgpackSubscribers > 0));
       if (TerminalEventTypes.has(event.type)) terminal = true;
       added++;
     }
@@ -836,7 +841,8 @@ export class SessionActor {
             break;
           }
           const encoded =
-            this.#recentReads.get(stored.seq) ?? this.#recentReads.share(new EncodedEvent(stored));
+            this.#recentReads.get(stored.seq) ??
+            this.#recentReads.share(new EncodedEvent(stored, conn.codec.binary));
           conn.sink.send(encoded.bytes(conn.codec), conn.codec.binary);
           conn.sentSeq = stored.seq;
           sent++;
@@ -950,7 +956,10 @@ export class SessionActor {
   }
 
   #forget(conn: Connection): void {
-    if (this.#has(conn)) this.#bySubscriber.delete(conn.subscriberId);
+    if (this.#has(conn)) {
+      this.#bySubscriber.delete(conn.subscriberId);
+      if (conn.codec.binary) this.#msgpackSubscribers--;
+    }
     if (this.#bySubscriber.size === 0) {
       this.#maybeStopWatching();
       this.#scheduleIdle();
@@ -1119,7 +1128,8 @@ export class SessionActor {
           this.#resetEpoch(page);
           break;
         }
-        for (const stored of page.events) this.#cache.push(new EncodedEvent(stored));
+        const msgpack = this.#msgpackSubscribers > 0;
+        for (const stored of page.events) this.#cache.push(new EncodedEvent(stored, msgpack));
         this.#deps.metrics.gapFills.inc();
         if (page.headSeq > this.#head) this.#head = page.headSeq;
         if (page.endedAt !== undefined) this.#endSeq = page.endedAt;

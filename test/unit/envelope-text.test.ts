@@ -6,6 +6,9 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { setImmediate as nextMacrotask } from 'node:timers/promises';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { jsonCodec, msgpackCodec } from '../../src/codec/index.ts';
 import type { Envelope } from '../../src/protocol/envelope.ts';
 import { envelopeText, parseEnvelopeText } from '../../src/protocol/envelope-text.ts';
@@ -79,6 +82,40 @@ describe('EncodedEvent', () => {
     assert.equal(encoded.bytes(jsonCodec), encoded.bytes(jsonCodec), 'the same buffer for every subscriber');
     assert.equal(encoded.bytes(msgpackCodec), encoded.bytes(msgpackCodec));
     assert.deepEqual(msgpackCodec.decode(encoded.bytes(msgpackCodec)), { op: 'ev', seq: 7, event });
+  });
+
+  it('makes a MessagePack frame it was not given from its JSON frame: the event as stored', () => {
+    for (const payload of payloads) {
+      for (const seq of [1, 2 ** 40]) {
+        const event = envelope(payload);
+        // what a subscriber replaying from the engine gets: the envelope of the stored text
+        const stored = msgpackCodec.ev(seq, parseEnvelopeText(JSON.stringify(event)));
+        const late = new EncodedEvent({ seq, event });
+        assert.deepEqual(Buffer.from(late.bytes(msgpackCodec)), Buffer.from(stored));
+        const early = new EncodedEvent({ seq, event }, true);
+        assert.deepEqual(Buffer.from(early.bytes(msgpackCodec)), Buffer.from(msgpackCodec.ev(seq, event)));
+      }
+    }
+  });
+
+  it('holds its frames, not the envelope (a cached event is a Buffer or two to the GC)', async () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    // made in a function of its own, so no variable here holds the envelope
+    const make = (): [WeakRef<Envelope>, EncodedEvent] => {
+      const event = envelope(payloads[1]!);
+      return [new WeakRef(event), new EncodedEvent({ seq: 3, event })];
+    };
+    const [ref, encoded] = make();
+    // a WeakRef's target lives at least until the job that made it ends
+    await nextMacrotask();
+    gc();
+    assert.equal(ref.deref(), undefined, 'the envelope was collected');
+    assert.deepEqual(msgpackCodec.decode(encoded.bytes(msgpackCodec)), {
+      op: 'ev',
+      seq: 3,
+      event: envelope(payloads[1]!),
+    });
   });
 });
 

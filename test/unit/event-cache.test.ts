@@ -8,10 +8,11 @@ import { CacheBudget, MIN_ENTRY_BYTES } from '../../src/session/cache-budget.ts'
 import { EncodedEvent, EventCache, RecentReads } from '../../src/session/event-cache.ts';
 import type { Envelope } from '../../src/protocol/envelope.ts';
 
-/** A small event; every one costs the budget the same (COST). */
+/** A small event; every one costs the budget the same (COST: the least an entry counts as). */
 const ev = (seq: number): EncodedEvent =>
   new EncodedEvent({ seq, event: { eventId: `e${String(seq).padStart(8, '0')}` } as unknown as Envelope });
-const COST = ev(1).heapBytes;
+const COST = MIN_ENTRY_BYTES;
+assert.ok(ev(1).heapBytes <= COST && ev(99_999).heapBytes <= COST);
 
 /** The seqs a cache answers for, from `from` to `to`. */
 const held = (cache: EventCache, from: number, to: number): number[] => {
