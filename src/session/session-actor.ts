@@ -100,6 +100,8 @@ interface PendingPublish {
 
 function noop(): void {}
 
+const speaksMsgpack = (conn: Connection): boolean => conn.codec.name === 'msgpack';
+
 /** First wait before retrying a failed resync; it doubles up to the max. */
 const RESYNC_RETRY_MS = 200;
 const RESYNC_RETRY_MAX_MS = 5_000;
@@ -477,9 +479,9 @@ export class SessionActor {
     conn.ackedSeq = after;
     conn.savedSeq = checkpoint;
     const replaced = this.#bySubscriber.get(subscriberId);
-    if (replaced?.codec.binary) this.#msgpackSubscribers--;
+    if (replaced && speaksMsgpack(replaced)) this.#msgpackSubscribers--;
     this.#bySubscriber.set(subscriberId, conn);
-    if (conn.codec.binary) this.#msgpackSubscribers++;
+    if (speaksMsgpack(conn)) this.#msgpackSubscribers++;
     this.#cancelIdle();
     // welcome and what the first pump sends (`replayed`, events) in one corked write:
     // one syscall, not two, on every handshake.
@@ -842,7 +844,7 @@ export class SessionActor {
           }
           const encoded =
             this.#recentReads.get(stored.seq) ??
-            this.#recentReads.share(new EncodedEvent(stored, conn.codec.binary));
+            this.#recentReads.share(new EncodedEvent(stored, speaksMsgpack(conn)));
           conn.sink.send(encoded.bytes(conn.codec), conn.codec.binary);
           conn.sentSeq = stored.seq;
           sent++;
@@ -958,7 +960,7 @@ export class SessionActor {
   #forget(conn: Connection): void {
     if (this.#has(conn)) {
       this.#bySubscriber.delete(conn.subscriberId);
-      if (conn.codec.binary) this.#msgpackSubscribers--;
+      if (speaksMsgpack(conn)) this.#msgpackSubscribers--;
     }
     if (this.#bySubscriber.size === 0) {
       this.#maybeStopWatching();

@@ -278,6 +278,8 @@ describe('bench:compare end to end (tiny)', () => {
         gaps: number;
         duplicates: number;
         downMs: number;
+        exitMs: number;
+        startMs: number;
       }[];
       ratios: Record<string, number | null>;
     };
@@ -313,6 +315,8 @@ describe('bench:compare end to end (tiny)', () => {
       assert.equal(r.gaps + r.duplicates, 0, `${arm} recovered without gaps or duplicates`);
       // the outage runs from the signal to the restarted server's `listening`: a real restart
       assert.ok(r.downMs > 50 && r.downMs < 30_000, `${arm} outage ${r.downMs} ms`);
+      // ...and holds its parts: the old server's exit and the new one's start
+      assert.ok(r.exitMs > 0 && r.startMs > 0 && r.exitMs + r.startMs <= r.downMs, `${arm} outage parts`);
     }
     for (const plot of ['compare-quick-throughput.svg', 'compare-quick-latency.svg']) {
       const svg = readFileSync(path.join(dir, plot), 'utf8');

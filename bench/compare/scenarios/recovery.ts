@@ -46,6 +46,9 @@ export interface RecoveryResult {
   listenOverflows: number;
   /** From the signal to the restarted server's `listening`: add it to `catchup` for times from the signal. */
   downMs: number;
+  /** The outage's parts: signal to the old process's exit, and spawn to `listening`. */
+  exitMs: number;
+  startMs: number;
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -85,13 +88,16 @@ export async function runRecovery(spec: ArmSpec, o: RecoveryOptions): Promise<Re
 
     const downAt = performance.now();
     await victim.stop(o.signal);
+    const exitMs = performance.now() - downAt;
     loop.burst(o.missed);
     await publisher.drain();
     const target: Record<string, number> = {};
     for (const t of setup.topics) target[t] = loop.seq.get(t)! + seqOffset;
     await fleet.catchupTarget(target);
     const overflowBefore = listenOverflows().overflows;
+    const launchAt = performance.now();
     await victim.launch();
+    const startMs = performance.now() - launchAt;
     const t0 = nowMicros();
     const downMs = performance.now() - downAt;
     const reply = await fleet.catchupWait(o.timeoutMs, t0);
@@ -115,10 +121,12 @@ export async function runRecovery(spec: ArmSpec, o: RecoveryOptions): Promise<Re
       freshStarts: reply.freshStarts,
       listenOverflows: overflows,
       downMs,
+      exitMs,
+      startMs,
     };
     o.log(
       `${spec.name} M5 ${o.signal} ${connected.ready}×${o.missed}: ${reply.caughtUp}/${reply.total} caught up, ` +
-        `outage ${downMs.toFixed(0)} ms, from listening p50 ${catchup.p50} p99 ${catchup.p99} max ${catchup.max} ms, gaps ${report.gaps}, dups ${report.duplicates}, ` +
+        `outage ${downMs.toFixed(0)} ms (exit ${exitMs.toFixed(0)}, start ${startMs.toFixed(0)}), from listening p50 ${catchup.p50} p99 ${catchup.p99} max ${catchup.max} ms, gaps ${report.gaps}, dups ${report.duplicates}, ` +
         `recovered ${reply.recovered}, fresh ${reply.freshStarts}, listen overflows ${overflows}`,
     );
     return result;
