@@ -111,7 +111,7 @@ export const ConfigSchema = Type.Object(
       minimum: 1_048_576,
       default: 67_108_864,
       description:
-        'Heap the cached events of all session actors may take together (estimated); past it the least recently cached go first.',
+        'Memory the cached events of all session actors may take together (estimated: their encoded frames plus about 0.3 KB each); past it the least recently cached go first.',
     }),
     ACTOR_IDLE_MS: Int({
       minimum: 1000,
