@@ -30,6 +30,7 @@ import { GatewayProcess, repoRoot } from '../lib/gateway-process.ts';
 import { nowMicros } from '../lib/wire.ts';
 import { armsBuild } from './build.ts';
 import { makePayload } from './payload.ts';
+import { armNodeFlags } from './servers.ts';
 import type { ArmClient, ArmKind, Publisher, Subscriber } from './types.ts';
 
 const { values: argv } = parseArgs({
@@ -63,10 +64,7 @@ async function startArm(
 ): Promise<Server & { child: ChildProcess; lines: string[] }> {
   // the same compiled scripts bench:compare runs (build.ts)
   const { js } = await armsBuild();
-  const args = [
-    ...(preload ? ['--expose-gc', '--import', js('bench/compare/arms/gc-hook.ts')] : []),
-    js(`bench/compare/arms/${script}.ts`),
-  ];
+  const args = [...(preload ? armNodeFlags(js) : []), js(`bench/compare/arms/${script}.ts`)];
   const child = spawn(process.execPath, args, {
     cwd: repoRoot,
     env: { ...process.env, HOST: '127.0.0.1', ...env },

@@ -73,8 +73,15 @@ const SCRIPTS: Record<Exclude<ArmKind, 'gateway'>, string> = {
   ws: 'bench/compare/arms/ws.ts',
 };
 
-/** Preloaded into every arm server (`--import`, compiled like the arms). */
-const GC_HOOK = 'bench/compare/arms/gc-hook.ts';
+/**
+ * Every arm server's Node flags before its script: `--expose-gc`, and the gc hook
+ * preloaded from the same build as the arms (`js` maps a source to its compiled path).
+ */
+export const armNodeFlags = (js: (source: string) => string): string[] => [
+  '--expose-gc',
+  '--import',
+  js('bench/compare/arms/gc-hook.ts'),
+];
 /**
  * BENCH_G_FLAGS="--flag …": extra Node flags for the gateway arms only, for tuning
  * experiments (docs/operations.md). A run with them is not a comparison, so the run
@@ -175,9 +182,7 @@ export class ArmServer {
     const flags = [
       ...(profile ? ['--cpu-prof', `--cpu-prof-dir=${profile}`] : []),
       ...extra,
-      '--expose-gc',
-      '--import',
-      build.js(GC_HOOK),
+      ...armNodeFlags(build.js),
     ];
     const child = spawn('taskset', ['-c', SERVER_CORE, process.execPath, ...flags, build.js(script)], {
       cwd: repoRoot,
