@@ -35,10 +35,23 @@ export class ActorRegistry {
     this.#deps.metrics.actors.set(this.#actors.size);
   }
 
-  /** Closes every connection with `code` and waits for queued work to finish. */
+  /**
+   * Closes every connection with `code` and waits for queued work to finish.
+   *
+   * A slice of connections at a time, letting the loop turn between slices: each close
+   * queues its subscriber's release (and last checkpoint), and a turn sends them to Redis
+   * while the next slice closes. Closed all in one go, the writes started only after the
+   * last close, and a drain of 10,000 connections took twice as long (session 15).
+   */
   async stopAll(code: number, reason: string): Promise<void> {
     const actors = [...this.#actors.values()];
-    for (const actor of actors) actor.stop(code, reason);
+    let closed = 0;
+    const pace = (): Promise<void> | undefined =>
+      ++closed % DRAIN_SLICE === 0 ? new Promise((resolve) => setImmediate(resolve)) : undefined;
+    for (const actor of actors) await actor.stop(code, reason, pace);
     await Promise.allSettled(actors.map((a) => a.settle()));
   }
 }
+
+/** Connections a drain closes per loop turn: about one release script's worth (MAX_RELEASE_BATCH). */
+export const DRAIN_SLICE = 512;

@@ -1220,12 +1220,20 @@ export class SessionActor {
     this.#idleTimer = undefined;
   }
 
-  /** Closes every connection with `code` (1001 when draining) and stops timers. */
-  stop(code: number, reason: string): void {
+  /**
+   * Closes every connection with `code` (1001 when draining) and stops timers. `pace` is
+   * asked after each close and may return a promise to wait for first: the registry's
+   * drain lets the loop turn between slices of closes (ActorRegistry.stopAll).
+   */
+  async stop(code: number, reason: string, pace?: () => Promise<void> | undefined): Promise<void> {
     this.#stopped = true;
     this.#cancelIdle();
     for (const conn of [...this.#bySubscriber.values()]) {
+      // It may have gone on its own while the loop turned.
+      if (!this.#has(conn)) continue;
       this.#drop(conn, code, reason);
+      const turn = pace?.();
+      if (turn) await turn;
     }
     this.#cancelIdle();
   }
