@@ -11,7 +11,7 @@ import { loadConsoleAssets } from './inspector/assets.ts';
 import { Inspector } from './inspector/inspector.ts';
 import type { SessionLifecycle } from './livekit/ports.ts';
 import type { RoomProvider } from './livekit/room-service.ts';
-import { startLiveKit, type LiveKit } from './livekit/setup.ts';
+import type { LiveKit } from './livekit/setup.ts';
 import type { LiveKitStore } from './livekit/store.ts';
 import type { Logger } from './observability/logger.ts';
 import { Metrics } from './observability/metrics.ts';
@@ -185,7 +185,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const livekit =
     config.LIVEKIT_API_KEY === ''
       ? undefined
-      : startLiveKit(config, {
+      : // Loaded only when configured: the SDK and its protobuf tables are a fifth of a start.
+        (await import('./livekit/setup.ts')).startLiveKit(config, {
           store: options.livekit?.store ?? (await createLiveKitStore(config, engine, clock, logger)),
           lifecycle: liveKitLifecycle(engine, calls),
           events: { publish: (sessionId, event) => registry.get(sessionId).publish(event) },
