@@ -86,14 +86,17 @@ export async function runRecovery(spec: ArmSpec, o: RecoveryOptions): Promise<Re
       report = await fleet.report();
     }
 
+    // Each topic's last seq after the missed events, told to the fleet before the stop:
+    // its workers answer slowly while their clients retry, and the outage is the server's.
+    const target: Record<string, number> = {};
+    for (const t of setup.topics) target[t] = loop.seq.get(t)! + o.missed + seqOffset;
+    await fleet.catchupTarget(target);
+
     const downAt = performance.now();
     await victim.stop(o.signal);
     const exitMs = performance.now() - downAt;
     loop.burst(o.missed);
     await publisher.drain();
-    const target: Record<string, number> = {};
-    for (const t of setup.topics) target[t] = loop.seq.get(t)! + seqOffset;
-    await fleet.catchupTarget(target);
     const overflowBefore = listenOverflows().overflows;
     const launchAt = performance.now();
     await victim.launch();
