@@ -41,7 +41,8 @@ export class ActorRegistry {
    * A slice of connections at a time, letting the loop turn between slices: each close
    * queues its subscriber's release (and last checkpoint), and a turn sends them to Redis
    * while the next slice closes. Closed all in one go, the writes started only after the
-   * last close, and a drain of 10,000 connections took twice as long (session 15).
+   * last close: this part of draining 10,000 connections took 0.80–1.01 s, against
+   * 0.63–0.79 s in slices (session 15).
    */
   async stopAll(code: number, reason: string): Promise<void> {
     const actors = [...this.#actors.values()];

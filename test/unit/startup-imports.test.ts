@@ -18,6 +18,13 @@ const src = fileURLToPath(new URL('../../src', import.meta.url));
 
 const STATIC_IMPORT = /^\s*(?:import|export)\s+(?!type\b)(?:[^;'"]*?\sfrom\s+)?['"]([^'"]+)['"]/gm;
 
+/** `@scope/name/sub` → `@scope/name`, `name/sub` → `name`. */
+const packageName = (spec: string): string =>
+  spec
+    .split('/')
+    .slice(0, spec.startsWith('@') ? 2 : 1)
+    .join('/');
+
 /** The packages static import chains from `entries` reach, and the source files on the way. */
 function staticReach(...entries: string[]): { packages: Set<string>; files: Set<string> } {
   const packages = new Set<string>();
@@ -27,13 +34,7 @@ function staticReach(...entries: string[]): { packages: Set<string>; files: Set<
     files.add(file);
     for (const [, spec] of readFileSync(file, 'utf8').matchAll(STATIC_IMPORT)) {
       if (spec!.startsWith('.')) visit(resolve(dirname(file), spec!));
-      else if (!spec!.startsWith('node:'))
-        packages.add(
-          spec!
-            .split('/')
-            .slice(0, spec!.startsWith('@') ? 2 : 1)
-            .join('/'),
-        );
+      else if (!spec!.startsWith('node:')) packages.add(packageName(spec!));
     }
   };
   for (const entry of entries) visit(resolve(src, entry));
