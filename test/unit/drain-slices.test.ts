@@ -16,15 +16,10 @@ import { freshHello, realtimeHarness, SESSION } from '../helpers/realtime-harnes
 class ReleaseLog extends MemoryEngine {
   readonly released: string[] = [];
 
-  override releaseSubscriber(
-    sessionId: string,
-    subscriberId: string,
-    generation: number,
-    now: number,
-    windowMs: number,
-  ): Promise<void> {
+  override releaseSubscriber(...args: Parameters<MemoryEngine['releaseSubscriber']>): Promise<void> {
+    const [, subscriberId] = args;
     this.released.push(subscriberId);
-    return super.releaseSubscriber(sessionId, subscriberId, generation, now, windowMs);
+    return super.releaseSubscriber(...args);
   }
 }
 
