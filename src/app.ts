@@ -211,6 +211,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     {
       host: config.HOST,
       port: config.PORT,
+      listenSockets: config.LISTEN_SOCKETS,
       nodeId,
       maxFrameBytes: config.MAX_FRAME_BYTES,
       maxBodyBytes: config.MAX_HTTP_BODY_BYTES,
@@ -234,7 +235,16 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       'uWebSockets.js native build not loaded: running on the slow JS fallback',
     );
   }
-  logger.info({ port, host: config.HOST, engine: engine.kind, transport: transportKind }, 'listening');
+  logger.info(
+    {
+      port,
+      host: config.HOST,
+      listenSockets: server.listenSocketCount,
+      engine: engine.kind,
+      transport: transportKind,
+    },
+    'listening',
+  );
 
   let stopping: Promise<void> | undefined;
   const shutdown = (): Promise<void> =>

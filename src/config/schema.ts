@@ -18,6 +18,13 @@ export const ConfigSchema = Type.Object(
       default: 8080,
       description: 'TCP port; 0 picks a free one (logged).',
     }),
+    LISTEN_SOCKETS: Int({
+      minimum: 1,
+      maximum: 64,
+      default: 8,
+      description:
+        'Listen sockets this process opens on `PORT` (SO_REUSEPORT): each queues up to 512 handshakes the event loop has not accepted yet, so a burst of reconnects is not dropped.',
+    }),
     NODE_ENV: Type.String({
       default: 'development',
       description: '`production` refuses a generated JWT secret.',

@@ -19,6 +19,8 @@ import { transportKind, uWS, type TemplatedApp, type WebSocket, type us_listen_s
 export interface ServerOptions {
   host: string;
   port: number;
+  /** Listen sockets to open on the port (see listen()). */
+  listenSockets: number;
   nodeId: string;
   maxFrameBytes: number;
   maxBodyBytes: number;
@@ -53,7 +55,7 @@ export class GatewayServer {
   readonly #SocketSink: new (ws: WebSocket<SocketData>) => SocketSink;
   #connections = 0;
   #serial = 0;
-  #listenSocket: us_listen_socket | undefined;
+  #listenSockets: us_listen_socket[] = [];
   #port = 0;
   #draining = false;
 
@@ -75,22 +77,69 @@ export class GatewayServer {
     return this.#connections;
   }
 
-  listen(): Promise<number> {
-    return new Promise((resolve, reject) => {
-      this.#app.listen(this.#opts.host, this.#opts.port, (socket) => {
-        if (!socket) return reject(new Error(`cannot listen on ${this.#opts.host}:${this.#opts.port}`));
-        this.#listenSocket = socket;
-        this.#port = uWS.us_socket_local_port(socket);
-        resolve(this.#port);
-      });
-    });
+  /** Listen sockets open now: `listenSockets` after listen(), none once draining. */
+  get listenSocketCount(): number {
+    return this.#listenSockets.length;
+  }
+
+  /**
+   * Opens `listenSockets` listen sockets on one port and resolves with the port.
+   *
+   * uSockets gives a listen socket a backlog of 512, fixed in its C code, and the socket
+   * drains that queue only when the event loop reaches it. In a reconnect storm a busy
+   * loop turn outlasts 512 arrivals: the kernel then drops the SYNs, and each of those
+   * clients waits a whole second for TCP to retry (issue 6's M5: 10,000 clients coming
+   * back overflowed the queue in 4 of 10 runs, by up to 1,563). The sockets share the port
+   * through SO_REUSEPORT, which uSockets sets on Linux, and the kernel spreads handshakes
+   * over their queues. Where a second socket cannot bind (the JS fallback), one serves.
+   */
+  async listen(): Promise<number> {
+    const { host, port, listenSockets } = this.#opts;
+    const first =
+      port === 0 && listenSockets > 1 ? await this.#listenOnFreePort() : await this.#listenOn(port);
+    if (!first) throw new Error(`cannot listen on ${host}:${port}`);
+    this.#listenSockets.push(first);
+    this.#port = uWS.us_socket_local_port(first);
+    while (this.#listenSockets.length < listenSockets) {
+      const another = await this.#listenOn(this.#port);
+      if (!another) {
+        this.#deps.logger.warn(
+          { port: this.#port, open: this.#listenSockets.length, wanted: listenSockets },
+          'cannot open another listen socket on the port',
+        );
+        break;
+      }
+      this.#listenSockets.push(another);
+    }
+    return this.#port;
+  }
+
+  /**
+   * uSockets sets SO_REUSEPORT only on a socket bound to a given port, so a socket bound
+   * to port 0 cannot share its port. The free port it found is bound again, to share;
+   * should another process take it in between, another free port is tried.
+   */
+  async #listenOnFreePort(): Promise<us_listen_socket | false> {
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const probe = await this.#listenOn(0);
+      if (!probe) return false;
+      const port = uWS.us_socket_local_port(probe);
+      uWS.us_listen_socket_close(probe);
+      const socket = await this.#listenOn(port);
+      if (socket) return socket;
+    }
+    return false;
+  }
+
+  #listenOn(port: number): Promise<us_listen_socket | false> {
+    return new Promise((resolve) => this.#app.listen(this.#opts.host, port, resolve));
   }
 
   /** Stops accepting connections and upgrades; open sockets stay until closed. */
   stopAccepting(): void {
     this.#draining = true;
-    if (this.#listenSocket) uWS.us_listen_socket_close(this.#listenSocket);
-    this.#listenSocket = undefined;
+    for (const socket of this.#listenSockets) uWS.us_listen_socket_close(socket);
+    this.#listenSockets = [];
   }
 
   /** Closes sockets that are not attached to a session (still saying hello). */
