@@ -507,6 +507,8 @@ function summary(r: {
           'recovered',
           'fresh',
           'listen overflows',
+          'server %',
+          'client core %',
         ],
         r.recovery.map((x) => [
           x.arm,
@@ -525,6 +527,11 @@ function summary(r: {
           x.recovered,
           x.freshStarts,
           x.listenOverflows,
+          // older result files lack these: `—`
+          x.serverCpuPercent?.toFixed(0) ?? '—',
+          x.clientCorePercent === undefined
+            ? '—'
+            : `${x.clientCorePercent.toFixed(0)}${x.clientBound ? ' bound' : ''}`,
         ]),
       ),
     );

@@ -280,6 +280,9 @@ describe('bench:compare end to end (tiny)', () => {
         downMs: number;
         exitMs: number;
         startMs: number;
+        serverCpuPercent: number;
+        clientCorePercent: number;
+        clientBound: boolean;
       }[];
       ratios: Record<string, number | null>;
     };
@@ -317,6 +320,16 @@ describe('bench:compare end to end (tiny)', () => {
       assert.ok(r.downMs > 50 && r.downMs < 30_000, `${arm} outage ${r.downMs} ms`);
       // ...and holds its parts: the old server's exit and the new one's start
       assert.ok(r.exitMs > 0 && r.startMs > 0 && r.exitMs + r.startMs <= r.downMs, `${arm} outage parts`);
+      // ...and says which core was the limit while the clients came back
+      assert.ok(
+        r.serverCpuPercent > 0 && r.serverCpuPercent <= 110,
+        `${arm} server CPU ${r.serverCpuPercent}%`,
+      );
+      assert.ok(
+        r.clientCorePercent > 0 && r.clientCorePercent <= 100,
+        `${arm} client core ${r.clientCorePercent}%`,
+      );
+      assert.equal(r.clientBound, r.clientCorePercent >= 85);
     }
     for (const plot of ['compare-quick-throughput.svg', 'compare-quick-latency.svg']) {
       const svg = readFileSync(path.join(dir, plot), 'utf8');

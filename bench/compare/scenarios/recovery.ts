@@ -5,16 +5,18 @@
  * again on the same port, and every client reconnects with the same policy (full-jitter
  * backoff, 100 ms base, 5 s cap) and the arm's own recovery (G: resume token + lastSeq;
  * S: connection-state recovery). Measured from V's `listening` until each client holds
- * its topic's last event: p50, p99, max, how many got there, gaps and duplicates, and the
- * kernel's listen-queue overflows. Only arms with recovery (G, S) take part.
+ * its topic's last event: p50, p99, max, how many got there, gaps and duplicates, the
+ * kernel's listen-queue overflows, and which core was the limit meanwhile (the restarted
+ * server's CPU, and the core the clients share with Redis). Only arms with recovery (G, S)
+ * take part.
  */
 import { performance } from 'node:perf_hooks';
 import { nowMicros } from '../../lib/wire.ts';
 import { OpenLoop } from '../driver.ts';
 import { Fleet } from '../loadgen/fleet.ts';
 import { percentilesMs } from '../loadgen/histogram.ts';
-import { listenOverflows } from '../proc.ts';
-import { ArmServer, type ArmSpec } from '../servers.ts';
+import { CpuSpan, corePercent, coreTicks, listenOverflows } from '../proc.ts';
+import { ArmServer, CLIENT_CORE, type ArmSpec } from '../servers.ts';
 import type { Latency } from './fanout.ts';
 import { connectPublisher, createTopics, loadArmClient, sourceAddresses } from './setup.ts';
 
@@ -49,6 +51,16 @@ export interface RecoveryResult {
   /** The outage's parts: signal to the old process's exit, and spawn to `listening`. */
   exitMs: number;
   startMs: number;
+  /**
+   * From `listening` until the wait ended (the last client caught up, or the timeout):
+   * the restarted server's CPU as a share of its core, and the busy share of the core
+   * the clients and Redis run on. At 85 % or more the clients' core was the limit.
+   */
+  serverCpuPercent: number;
+  clientCorePercent: number;
+  clientBound: boolean;
+  /** Redis's CPU in the same span, as a share of a core: part of the clients' core. */
+  redisCpuPercent: number;
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -103,7 +115,13 @@ export async function runRecovery(spec: ArmSpec, o: RecoveryOptions): Promise<Re
     const startMs = performance.now() - launchAt;
     const t0 = nowMicros();
     const downMs = performance.now() - downAt;
+    const serverCpu = new CpuSpan(victim.pids);
+    const redisCpu = new CpuSpan(victim.redis?.pid === undefined ? [] : [victim.redis.pid]);
+    const clientCore0 = coreTicks(Number(CLIENT_CORE));
     const reply = await fleet.catchupWait(o.timeoutMs, t0);
+    const { percent: serverCpuPercent } = serverCpu.stop();
+    const { percent: redisCpuPercent } = redisCpu.stop();
+    const clientCorePercent = corePercent(clientCore0, coreTicks(Number(CLIENT_CORE)));
     const overflows = listenOverflows().overflows - overflowBefore;
     report = await fleet.report();
     publisher.close();
@@ -126,11 +144,17 @@ export async function runRecovery(spec: ArmSpec, o: RecoveryOptions): Promise<Re
       downMs,
       exitMs,
       startMs,
+      serverCpuPercent,
+      clientCorePercent,
+      clientBound: clientCorePercent >= 85,
+      redisCpuPercent,
     };
     o.log(
       `${spec.name} M5 ${o.signal} ${connected.ready}×${o.missed}: ${reply.caughtUp}/${reply.total} caught up, ` +
         `outage ${downMs.toFixed(0)} ms (exit ${exitMs.toFixed(0)}, start ${startMs.toFixed(0)}), from listening p50 ${catchup.p50} p99 ${catchup.p99} max ${catchup.max} ms, gaps ${report.gaps}, dups ${report.duplicates}, ` +
-        `recovered ${reply.recovered}, fresh ${reply.freshStarts}, listen overflows ${overflows}`,
+        `recovered ${reply.recovered}, fresh ${reply.freshStarts}, listen overflows ${overflows}, ` +
+        `server ${serverCpuPercent.toFixed(0)}%, client core ${clientCorePercent.toFixed(0)}% (Redis ${redisCpuPercent.toFixed(0)}%)` +
+        (result.clientBound ? ' CLIENT-BOUND' : ''),
     );
     return result;
   } finally {
