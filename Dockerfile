@@ -4,8 +4,9 @@
 # so Alpine/musl would silently fall back to the slow pure-JS implementation (see docs/adr/0001).
 
 ############################
-# Build stage: full install (dev deps), TypeScript emit to dist/, and the client SDK's
-# browser bundle (dist-client/lifeos-client.js, esbuild) that the console serves
+# Build stage: full install (dev deps), the gateway bundled to dist/ with the console's page
+# (scripts/build-gateway.ts, esbuild; docs/adr/0005), and the client SDK's browser bundle
+# (dist-client/lifeos-client.js) that the console serves
 ############################
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
@@ -13,7 +14,8 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 
-COPY tsconfig.json tsconfig.build.json ./
+COPY tsconfig.json ./
+COPY scripts/build-gateway.ts ./scripts/
 COPY src ./src
 COPY client ./client
 RUN npm run build && npm run build:client
@@ -30,10 +32,10 @@ RUN npm ci --omit=dev --no-audit --no-fund \
     && npm cache clean --force \
     && node -e "const u=require('uWebSockets.js'); if(!String(u.App).includes('[native code]')){console.error('uWebSockets.js native build not loaded');process.exit(1)}"
 
+# The bundle, with the console's page in dist/inspector/assets (CONSOLE_ENABLED=true), and
+# the prebuilt SDK bundle the console serves, so no esbuild at run time. node_modules is
+# still installed: uWebSockets.js's native binary stays outside the bundle.
 COPY --from=build /app/dist ./dist
-# The session console (CONSOLE_ENABLED=true): its static page, read from dist/inspector/assets
-# (src/inspector/assets.ts), and the prebuilt SDK bundle it serves, so no esbuild at run time.
-COPY --from=build /app/src/inspector/assets ./dist/inspector/assets
 COPY --from=build /app/dist-client/lifeos-client.js ./dist-client/lifeos-client.js
 
 USER node

@@ -1,25 +1,28 @@
 /**
- * The arm servers run from JavaScript that tsc compiled, as the gateway runs in
- * production (`node dist/main.js`, Dockerfile), not through tsx: under tsx the gateway
- * took 1.3 s from spawn to listening, transpiling ~100 modules (0.5 s from a build), and
- * M5's outage included that. Every arm runs this way, with the same flags and no loader hook.
+ * The arm servers run from built JavaScript, as the gateway runs in production, not
+ * through tsx: under tsx the gateway took 1.3 s from spawn to listening, transpiling ~100
+ * modules (0.5 s from tsc's output, 0.2 s from the bundle), and M5's outage included that.
+ * Every arm runs this way, with the same flags and no loader hook. The gateway arms run the
+ * bundle that `npm run build` makes for the image (scripts/build-gateway.ts); the other
+ * arms' scripts are compiled by tsc.
  *
- * One build per source digest (src/, the arm scripts, the tsconfigs, the lockfile), kept in
- * `.bench-build/<digest>` at the repository root so node_modules resolve as from the
- * sources. Test files run concurrently and may each ask for it: each compiles into a
- * private directory and renames it into place; the first rename wins and the others
- * discard theirs, so nobody ever sees a half-written build.
+ * One build per source digest (src/, the arm scripts, the tsconfigs, the bundler, the
+ * lockfile), kept in `.bench-build/<digest>` at the repository root so node_modules
+ * resolve as from the sources. Test files run concurrently and may each ask for it: each
+ * builds into a private directory and renames it into place; the first rename wins and
+ * the others discard theirs, so nobody ever sees a half-written build.
  */
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
+import { bundleGateway } from '../../scripts/build-gateway.ts';
 import { repoRoot } from '../lib/gateway-process.ts';
 
 /** What the build compiles, relative to the repository root (tsconfig.bench.json includes the same). */
 const SOURCES = ['src', 'bench/compare/arms'];
-/** What else decides the output: the compiler options, and the lockfile (TypeScript's version). */
-const CONFIGS = ['tsconfig.json', 'tsconfig.build.json', 'tsconfig.bench.json', 'package-lock.json'];
+/** What else decides the output: the compiler options, the bundler, and the lockfile (the tools' versions, the bundled packages). */
+const CONFIGS = ['tsconfig.json', 'tsconfig.bench.json', 'scripts/build-gateway.ts', 'package-lock.json'];
 const BUILDS_DIR = path.join(repoRoot, '.bench-build');
 /** Builds of other digests older than this are removed when a new one is made. */
 const STALE_MS = 24 * 3600 * 1000;
@@ -28,8 +31,10 @@ export interface ArmsBuild {
   /** First 16 hex digits of the sources' SHA-256. */
   digest: string;
   dir: string;
-  /** The compiled path of a source file, e.g. `src/main.ts` → `<dir>/src/main.js`. */
+  /** The compiled path of a source file, e.g. `bench/compare/arms/uws.ts` → `<dir>/bench/compare/arms/uws.js`. */
   js(source: string): string;
+  /** The gateway's bundle entry, `<dir>/gateway/main.js`. */
+  gateway: string;
 }
 
 let pending: Promise<ArmsBuild> | undefined;
@@ -51,16 +56,18 @@ export async function buildInto(buildsDir: string): Promise<ArmsBuild> {
     digest,
     dir,
     js: (source) => path.join(dir, source.replace(/\.ts$/, '.js')),
+    gateway: path.join(dir, 'gateway/main.js'),
   };
-  if (existsSync(path.join(dir, 'src/main.js'))) return build;
+  if (existsSync(build.gateway)) return build;
   const scratch = `${dir}.tmp-${process.pid}-${Date.now()}`;
   try {
     await tsc(scratch);
+    await bundleGateway(path.join(scratch, 'gateway'));
     try {
       renameSync(scratch, dir);
     } catch (err) {
       // another process renamed its copy first: same digest, same output
-      if (!existsSync(path.join(dir, 'src/main.js'))) throw err;
+      if (!existsSync(build.gateway)) throw err;
     }
   } finally {
     rmSync(scratch, { recursive: true, force: true });

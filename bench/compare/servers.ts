@@ -163,9 +163,9 @@ export class ArmServer {
     };
     delete env['NODE_OPTIONS'];
     const build = await armsBuild();
-    let script: string;
+    let entry: string;
     if (this.spec.kind === 'gateway') {
-      script = 'src/main.ts';
+      entry = build.gateway;
       Object.assign(env, {
         AUTH_JWT_SECRET: JWT_SECRET,
         LOG_LEVEL: 'info',
@@ -174,7 +174,7 @@ export class ArmServer {
       });
       if (!this.spec.redis) delete env['REDIS_URL'];
     } else {
-      script = SCRIPTS[this.spec.kind];
+      entry = build.js(SCRIPTS[this.spec.kind]);
     }
     // BENCH_CPU_PROF=DIR: write a V8 CPU profile of every server process into DIR (on exit)
     const profile = process.env['BENCH_CPU_PROF'];
@@ -184,7 +184,7 @@ export class ArmServer {
       ...extra,
       ...armNodeFlags(build.js),
     ];
-    const child = spawn('taskset', ['-c', SERVER_CORE, process.execPath, ...flags, build.js(script)], {
+    const child = spawn('taskset', ['-c', SERVER_CORE, process.execPath, ...flags, entry], {
       cwd: repoRoot,
       env,
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -11,10 +11,10 @@ import { pathToFileURL } from 'node:url';
  * answers 503 (the reason is logged once) while the page and the inspector API keep
  * working.
  *
- * The page's files are read from `assets/` next to this module: `src/inspector/assets/`
- * from a checkout, `dist/inspector/assets/` in the compiled build, where the build does
- * not put them (the Docker image copies them there; without them a gateway with
- * CONSOLE_ENABLED=true refuses to start). The bundle: run from the TypeScript sources
+ * The page's files are read from `src/inspector/assets/` when running from a checkout's
+ * sources, and from `dist/inspector/assets/` when running the build, which copies them
+ * there (scripts/build-gateway.ts; without them a gateway with CONSOLE_ENABLED=true
+ * refuses to start). The bundle: run from the TypeScript sources
  * (`npm start`, tsx), it is built from `client/` with esbuild, so it is never stale;
  * compiled, the prebuilt `dist-client/lifeos-client.js` (`npm run build:client`, which
  * the image runs) is served when present, and esbuild is only the fallback, for a
@@ -41,8 +41,25 @@ const FILES: Record<string, string> = {
   'console.css': 'text/css; charset=utf-8',
 };
 
-/** The page's files: next to this module (src/inspector/assets, or <outDir>/inspector/assets). */
-export const ASSETS_DIR = path.join(import.meta.dirname, 'assets');
+/** Running from the TypeScript sources (tsx) rather than the build. */
+const FROM_SOURCE = import.meta.url.endsWith('.ts');
+
+/**
+ * The package's root: the nearest directory above this module that holds a package.json.
+ * Paths are found from there because the build bundles this module into a chunk whose
+ * place in dist/ is esbuild's choice.
+ */
+function packageRoot(from: string): string {
+  for (let dir = from; ; dir = path.dirname(dir)) {
+    if (existsSync(path.join(dir, 'package.json'))) return dir;
+    if (path.dirname(dir) === dir) return from;
+  }
+}
+
+const ROOT = packageRoot(import.meta.dirname);
+
+/** The page's files: src/inspector/assets, or dist/inspector/assets in the build. */
+export const ASSETS_DIR = path.join(ROOT, FROM_SOURCE ? 'src' : 'dist', 'inspector', 'assets');
 
 /** Where the SDK bundle comes from; both paths resolve from the repository (or image) root. */
 export interface BundleSources {
@@ -55,9 +72,9 @@ export interface BundleSources {
 }
 
 export const BUNDLE_SOURCES: BundleSources = {
-  prebuilt: path.resolve(import.meta.dirname, '../../dist-client/lifeos-client.js'),
-  builder: path.resolve(import.meta.dirname, '../../client/bundle.ts'),
-  fromSource: import.meta.url.endsWith('.ts'),
+  prebuilt: path.join(ROOT, 'dist-client', 'lifeos-client.js'),
+  builder: path.join(ROOT, 'client', 'bundle.ts'),
+  fromSource: FROM_SOURCE,
 };
 
 export class ConsoleUnavailableError extends Error {
@@ -113,7 +130,7 @@ export async function clientBundle(sources: BundleSources): Promise<string> {
       });
     }
   }
-  // Outside src/ (the build's rootDir): imported by path, at run time, only when enabled.
+  // Not part of the build: imported by path, at run time, only when enabled.
   if (!existsSync(sources.builder)) {
     throw new ConsoleUnavailableError(
       `no client SDK bundle: ${sources.prebuilt} is missing (npm run build:client) and ` +

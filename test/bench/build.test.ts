@@ -1,6 +1,7 @@
 /**
- * bench:compare's arm build (bench/compare/build.ts): the arms run from tsc's output, one
- * build per source digest, shared by concurrent test files through an atomic rename.
+ * bench:compare's arm build (bench/compare/build.ts): the gateway arms run its bundle, the
+ * other arms tsc's output; one build per source digest, shared by concurrent test files
+ * through an atomic rename.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -22,8 +23,8 @@ describe('bench arm build', () => {
     assert.equal(a.dir, b.dir);
     assert.equal(a.digest, sourceDigest());
     assert.deepEqual(readdirSync(scratch), [a.digest], 'no scratch directory left behind');
+    assert.ok(existsSync(a.gateway), 'gateway bundled');
     for (const source of [
-      'src/main.ts',
       'bench/compare/arms/uws.ts',
       'bench/compare/arms/socketio.ts',
       'bench/compare/arms/ws.ts',
@@ -37,9 +38,9 @@ describe('bench arm build', () => {
     assert.equal(readdirSync(scratch).length, started);
   });
 
-  it('the compiled gateway runs under plain node, without a loader', async () => {
-    const { js } = await buildInto(scratch);
-    const out = spawnSync(process.execPath, [js('src/main.ts')], {
+  it('the bundled gateway runs under plain node, without a loader', async () => {
+    const { gateway } = await buildInto(scratch);
+    const out = spawnSync(process.execPath, [gateway], {
       env: { ...process.env, PORT: 'not-a-port', NODE_OPTIONS: '' },
       encoding: 'utf8',
       timeout: 20_000,

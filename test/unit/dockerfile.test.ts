@@ -6,6 +6,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { BUILD_DIR, CONSOLE_ASSETS, CONSOLE_ASSETS_OUT, GATEWAY_ENTRY } from '../../scripts/build-gateway.ts';
 import { ASSETS_DIR, BUNDLE_SOURCES } from '../../src/inspector/assets.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -89,11 +90,6 @@ const dockerfile = readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8');
 const instructions = parseDockerfile(dockerfile);
 const stages = splitStages(instructions);
 const finalStage = stages.at(-1)!;
-const buildConfig = JSON.parse(readFileSync(path.join(ROOT, 'tsconfig.build.json'), 'utf8')) as {
-  extends?: string;
-  compilerOptions: { outDir?: string; rootDir?: string; noEmit?: boolean };
-};
-
 describe('Dockerfile', () => {
   it('is multi-stage and every stage uses the glibc bookworm-slim Node 20 image', () => {
     assert.ok(stages.length >= 2, `expected >= 2 FROM stages, got ${stages.length}`);
@@ -124,21 +120,32 @@ describe('Dockerfile', () => {
       prodInstall || copiedModules,
       'final stage neither runs npm ci --omit=dev nor copies node_modules',
     );
-    const outDir = buildConfig.compilerOptions.outDir ?? '';
     assert.ok(
-      copies.some((c) => /--from=\S+/.test(c) && c.includes(outDir)),
-      `final stage does not COPY --from the build stage's ${outDir}`,
+      copies.some((c) => /--from=\S+/.test(c) && c.split(/\s+/).some((w) => w.endsWith(`/${BUILD_DIR}`))),
+      `final stage does not COPY --from the build stage's ${BUILD_DIR}/`,
     );
   });
 
-  it('ships the session console: its page where the compiled gateway reads it, and the prebuilt SDK bundle', () => {
-    // The build stage bundles the SDK (client/ → dist-client/lifeos-client.js).
+  it('ships the session console: its page in the copied build, and the prebuilt SDK bundle', () => {
+    // The build stage bundles the gateway, copying the page into dist/, and the SDK
+    // (client/ → dist-client/lifeos-client.js).
     const builder = stages.find((st) => find(st, 'RUN').some((r) => /\bnpm run build:client\b/.test(r.args)));
     assert.ok(builder?.name, 'no named stage runs npm run build:client');
     assert.ok(
-      find(builder, 'COPY').some((c) => /^client\s+(\.\/)?client\/?$/.test(c.args)),
-      'the stage that runs build:client does not COPY client ./client',
+      find(builder, 'RUN').some((r) => /\bnpm run build\b(?!:)/.test(r.args)),
+      'the stage that runs build:client does not run npm run build',
     );
+    const copiedIn = find(builder, 'COPY').map((c) => c.args.split(/\s+/)[0]!.replace(/\/$/, ''));
+    for (const needed of ['client', 'src', 'scripts/build-gateway.ts']) {
+      assert.ok(
+        copiedIn.includes(needed),
+        `the build stage does not COPY ${needed}: ${JSON.stringify(copiedIn)}`,
+      );
+    }
+    // From the sources the gateway reads the page where the build copies it from.
+    assert.equal(path.relative(ROOT, ASSETS_DIR).split(path.sep).join('/'), CONSOLE_ASSETS);
+    assert.ok(existsSync(path.join(ASSETS_DIR, 'index.html')), `${CONSOLE_ASSETS} has no index.html`);
+    assert.equal(CONSOLE_ASSETS_OUT, 'inspector/assets');
     const workdir = find(builder, 'WORKDIR').at(-1)?.args ?? '/';
     const fromBuilder = find(finalStage, 'COPY')
       .map((c) => c.args.split(/\s+/))
@@ -147,15 +154,9 @@ describe('Dockerfile', () => {
         src: path.posix.relative(workdir, path.posix.resolve(workdir, src)),
         dest: path.posix.normalize(dest).replace(/^\.\//, '').replace(/\/$/, ''),
       }));
-    // What src/inspector/assets.ts reads: `assets/` next to the module, i.e.
-    // <outDir>/inspector/assets once compiled, and the prebuilt bundle from the root.
-    const assetsRel = path.relative(path.join(ROOT, 'src'), ASSETS_DIR).split(path.sep).join('/');
-    const outDir = path.posix.normalize(buildConfig.compilerOptions.outDir ?? 'dist');
-    assert.ok(existsSync(path.join(ASSETS_DIR, 'index.html')), `${assetsRel} has no index.html`);
     assert.ok(
-      fromBuilder.some((c) => c.src === `src/${assetsRel}` && c.dest === `${outDir}/${assetsRel}`),
-      `final stage does not COPY --from=${builder.name} src/${assetsRel} to ${outDir}/${assetsRel}: ` +
-        JSON.stringify(fromBuilder),
+      fromBuilder.some((c) => c.src === BUILD_DIR && c.dest === BUILD_DIR),
+      `final stage does not COPY --from=${builder.name} ${BUILD_DIR} to ${BUILD_DIR}: ${JSON.stringify(fromBuilder)}`,
     );
     const bundleRel = path.relative(ROOT, BUNDLE_SOURCES.prebuilt).split(path.sep).join('/');
     assert.equal(bundleRel, 'dist-client/lifeos-client.js');
@@ -199,24 +200,17 @@ describe('Dockerfile', () => {
     assert.match(cmd, /http:\/\/(127\.0\.0\.1|localhost):8080\/healthz/);
   });
 
-  it('CMD is exec form `node <file>` pointing at what tsconfig.build.json emits', () => {
+  it('CMD is exec form `node <file>` pointing at the bundle that npm run build makes of src/main.ts', () => {
     const cmds = find(finalStage, 'CMD');
     assert.ok(cmds.length > 0, 'final stage has no CMD');
     const argv = execForm(cmds.at(-1)!);
     assert.equal(argv[0], 'node');
-    const entry = argv.at(-1)!;
-    assert.ok(entry.endsWith('.js'), `CMD entry ${entry} is not a .js file`);
-
-    const { outDir, rootDir, noEmit } = buildConfig.compilerOptions;
-    assert.equal(noEmit, false, 'tsconfig.build.json must set noEmit: false');
-    assert.ok(outDir && rootDir, 'tsconfig.build.json must set outDir and rootDir');
-    const rel = path.posix.relative(path.posix.normalize(outDir), path.posix.normalize(entry));
-    assert.ok(!rel.startsWith('..'), `CMD entry ${entry} is outside outDir ${outDir}`);
-    const source = path.join(ROOT, rootDir, rel.replace(/\.js$/, '.ts'));
-    assert.ok(
-      existsSync(source),
-      `CMD runs ${entry}, which the build emits from ${path.relative(ROOT, source)}; that file does not exist`,
-    );
+    assert.equal(argv.at(-1), `${BUILD_DIR}/main.js`);
+    assert.ok(existsSync(path.join(ROOT, GATEWAY_ENTRY)), `${GATEWAY_ENTRY} does not exist`);
+    const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as {
+      scripts: Record<string, string>;
+    };
+    assert.match(pkg.scripts.build ?? '', /scripts\/build-gateway\.ts/);
   });
 });
 
@@ -239,14 +233,7 @@ describe('.dockerignore', () => {
   }
 
   it('does not exclude what the build stage copies', () => {
-    for (const needed of [
-      'src',
-      'package.json',
-      'package-lock.json',
-      'tsconfig.json',
-      'tsconfig.build.json',
-      'client',
-    ]) {
+    for (const needed of ['src', 'package.json', 'package-lock.json', 'tsconfig.json', 'scripts', 'client']) {
       assert.ok(!entries.includes(needed), `.dockerignore excludes ${needed}, which the build needs`);
     }
   });
