@@ -89,7 +89,8 @@ export class GatewayServer {
    * drains that queue only when the event loop reaches it. In a reconnect storm a busy
    * loop turn outlasts 512 arrivals: the kernel then drops the SYNs, and each of those
    * clients waits a whole second for TCP to retry (issue 6's M5: 10,000 clients coming
-   * back overflowed the queue in 4 of 10 runs, by up to 1,563). The sockets share the port
+   * back overflowed one socket's queue in 6 of 12 runs, by up to 1,928, and eight sockets'
+   * in none of 12; docs/bench/2026-11-30-listen-sockets-ab.txt). The sockets share the port
    * through SO_REUSEPORT, which uSockets sets on Linux, and the kernel spreads handshakes
    * over their queues. Where a second socket cannot bind (the JS fallback), one serves.
    */
