@@ -88,12 +88,22 @@ export class GatewayProcess {
    */
   static async start(
     env: Record<string, string> = {},
-    options: { name?: string; startTimeoutMs?: number; build?: 'source' | 'dist' } = {},
+    options: {
+      name?: string;
+      startTimeoutMs?: number;
+      build?: 'source' | 'dist';
+      /** A built entry to run with plain node instead (a bundle made elsewhere); wins over `build`. */
+      entry?: string;
+    } = {},
   ): Promise<GatewayProcess> {
     installExitHook();
     const name = options.name ?? env['NODE_ID'] ?? 'gateway';
-    // 'dist': the compiled build (`npm run build`), which starts in a fraction of the time.
-    const args = options.build === 'dist' ? [DIST_MAIN] : ['--import', 'tsx', MAIN];
+    // 'dist': the build (`npm run build`), which starts in a fraction of the time.
+    const args = options.entry
+      ? [options.entry]
+      : options.build === 'dist'
+        ? [DIST_MAIN]
+        : ['--import', 'tsx', MAIN];
     const child = spawn(process.execPath, args, {
       cwd: ROOT,
       env: {

@@ -6,18 +6,15 @@
  * bundle in test/bench/compare.test.ts, whose gateway arms run it.)
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { copyFileSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { TokenVerifier } from 'livekit-server-sdk';
-import { httpJson } from '../../chaos/toolkit/http.ts';
+import { GatewayProcess, processToken } from '../../chaos/toolkit/gateway-process.ts';
 import { RedisServer } from '../../chaos/toolkit/redis-server.ts';
 import { bundleGateway, type GatewayBundle } from '../../scripts/build-gateway.ts';
-import { JwtVerifier } from '../../src/auth/jwt.ts';
-import { TEST_SECRET } from '../helpers/gateway.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const LK_KEY = 'bundle-test-key';
@@ -44,9 +41,7 @@ describe('the bundled gateway (npm run build)', { timeout: 60_000 }, () => {
   const app = mkdtempSync(path.join(tmpdir(), 'lifeos-bundle-'));
   let bundle: GatewayBundle;
   let redis: RedisServer;
-  let gateway: ChildProcess | undefined;
-  let base = '';
-  const logs: string[] = [];
+  let gateway: GatewayProcess | undefined;
 
   before(async () => {
     copyFileSync(path.join(ROOT, 'package.json'), path.join(app, 'package.json'));
@@ -57,6 +52,7 @@ describe('the bundled gateway (npm run build)', { timeout: 60_000 }, () => {
 
   after(async () => {
     gateway?.kill('SIGKILL');
+    await gateway?.exited;
     await redis?.stop();
     rmSync(app, { recursive: true, force: true });
   });
@@ -78,67 +74,38 @@ describe('the bundled gateway (npm run build)', { timeout: 60_000 }, () => {
   });
 
   it('starts under plain node with the Redis engine, the LiveKit bridge and the console', async () => {
-    gateway = spawn(process.execPath, [bundle.main], {
-      cwd: app,
-      env: {
-        ...process.env,
-        NODE_OPTIONS: '',
-        HOST: '127.0.0.1',
-        PORT: '0',
-        LOG_LEVEL: 'info',
-        AUTH_JWT_SECRET: TEST_SECRET,
+    gateway = await GatewayProcess.start(
+      {
         REDIS_URL: redis.url,
         LIVEKIT_API_KEY: LK_KEY,
         LIVEKIT_API_SECRET: LK_SECRET,
         CONSOLE_ENABLED: 'true',
       },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const port = await new Promise<number>((resolve, reject) => {
-      let out = '';
-      const timer = setTimeout(() => reject(new Error(`no listening line:\n${logs.join('')}`)), 20_000);
-      gateway!.stdout!.on('data', (chunk: Buffer) => {
-        out += chunk.toString();
-        const line = out.split('\n').find((l) => l.includes('"msg":"listening"'));
-        if (line) {
-          clearTimeout(timer);
-          resolve((JSON.parse(line) as { port: number }).port);
-        }
-      });
-      gateway!.stderr!.on('data', (chunk: Buffer) => logs.push(chunk.toString()));
-      gateway!.once('exit', (code) => reject(new Error(`exited ${String(code)}:\n${logs.join('')}`)));
-    });
-    base = `http://127.0.0.1:${port}`;
+      { entry: bundle.main },
+    );
 
-    const health = await httpJson(base, 'GET', '/healthz');
+    const health = await gateway.http('GET', '/healthz');
     assert.equal(health.status, 200);
     assert.equal(health.body.engine, 'redis');
     assert.equal(health.body.transport, 'native');
 
-    const jwt = new JwtVerifier(TEST_SECRET);
-    const user = await jwt.sign({ sub: 'alice', tid: 'acme', role: 'user' });
-    const created = await httpJson(base, 'POST', '/v1/call/sessions', { token: user });
-    assert.equal(created.status, 201, JSON.stringify(created.body));
-    const sessionId = (created.body as { id: string }).id;
+    const user = await processToken('alice');
+    const sessionId = await gateway.createSession(user);
 
-    const lk = await httpJson(base, 'POST', `/v1/call/sessions/${sessionId}/livekit-token`, { token: user });
+    const lk = await gateway.http('POST', `/v1/call/sessions/${sessionId}/livekit-token`, { token: user });
     assert.equal(lk.status, 200, JSON.stringify(lk.body));
     const claims = await new TokenVerifier(LK_KEY, LK_SECRET).verify((lk.body as { token: string }).token);
     assert.equal(claims.sub, 'user:alice');
     assert.equal(claims.video?.room, `lifeos-${sessionId}`);
 
-    const page = await fetch(`${base}/console/`);
+    const page = await fetch(`${gateway.url}/console/`);
     assert.equal(page.status, 200);
     assert.match(await page.text(), /<html/i);
   });
 
   it('drains and exits 0 on SIGTERM', async () => {
-    assert.ok(gateway && gateway.exitCode === null && gateway.signalCode === null, 'the gateway runs');
-    const code = await new Promise<number | null>((resolve) => {
-      gateway!.once('exit', (c) => resolve(c));
-      gateway!.kill('SIGTERM');
-    });
-    gateway = undefined;
-    assert.equal(code, 0, logs.join(''));
+    assert.ok(gateway?.running, 'the gateway runs');
+    const exit = await gateway.stop();
+    assert.equal(exit.code, 0, gateway.stderr);
   });
 });
