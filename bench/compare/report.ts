@@ -3,7 +3,7 @@
  * G to each peer at a common comparison point, their medians over the interleaved rounds,
  * the G/G′ noise band, and the goal table of issue 6.
  */
-import type { CapacityResult } from './scenarios/capacity.ts';
+import type { CapacityResult, CapacityStep } from './scenarios/capacity.ts';
 import type { FanoutResult, RatePoint } from './scenarios/fanout.ts';
 import type { RecoveryResult } from './scenarios/recovery.ts';
 
@@ -114,6 +114,7 @@ export function roundRatios(round: Round, m2 = m2Rate(round.fanout)): Record<str
       pointAt(p, ownHalf(p))?.latency.p99,
     );
     out[`M3.${key}`] = ratio(g.memory.rssPerConnKB, p.memory.rssPerConnKB);
+    out[`M3.cold.${key}`] = ratio(g.memory.rssPerConnKBCold, p.memory.rssPerConnKBCold);
     out[`M4.handshakes.${key}`] = ratio(g.connect.handshakesPerS, p.connect.handshakesPerS);
   }
   return out;
@@ -154,16 +155,18 @@ export function extraRatios(
     for (const [arm, c] of cap) {
       if (arm === 'G') continue;
       out[`M4.connsPerGiB.G/${arm}`] = ratio(g.connectionsPerGiB, c.connectionsPerGiB);
+      out[`M4.connsPerGiB.cold.G/${arm}`] = ratio(g.connectionsPerGiBCold, c.connectionsPerGiBCold);
       out[`M4.connsPerGiB.marginal.G/${arm}`] = ratio(
         g.connectionsPerGiBMarginal,
         c.connectionsPerGiBMarginal,
       );
       out[`M4.ramp.handshakes.G/${arm}`] = ratio(g.handshakesPerS, c.handshakesPerS);
       out[`M4.ramp.handshakesPerCpuS.G/${arm}`] = ratio(g.handshakesPerCpuS, c.handshakesPerCpuS);
-      const at = (x: CapacityResult, n: number): number | undefined =>
-        x.steps.find((s) => s.connections >= n * 0.98 && s.connections <= n * 1.1)?.rssPerConnKB;
-      out[`M3.15k.G/${arm}`] = ratio(at(g, 15000), at(c, 15000));
-      out[`M3.5k.G/${arm}`] = ratio(at(g, 5000), at(c, 5000));
+      const step = (x: CapacityResult, n: number): CapacityStep | undefined =>
+        x.steps.find((s) => s.connections >= n * 0.98 && s.connections <= n * 1.1);
+      out[`M3.15k.G/${arm}`] = ratio(step(g, 15000)?.rssPerConnKB, step(c, 15000)?.rssPerConnKB);
+      out[`M3.5k.G/${arm}`] = ratio(step(g, 5000)?.rssPerConnKB, step(c, 5000)?.rssPerConnKB);
+      out[`M3.15k.cold.G/${arm}`] = ratio(step(g, 15000)?.rssPerConnKBCold, step(c, 15000)?.rssPerConnKBCold);
     }
   }
   const rec = (arm: string, n: number, k: number, signal: string): RecoveryResult | undefined =>

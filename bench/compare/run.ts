@@ -296,6 +296,7 @@ function headlineRows(rounds: Round[]): {
   p99: number;
   p999: number;
   rss: number;
+  rssCold: number;
   hs: number;
   hsP99: number;
   wire: number;
@@ -321,6 +322,7 @@ function headlineRows(rounds: Round[]): {
       p99: median(per.map((x) => x.m2Point?.latency.p99 ?? Number.NaN)),
       p999: median(per.map((x) => x.m2Point?.latency.p999 ?? Number.NaN)),
       rss: median(per.map((x) => x.mine.memory.rssPerConnKB)),
+      rssCold: median(per.map((x) => x.mine.memory.rssPerConnKBCold ?? Number.NaN)),
       hs: median(per.map((x) => x.mine.connect.handshakesPerS)),
       hsP99: median(per.map((x) => x.mine.connect.handshake.p99)),
       wire: median(per.map((x) => x.mine.memory.wireBytesPerConnPerMin)),
@@ -381,6 +383,7 @@ function summary(r: {
           'p99 ms',
           'p99.9 ms',
           'RSS/conn KB',
+          'cold',
           'handshakes/s',
           'handshake p99 ms',
           'idle B/conn/min',
@@ -397,6 +400,7 @@ function summary(r: {
           x.p99,
           x.p999,
           x.rss,
+          x.rssCold,
           x.hs,
           x.hsP99,
           x.wire,
@@ -472,7 +476,7 @@ function summary(r: {
           'best handshakes/s (p99<100ms)',
           'handshakes/server-CPU-s (median step)',
           'client-bound steps',
-          'RSS/conn KB by step',
+          'RSS/conn KB by step (cold)',
         ],
         r.capacity.map((c) => [
           c.arm,
@@ -482,7 +486,13 @@ function summary(r: {
           c.handshakesPerS,
           c.handshakesPerCpuS,
           `${c.steps.filter((s) => s.clientBound).length}/${c.steps.length}`,
-          c.steps.map((s) => `${s.connections}: ${s.rssPerConnKB.toFixed(2)}`).join(', '),
+          c.steps
+            .map(
+              (s) =>
+                `${s.connections}: ${s.rssPerConnKB.toFixed(2)}` +
+                (s.rssPerConnKBCold !== undefined ? ` (${s.rssPerConnKBCold.toFixed(2)})` : ''),
+            )
+            .join(', '),
         ]),
       ),
     );

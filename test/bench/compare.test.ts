@@ -231,6 +231,23 @@ describe('bench:compare end to end (tiny)', () => {
     }
     assert.ok('M4.ramp.handshakesPerCpuS.G/U' in json.ratios);
     assert.ok('M4.connsPerGiB.marginal.G/U' in json.ratios);
+    assert.ok('M4.connsPerGiB.cold.G/U' in json.ratios);
+    // the memory baseline comes after the first step's handshakes, made and closed again
+    for (const c of json.capacity) {
+      assert.equal(c.warmup, 100, `${c.arm} warm-up handshakes`);
+      assert.ok(
+        c.baseColdMB! > 0 && c.baseMB! > 0,
+        `${c.arm} baselines ${String(c.baseColdMB)} / ${String(c.baseMB)}`,
+      );
+      const last = c.steps[c.steps.length - 1]!;
+      const coldGrowth = (last.rssPerConnKBCold! * last.connections) / 1024;
+      const warmGrowth = (last.rssPerConnKB * last.connections) / 1024;
+      // the two readings differ by exactly the warm-up's own growth
+      assert.ok(
+        Math.abs(coldGrowth - warmGrowth - (c.baseMB! - c.baseColdMB!)) < 0.01,
+        `${c.arm} cold ${coldGrowth} MB = warm ${warmGrowth} MB + warm-up ${c.baseMB! - c.baseColdMB!} MB`,
+      );
+    }
     for (const c of json.capacity) {
       assert.ok(typeof c.steps[0]!.rssAnonMB === 'number' && c.steps[0]!.rssAnonMB > 0, `${c.arm} RssAnon`);
     }
@@ -295,6 +312,9 @@ describe('bench:compare end to end (tiny)', () => {
       const p = f.points[0]!;
       assert.equal(p.gaps, 0, `${f.arm} gaps`);
       assert.equal(p.duplicates, 0, `${f.arm} duplicates`);
+      // the warm-up before the memory baseline closed its own clients: no close is counted
+      assert.deepEqual(p.closes, {}, `${f.arm} closes`);
+      assert.ok(f.memory.rssColdMB! > 0 && f.memory.rssBaseMB > 0, `${f.arm} cold and warm baselines`);
       assert.ok(p.expected > 0 && p.deliveredFraction === 1, `${f.arm} delivered ${p.deliveredFraction}`);
       // a tiny run may use less than one 10 ms clock tick of server CPU: measured, maybe 0
       assert.ok(Number.isFinite(p.server.total) && p.server.total >= 0, `${f.arm} server CPU was read`);
@@ -303,7 +323,7 @@ describe('bench:compare end to end (tiny)', () => {
         assert.ok((p.redisCommands?.evalsha?.calls ?? 0) > 0, `${f.arm} evalsha counted`);
       if (f.arm === 'U' || f.arm === 'W') assert.equal(p.redisCommands, undefined, `${f.arm} has no Redis`);
     }
-    for (const key of ['M3.G/U', 'M3.G/S', 'M4.handshakes.G/U', 'M4.handshakes.G/S']) {
+    for (const key of ['M3.G/U', 'M3.G/S', 'M3.cold.G/U', 'M4.handshakes.G/U', 'M4.handshakes.G/S']) {
       assert.equal(typeof json.ratios[key], 'number', `ratio ${key}`);
     }
     // A tiny run can use less server CPU than one clock tick (M1 then has no value), and

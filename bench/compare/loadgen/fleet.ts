@@ -128,11 +128,34 @@ export class Fleet {
   }
 
   /** Spreads `perTopic` subscribers of every topic evenly over the workers. */
-  async connect(
+  connect(
     topics: readonly string[],
     perTopic: number,
     concurrency: number,
     timeoutMs = 120_000,
+  ): Promise<ConnectReply & { histogram: hdr.Histogram }> {
+    return this.#handshakes(topics, perTopic, concurrency, timeoutMs, true);
+  }
+
+  /**
+   * The same handshakes as `connect`, but each client closes once it is ready: the
+   * server does the work of `perTopic` × topics connections and holds none of them.
+   */
+  churn(
+    topics: readonly string[],
+    perTopic: number,
+    concurrency: number,
+    timeoutMs = 120_000,
+  ): Promise<ConnectReply & { histogram: hdr.Histogram }> {
+    return this.#handshakes(topics, perTopic, concurrency, timeoutMs, false);
+  }
+
+  async #handshakes(
+    topics: readonly string[],
+    perTopic: number,
+    concurrency: number,
+    timeoutMs: number,
+    hold: boolean,
   ): Promise<ConnectReply & { histogram: hdr.Histogram }> {
     const n = this.workers.length;
     const shares: TopicShare[][] = this.workers.map(() => []);
@@ -149,6 +172,7 @@ export class Fleet {
           topics: shares[i]!,
           concurrency: Math.max(1, Math.round(concurrency / n)),
           timeoutMs,
+          hold,
         })) as Extract<FromWorker, { op: 'connected' }>;
         return answer.reply;
       }),

@@ -24,8 +24,19 @@ export interface TopicShare {
 export type ToWorker =
   | { op: 'init'; id: number; init: WorkerInit }
   | { op: 'clock'; id: number }
-  /** Opens `count` subscribers per topic, `concurrency` handshakes in flight. */
-  | { op: 'connect'; id: number; topics: TopicShare[]; concurrency: number; timeoutMs: number }
+  /**
+   * Opens `count` subscribers per topic, `concurrency` handshakes in flight. With `hold`
+   * false each one closes as soon as it is ready and none is kept: a warm-up that puts a
+   * server through the same handshakes without leaving connections behind.
+   */
+  | {
+      op: 'connect';
+      id: number;
+      topics: TopicShare[];
+      concurrency: number;
+      timeoutMs: number;
+      hold: boolean;
+    }
   /**
    * Opens a measurement window: deliveries are counted from now, and the latency of every
    * event stamped in [startUs, stopUs) (parent clock) is recorded. `offsetUs` converts this

@@ -31,6 +31,8 @@ interface Sub {
   /** Last seq received; -1 before the first (G starts at the session's head). */
   last: number;
   attempts: number;
+  /** False for a warm-up client (`connect` without `hold`), which is closed once ready. */
+  kept: boolean;
   /** M5: the seq this subscriber must reach, and whether it did. */
   target: number;
   reachedAt: number;
@@ -144,6 +146,7 @@ function open(sub: Sub, index: number, onFirst: (ok: boolean) => void): void {
       },
       onClose(code) {
         sub.ready = false;
+        if (!sub.kept && !first) return; // a warm-up client, closed by us once ready
         const key = String(code);
         closes[key] = (closes[key] ?? 0) + 1;
         if (first) {
@@ -202,11 +205,21 @@ async function connect(
   topics: { topic: string; count: number }[],
   concurrency: number,
   timeoutMs: number,
+  hold: boolean,
 ): Promise<ConnectReply> {
   const fresh: Sub[] = [];
   for (const { topic, count } of topics) {
     for (let i = 0; i < count; i++)
-      fresh.push({ topic, client: undefined, ready: false, last: -1, attempts: 0, target: 0, reachedAt: 0 });
+      fresh.push({
+        topic,
+        client: undefined,
+        ready: false,
+        kept: hold,
+        last: -1,
+        attempts: 0,
+        target: 0,
+        reachedAt: 0,
+      });
   }
   const handshake = newHistogram();
   const began = performance.now();
@@ -228,6 +241,7 @@ async function connect(
           if (ok) {
             ready++;
             handshake.recordValue(Math.max(1, Math.round((performance.now() - t0) * 1000)));
+            if (!hold) sub.client?.close();
           } else failed++;
           if (ready + failed === fresh.length || (next >= fresh.length && inFlight === 0)) resolve();
           else pump();
@@ -238,7 +252,7 @@ async function connect(
     pump();
     setTimeout(resolve, timeoutMs + 1000).unref();
   });
-  subs.push(...fresh.slice(0, next));
+  if (hold) subs.push(...fresh.slice(0, next));
   return {
     ready,
     failed: failed + (fresh.length - next),
@@ -292,7 +306,7 @@ async function handle(message: ToWorker): Promise<FromWorker> {
       return {
         op: 'connected',
         id: message.id,
-        reply: await connect(message.topics, message.concurrency, message.timeoutMs),
+        reply: await connect(message.topics, message.concurrency, message.timeoutMs, message.hold),
       };
     case 'window':
       windowOpen = true;

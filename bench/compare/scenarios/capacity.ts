@@ -3,6 +3,10 @@
  * limit of one server process, or 4 GiB of server RSS), and at every step record the
  * handshake rate and p99 (G verifies a JWT in every hello), and RSS per connection after
  * a GC at the steps the report names (5k, 15k).
+ *
+ * RSS per connection counts from a warm baseline (`warmBaseline`: the first step's
+ * handshakes once, with clients that close as soon as they are ready); the cold reading,
+ * from before the warm-up, is kept beside it.
  */
 import { Fleet } from '../loadgen/fleet.ts';
 import { percentilesMs } from '../loadgen/histogram.ts';
@@ -10,7 +14,7 @@ import { CpuSpan, corePercent, coreTicks } from '../proc.ts';
 import { median } from '../report.ts';
 import { CLIENT_CORE, ArmServer, type ArmSpec } from '../servers.ts';
 import type { Latency } from './fanout.ts';
-import { createTopics, sourceAddresses } from './setup.ts';
+import { createTopics, sourceAddresses, warmBaseline } from './setup.ts';
 
 export interface CapacityOptions {
   steps: number[];
@@ -25,7 +29,10 @@ export interface CapacityStep {
   handshakesPerS: number;
   handshake: Latency;
   rssMB: number;
+  /** RSS growth per connection since the warm baseline. */
   rssPerConnKB: number;
+  /** The same since the cold baseline (before the warm-up; absent in files before s17). */
+  rssPerConnKBCold?: number;
   /** Private memory (RssAnon) and its growth per connection since the base. */
   rssAnonMB: number;
   rssAnonPerConnKB: number;
@@ -46,8 +53,13 @@ export interface CapacityStep {
 export interface CapacityResult {
   arm: string;
   held: number;
-  /** Connections per GiB of server RSS growth at the last step. */
+  /** Server RSS after a GC before and after the warm-up churn, and that churn's size (s17 on). */
+  baseColdMB?: number;
+  baseMB?: number;
+  warmup?: number;
+  /** Connections per GiB of server RSS growth at the last step, from the warm and the cold baseline. */
   connectionsPerGiB: number;
+  connectionsPerGiBCold?: number;
   /**
    * RSS per extra connection: the least-squares slope of RSS over the steps, in KB. It
    * leaves out what the first step's warm-up adds once (JIT code, heap growth) and the
@@ -71,9 +83,6 @@ export async function runCapacity(spec: ArmSpec, o: CapacityOptions): Promise<Ca
   let fleet: Fleet | undefined;
   try {
     const setup = await createTopics(server, o.topics);
-    await server.gc();
-    const base = server.rss;
-    const baseAnon = server.rssAnon;
     const top = o.steps[o.steps.length - 1]!;
     fleet = await Fleet.start(Math.max(2, Math.ceil(top / 9000)), {
       kind: spec.kind,
@@ -82,6 +91,12 @@ export async function runCapacity(spec: ArmSpec, o: CapacityOptions): Promise<Ca
       ackEvery: 32,
       localAddresses: sourceAddresses(8),
     });
+    const warm = await warmBaseline(server, fleet, setup.topics, o.steps[0]!, o.concurrency);
+    const { cold, rss: base, rssAnon: baseAnon } = warm;
+    o.log(
+      `${spec.name} M3 baseline: ${(cold / 2 ** 20).toFixed(1)} MB cold, ${(base / 2 ** 20).toFixed(1)} MB ` +
+        `after ${warm.warmup} handshakes closed again${warm.failed ? ` (${warm.failed} failed)` : ''}`,
+    );
     const steps: CapacityStep[] = [];
     let held = 0;
     for (const target of o.steps) {
@@ -103,6 +118,7 @@ export async function runCapacity(spec: ArmSpec, o: CapacityOptions): Promise<Ca
         handshake: percentilesMs(reply.histogram),
         rssMB: rss / 2 ** 20,
         rssPerConnKB: (rss - base) / Math.max(1, held) / 1024,
+        rssPerConnKBCold: (rss - cold) / Math.max(1, held) / 1024,
         rssAnonMB: rssAnon / 2 ** 20,
         rssAnonPerConnKB: (rssAnon - baseAnon) / Math.max(1, held) / 1024,
         serverPercent: serverCpu.percent,
@@ -116,7 +132,7 @@ export async function runCapacity(spec: ArmSpec, o: CapacityOptions): Promise<Ca
         `${spec.name} M4 ${held} conns: ${Math.round(step.handshakesPerS)} handshakes/s, p99 ${step.handshake.p99} ms, ` +
           `server ${step.serverPercent.toFixed(0)}% (user ${step.serverUserPercent.toFixed(0)}%, ${Math.round(step.perCpuS)}/cpu-s), client core ${clientCorePercent.toFixed(0)}%` +
           `${step.clientBound ? ' CLIENT-BOUND' : ''}, ` +
-          `RSS ${step.rssMB.toFixed(0)} MB (${step.rssPerConnKB.toFixed(2)} KB/conn), ` +
+          `RSS ${step.rssMB.toFixed(0)} MB (${step.rssPerConnKB.toFixed(2)} KB/conn, cold ${step.rssPerConnKBCold?.toFixed(2) ?? '—'}), ` +
           `anon ${step.rssAnonMB.toFixed(0)} MB (${step.rssAnonPerConnKB.toFixed(2)} KB/conn)${reply.failed ? `, ${reply.failed} failed` : ''}`,
       );
       if (reply.failed > (target - held + reply.ready) * 0.01 || rss > LIMIT_BYTES) break;
@@ -127,8 +143,12 @@ export async function runCapacity(spec: ArmSpec, o: CapacityOptions): Promise<Ca
     return {
       arm: spec.name,
       held,
+      baseColdMB: cold / 2 ** 20,
+      baseMB: base / 2 ** 20,
+      warmup: warm.warmup,
       // below a few thousand connections the RSS delta is GC and JIT noise (it can be negative)
-      connectionsPerGiB: last && last.rssPerConnKB > 0 ? 2 ** 30 / (last.rssPerConnKB * 1024) : Number.NaN,
+      connectionsPerGiB: perGiB(last?.rssPerConnKB),
+      connectionsPerGiBCold: perGiB(last?.rssPerConnKBCold),
       marginalKBPerConn: marginal,
       connectionsPerGiBMarginal: marginal > 0 ? 2 ** 20 / marginal : Number.NaN,
       handshakesPerS: good.length ? Math.max(...good.map((s) => s.handshakesPerS)) : 0,
@@ -140,6 +160,9 @@ export async function runCapacity(spec: ArmSpec, o: CapacityOptions): Promise<Ca
     await server.close();
   }
 }
+
+const perGiB = (kbPerConn: number | undefined): number =>
+  kbPerConn !== undefined && kbPerConn > 0 ? 2 ** 30 / (kbPerConn * 1024) : Number.NaN;
 
 /** Least-squares slope of y over x; NaN with fewer than two distinct x. */
 export function slope(points: [x: number, y: number][]): number {

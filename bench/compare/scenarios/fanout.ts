@@ -16,7 +16,7 @@ import { TIMELINE_BUCKET_US, type Timeline } from '../loadgen/messages.ts';
 import { percentilesMs } from '../loadgen/histogram.ts';
 import { CLIENT_CORE, ArmServer, type ArmSpec } from '../servers.ts';
 import { CpuSpan, corePercent, coreTicks } from '../proc.ts';
-import { connectPublisher, createTopics, loadArmClient, sourceAddresses } from './setup.ts';
+import { connectPublisher, createTopics, loadArmClient, sourceAddresses, warmBaseline } from './setup.ts';
 
 export interface FanoutOptions {
   sessions: number;
@@ -101,9 +101,13 @@ export interface FanoutResult {
   payloadBytes: number;
   connect: { ready: number; failed: number; ms: number; handshakesPerS: number; handshake: Latency };
   memory: {
+    /** Server RSS after a GC before and after the warm-up (see `warmBaseline`). */
+    rssColdMB?: number;
     rssBaseMB: number;
     rssConnectedMB: number;
+    /** Growth per connection since the warm baseline, and since the cold one. */
     rssPerConnKB: number;
+    rssPerConnKBCold?: number;
     redisBytesPerSession?: number;
     redisBytesPerConn?: number;
     wireBytesPerConnPerMin: number;
@@ -112,6 +116,9 @@ export interface FanoutResult {
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Handshakes of the warm-up before the memory baseline (at most: the shape's size). */
+const WARMUP = 5000;
 
 async function redisUsedMemory(server: ArmServer): Promise<number | undefined> {
   if (!server.redis) return undefined;
@@ -193,10 +200,6 @@ export async function runFanout(spec: ArmSpec, o: FanoutOptions): Promise<Fanout
     const arm = await loadArmClient(spec.kind);
     const setup = await createTopics(server, o.sessions);
     const total = o.sessions * o.perSession;
-    await server.gc();
-    const rssBase = server.rss;
-    const redisBase = await redisUsedMemory(server);
-
     fleet = await Fleet.start(Math.max(2, Math.ceil(total / 9000)), {
       kind: spec.kind,
       url: server.url,
@@ -204,6 +207,9 @@ export async function runFanout(spec: ArmSpec, o: FanoutOptions): Promise<Fanout
       ackEvery: 32,
       localAddresses: sourceAddresses(8),
     });
+    const warm = await warmBaseline(server, fleet, setup.topics, Math.min(total, WARMUP), o.concurrency);
+    const rssBase = warm.rss;
+    const redisBase = await redisUsedMemory(server);
     const connected = await fleet.connect(setup.topics, o.perSession, o.concurrency);
     const handshake = percentilesMs(connected.histogram);
     o.log(
@@ -362,9 +368,11 @@ export async function runFanout(spec: ArmSpec, o: FanoutOptions): Promise<Fanout
         handshake,
       },
       memory: {
+        rssColdMB: warm.cold / 2 ** 20,
         rssBaseMB: rssBase / 2 ** 20,
         rssConnectedMB: rssConnected / 2 ** 20,
         rssPerConnKB: (rssConnected - rssBase) / conns / 1024,
+        rssPerConnKBCold: (rssConnected - warm.cold) / conns / 1024,
         ...(redisBase !== undefined && redisConnected !== undefined
           ? {
               redisBytesPerSession: (redisConnected - redisBase) / o.sessions,

@@ -2,8 +2,10 @@
  * What every scenario needs from an arm before clients connect: its topics (for G, real
  * call sessions created over HTTP), tokens, and a publisher connection.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { JwtVerifier } from '../../../src/auth/jwt.ts';
 import { httpJson } from '../../../chaos/toolkit/http.ts';
+import type { Fleet } from '../loadgen/fleet.ts';
 import type { ArmServer } from '../servers.ts';
 import { JWT_SECRET } from '../servers.ts';
 import type { ArmClient, Publisher } from '../types.ts';
@@ -59,4 +61,37 @@ export async function loadArmClient(kind: ArmClient['kind']): Promise<ArmClient>
 /** 127.0.0.2 … 127.0.0.(1+n): source addresses for the load generator. */
 export function sourceAddresses(n: number): string[] {
   return Array.from({ length: n }, (_, i) => `127.0.0.${i + 2}`);
+}
+
+export interface Baseline {
+  /** Server RSS after a GC before the warm-up, and after it (bytes). */
+  cold: number;
+  rss: number;
+  rssAnon: number;
+  /** Handshakes the warm-up completed, and how many failed. */
+  warmup: number;
+  failed: number;
+}
+
+/**
+ * The memory baseline that per-connection readings (M3, M4) count from, the same for
+ * every arm: `count` handshakes spread over the topics, each client closing once it is
+ * ready, then a GC. A process's first burst of work grows its heap once, whatever it holds
+ * afterwards (V8's young generation went 9 → 31 MB in G's first 5,000 handshakes and
+ * stayed there), and that is not the cost of an idle connection. `cold` is kept for the
+ * record.
+ */
+export async function warmBaseline(
+  server: ArmServer,
+  fleet: Fleet,
+  topics: readonly string[],
+  count: number,
+  concurrency: number,
+): Promise<Baseline> {
+  await server.gc();
+  const cold = server.rss;
+  const churned = await fleet.churn(topics, Math.max(1, Math.ceil(count / topics.length)), concurrency);
+  await sleep(500); // the last closes reach the server
+  await server.gc();
+  return { cold, rss: server.rss, rssAnon: server.rssAnon, warmup: churned.ready, failed: churned.failed };
 }
