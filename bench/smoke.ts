@@ -8,8 +8,8 @@
  *                          [--workers 2] [--ack-every 32] [--parse fast|full]
  *                          [--text-bytes 100] [--drain-timeout 10] [--out file.json]
  *
- * Processes: this one (orchestrator + the publisher), the gateway (`node --import tsx
- * src/main.ts`, its own process), a private redis-server for the redis arm, and
+ * Processes: this one (orchestrator + the publisher), the gateway (its bundle, as
+ * bench:compare's G arms run it: `benchGateway` in bench/compare/servers.ts), a private redis-server for the redis arm, and
  * `--workers` forked subscriber processes (bench/subscriber-worker.ts). All on 127.0.0.1;
  * all killed on exit and on ctrl-c.
  */
@@ -23,7 +23,9 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { JwtVerifier } from '../src/auth/jwt.ts';
 import { RedisServer } from '../chaos/toolkit/redis-server.ts';
-import { GatewayProcess, repoRoot } from './lib/gateway-process.ts';
+import { GatewayProcess } from '../chaos/toolkit/gateway-process.ts';
+import { benchGateway } from './compare/servers.ts';
+import { repoRoot } from './lib/repo-root.ts';
 import { Histogram } from './lib/histogram.ts';
 import type {
   CodecName,
@@ -384,7 +386,14 @@ async function runArm(engine: 'memory' | 'redis', rates: number[]): Promise<ArmR
       env.REDIS_URL = redis.url;
     }
     try {
-      gateway = await GatewayProcess.start(env);
+      // the gateway inherits this environment (but REDIS_URL): `MAX_IN_FLIGHT=512 npm run bench:smoke`
+      const inherited = Object.entries(process.env).filter(
+        (e): e is [string, string] => e[1] !== undefined && e[0] !== 'REDIS_URL',
+      );
+      gateway = await GatewayProcess.start(
+        { ...Object.fromEntries(inherited), ...env },
+        await benchGateway(),
+      );
     } catch (err) {
       const text = err instanceof Error ? err.message : String(err);
       const reason = text
@@ -394,7 +403,7 @@ async function runArm(engine: 'memory' | 'redis', rates: number[]): Promise<ArmR
         .join(' | ');
       return { ...result, status: 'skipped', reason: `gateway did not start: ${reason}` };
     }
-    result.transport = gateway.transport;
+    result.transport = String(gateway.listening['transport']);
     const redisPid = redis
       ? Number(/process_id:(\d+)/.exec(String(await redis.command('INFO', 'server')))?.[1])
       : undefined;
@@ -503,8 +512,10 @@ async function runArm(engine: 'memory' | 'redis', rates: number[]): Promise<ArmR
     publisher?.close();
     await Promise.all(workers.map((w) => w.close()));
     if (gateway) {
-      result.gatewayProblems = [...new Set(gateway.problems.map((p) => `${p.level}: ${p.msg}`))];
-      result.gatewayExit = await gateway.stop();
+      result.gatewayProblems = [
+        ...new Set(gateway.problems.map((p) => `${String(p.level)}: ${String(p.msg)}`)),
+      ];
+      result.gatewayExit = (await gateway.stop(15_000)).code;
     }
     await redis?.stop();
   }

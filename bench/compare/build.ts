@@ -17,7 +17,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { bundleGateway } from '../../scripts/build-gateway.ts';
-import { repoRoot } from '../lib/gateway-process.ts';
+import { repoRoot } from '../lib/repo-root.ts';
 
 /** What the build compiles, relative to the repository root (tsconfig.bench.json includes the same). */
 const SOURCES = ['src', 'bench/compare/arms'];

@@ -11,7 +11,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { codeVersion, machineInfo } from '../lib/proc.ts';
-import { repoRoot } from '../lib/gateway-process.ts';
+import { repoRoot } from '../lib/repo-root.ts';
 import { barChart } from './plot.ts';
 import { CLIENT_CORE, ARMS, GATEWAY_EXTRA_FLAGS, type ArmSpec } from './servers.ts';
 import { GATEWAY_ACK_MS, GATEWAY_ACK_OVERRIDDEN } from './gateway-acks.ts';

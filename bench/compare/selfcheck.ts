@@ -19,18 +19,18 @@
  * Exit code 1 on any failure.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { freePort } from '../../chaos/toolkit/ports.ts';
 import { RedisServer } from '../../chaos/toolkit/redis-server.ts';
 import { JwtVerifier } from '../../src/auth/jwt.ts';
-import { GatewayProcess, repoRoot } from '../lib/gateway-process.ts';
+import { GatewayProcess } from '../../chaos/toolkit/gateway-process.ts';
+import { repoRoot } from '../lib/repo-root.ts';
 import { nowMicros } from '../lib/wire.ts';
 import { armsBuild } from './build.ts';
 import { makePayload } from './payload.ts';
-import { armNodeFlags } from './servers.ts';
+import { armNodeFlags, benchGateway } from './servers.ts';
 import type { ArmClient, ArmKind, Publisher, Subscriber } from './types.ts';
 
 const { values: argv } = parseArgs({
@@ -122,25 +122,23 @@ process.once('exit', () => {
 });
 
 async function startGateway(port: number, redisUrl: string, node: string): Promise<Server> {
-  const gateway = await GatewayProcess.start({
-    PORT: String(port),
-    HOST: '127.0.0.1',
-    REDIS_URL: redisUrl,
-    AUTH_JWT_SECRET: SECRET,
-    LOG_LEVEL: 'info',
-    NODE_ID: node,
-  });
+  const gateway = await GatewayProcess.start(
+    {
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      REDIS_URL: redisUrl,
+      AUTH_JWT_SECRET: SECRET,
+      LOG_LEVEL: 'info',
+      NODE_ID: node,
+    },
+    await benchGateway(),
+  );
   return {
     pid: gateway.pid,
     port: gateway.port,
     async kill(signal) {
-      if (signal === 'SIGTERM') {
-        await gateway.stop();
-        return;
-      }
-      const exited = once(gateway.child, 'exit');
-      gateway.killNow();
-      await exited;
+      if (signal === 'SIGTERM') await gateway.stop(15_000);
+      else await gateway.crash();
     },
   };
 }

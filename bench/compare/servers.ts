@@ -1,7 +1,7 @@
 /**
  * Starting and stopping the arms' server processes for bench:compare. Every server runs
- * from the tsc build of its sources (build.ts) with the same Node flags (`--expose-gc`,
- * the gc hook), pinned to the server core with taskset, on a fixed port so a restarted
+ * from the build of its sources (build.ts: the gateway's bundle, the other arms' scripts
+ * compiled) with the same Node flags (`--expose-gc`, the gc hook), pinned to the server core with taskset, on a fixed port so a restarted
  * server (M5) comes back where its clients reconnect. Redis (for G and S) runs on the
  * load-generator core.
  */
@@ -11,7 +11,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { RedisServer } from '../../chaos/toolkit/redis-server.ts';
 import { freePort } from '../../chaos/toolkit/ports.ts';
-import { repoRoot } from '../lib/gateway-process.ts';
+import { repoRoot } from '../lib/repo-root.ts';
 import { armsBuild } from './build.ts';
 import type { ArmKind } from './types.ts';
 import { pin, rssAnonBytes, rssBytes } from './proc.ts';
@@ -82,6 +82,16 @@ export const armNodeFlags = (js: (source: string) => string): string[] => [
   '--import',
   js('bench/compare/arms/gc-hook.ts'),
 ];
+/**
+ * How the other benchmarks (bench:smoke, bench:selfcheck) run the gateway: the bundle and
+ * the flags of the G arms, the gc hook's orphan watch included, as options for the chaos
+ * toolkit's `GatewayProcess.start`.
+ */
+export async function benchGateway(): Promise<{ entry: string; nodeArgs: string[] }> {
+  const build = await armsBuild();
+  return { entry: build.gateway, nodeArgs: armNodeFlags(build.js) };
+}
+
 /**
  * BENCH_G_FLAGS="--flag …": extra Node flags for the gateway arms only, for tuning
  * experiments (docs/operations.md). A run with them is not a comparison, so the run

@@ -50,6 +50,8 @@ export class GatewayProcess {
   readonly logs: LogLine[] = [];
   readonly exited: Promise<ExitInfo>;
   port = 0;
+  /** The `listening` log line (port, engine, transport, …). */
+  listening: LogLine = {};
   #stderr = '';
   #exitInfo: ExitInfo | undefined;
   #stopped = false;
@@ -94,16 +96,21 @@ export class GatewayProcess {
       build?: 'source' | 'dist';
       /** A built entry to run with plain node instead (a bundle made elsewhere); wins over `build`. */
       entry?: string;
+      /** Node flags before the entry (`--expose-gc`, `--import <preload>`), for the benchmarks. */
+      nodeArgs?: string[];
     } = {},
   ): Promise<GatewayProcess> {
     installExitHook();
     const name = options.name ?? env['NODE_ID'] ?? 'gateway';
     // 'dist': the build (`npm run build`), which starts in a fraction of the time.
-    const args = options.entry
-      ? [options.entry]
-      : options.build === 'dist'
-        ? [DIST_MAIN]
-        : ['--import', 'tsx', MAIN];
+    const args = [
+      ...(options.nodeArgs ?? []),
+      ...(options.entry
+        ? [options.entry]
+        : options.build === 'dist'
+          ? [DIST_MAIN]
+          : ['--import', 'tsx', MAIN]),
+    ];
     const child = spawn(process.execPath, args, {
       cwd: ROOT,
       env: {
@@ -123,8 +130,8 @@ export class GatewayProcess {
     const gw = new GatewayProcess(name, child);
     live.add(gw);
     try {
-      const listening = await gw.waitForLog((l) => l.msg === 'listening', options.startTimeoutMs ?? 20_000);
-      gw.port = Number(listening['port']);
+      gw.listening = await gw.waitForLog((l) => l.msg === 'listening', options.startTimeoutMs ?? 20_000);
+      gw.port = Number(gw.listening['port']);
       if (!(gw.port > 0)) throw new Error(`${name}: "listening" line without a port`);
       return gw;
     } catch (err) {
@@ -146,6 +153,11 @@ export class GatewayProcess {
 
   get stderr(): string {
     return this.#stderr;
+  }
+
+  /** The warn, error and fatal log lines so far. */
+  get problems(): LogLine[] {
+    return this.logs.filter((l) => l.level === 'warn' || l.level === 'error' || l.level === 'fatal');
   }
 
   get running(): boolean {

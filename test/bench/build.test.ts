@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { buildInto, sourceDigest } from '../../bench/compare/build.ts';
-import { repoRoot } from '../../bench/lib/gateway-process.ts';
+import { repoRoot } from '../../bench/lib/repo-root.ts';
 
 // Inside the repository, as the real builds are: the compiled files find node_modules
 // by walking up from where they are.

@@ -13,8 +13,8 @@
  *   "ms":<duration>,"atUs":<start, epoch µs>}`, which bench:compare files under the rate
  *   point it fell in. Stalls are found by a 10 ms interval timer's lateness, so this
  *   costs every arm the same hundred wake-ups a second; it is off unless asked for.
- * - Orphan watch (as bench/lib/orphan-watch.ts): once re-parented (the benchmark died
- *   without cleaning up), the process sends itself SIGTERM and shuts down like any stop.
+ * - Orphan watch: once re-parented (the benchmark died without cleaning up), the process
+ *   sends itself SIGTERM and shuts down like any stop.
  */
 import { PerformanceObserver, performance } from 'node:perf_hooks';
 import { getHeapSpaceStatistics } from 'node:v8';
