@@ -9,9 +9,9 @@
  *                          [--text-bytes 100] [--drain-timeout 10] [--out file.json]
  *
  * Processes: this one (orchestrator + the publisher), the gateway (its bundle, as
- * bench:compare's G arms run it: `benchGateway` in bench/compare/servers.ts), a private redis-server for the redis arm, and
- * `--workers` forked subscriber processes (bench/subscriber-worker.ts). All on 127.0.0.1;
- * all killed on exit and on ctrl-c.
+ * bench:compare's G arms run it: `benchGateway` in bench/compare/servers.ts), a private
+ * redis-server for the redis arm, and `--workers` forked subscriber processes
+ * (bench/subscriber-worker.ts). All on 127.0.0.1; all killed on exit and on ctrl-c.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';

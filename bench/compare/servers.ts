@@ -1,9 +1,9 @@
 /**
  * Starting and stopping the arms' server processes for bench:compare. Every server runs
  * from the build of its sources (build.ts: the gateway's bundle, the other arms' scripts
- * compiled) with the same Node flags (`--expose-gc`, the gc hook), pinned to the server core with taskset, on a fixed port so a restarted
- * server (M5) comes back where its clients reconnect. Redis (for G and S) runs on the
- * load-generator core.
+ * compiled) with the same Node flags (`--expose-gc`, the gc hook), pinned to the server
+ * core with taskset, on a fixed port so a restarted server (M5) comes back where its
+ * clients reconnect. Redis (for G and S) runs on the load-generator core.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -82,6 +82,7 @@ export const armNodeFlags = (js: (source: string) => string): string[] => [
   '--import',
   js('bench/compare/arms/gc-hook.ts'),
 ];
+
 /**
  * How the other benchmarks (bench:smoke, bench:selfcheck) run the gateway: the bundle and
  * the flags of the G arms, the gc hook's orphan watch included, as options for the chaos
