@@ -200,14 +200,23 @@ describe('bench:compare end to end (tiny)', () => {
 
   it('the capacity ramp records server CPU (and its user part) and the load generator core per step, and handshakes per CPU-second', async () => {
     const out = path.join(dir, 'capacity.json');
-    const args = ['--import', 'tsx', 'bench/compare/run.ts', '--full', '--arms', 'G,U', '--only', 'capacity'];
+    const args = [
+      '--import',
+      'tsx',
+      'bench/compare/run.ts',
+      '--full',
+      '--arms',
+      'G,U,G2',
+      '--only',
+      'capacity',
+    ];
     args.push('--steps', '100,200', '--out', out);
     await runCompare(args);
     const json = JSON.parse(readFileSync(out, 'utf8')) as {
       capacity: CapacityResult[];
       ratios: Record<string, number | null>;
     };
-    assert.deepEqual(json.capacity.map((c) => c.arm).sort(), ['G', 'U']);
+    assert.deepEqual(json.capacity.map((c) => c.arm).sort(), ['G', 'G2', 'U']);
     for (const c of json.capacity) {
       assert.equal(c.held, 200, `${c.arm} held every connection`);
       assert.deepEqual(
@@ -232,9 +241,10 @@ describe('bench:compare end to end (tiny)', () => {
     assert.ok('M4.ramp.handshakesPerCpuS.G/U' in json.ratios);
     assert.ok('M4.connsPerGiB.marginal.G/U' in json.ratios);
     assert.ok('M4.connsPerGiB.cold.G/U' in json.ratios);
-    // the memory baseline comes after the first step's handshakes, made and closed again
+    // the memory baseline comes after the first step's handshakes, made and closed again,
+    // once per server process (G2: WORKERS=2)
     for (const c of json.capacity) {
-      assert.equal(c.warmup, 100, `${c.arm} warm-up handshakes`);
+      assert.equal(c.warmup, c.arm === 'G2' ? 200 : 100, `${c.arm} warm-up handshakes`);
       assert.ok(
         c.baseColdMB! > 0 && c.baseMB! > 0,
         `${c.arm} baselines ${String(c.baseColdMB)} / ${String(c.baseMB)}`,

@@ -75,8 +75,9 @@ export interface Baseline {
 
 /**
  * The memory baseline that per-connection readings (M3, M4) count from, the same for
- * every arm: `count` handshakes spread over the topics, each client closing once it is
- * ready, then a GC. A process's first burst of work grows its heap once, whatever it holds
+ * every arm: `count` handshakes per server process (under WORKERS the kernel spreads them
+ * over the processes) spread over the topics, each client closing once it is ready, then
+ * a GC. A process's first burst of work grows its heap once, whatever it holds
  * afterwards (V8's young generation went 9 → 31 MB in G's first 5,000 handshakes and
  * stayed there), and that is not the cost of an idle connection. `cold` is kept for the
  * record.
@@ -90,7 +91,8 @@ export async function warmBaseline(
 ): Promise<Baseline> {
   await server.gc();
   const cold = server.rss;
-  const churned = await fleet.churn(topics, Math.max(1, Math.ceil(count / topics.length)), concurrency);
+  const total = count * (server.spec.workers ?? 1);
+  const churned = await fleet.churn(topics, Math.max(1, Math.ceil(total / topics.length)), concurrency);
   await sleep(500); // the last closes reach the server
   await server.gc();
   return { cold, rss: server.rss, rssAnon: server.rssAnon, warmup: churned.ready, failed: churned.failed };
