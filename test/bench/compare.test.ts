@@ -234,6 +234,13 @@ describe('bench:compare end to end (tiny)', () => {
           `${c.arm} core 1 ${s.clientCorePercent}`,
         );
         assert.equal(s.clientBound, s.clientCorePercent >= 85);
+        // Redis's share of that core: G keeps every subscriber's record there, U has no Redis
+        if (c.arm === 'U') assert.equal(s.redisPercent, 0);
+        else
+          assert.ok(
+            s.redisPercent! >= 0 && s.redisPercent! <= 100,
+            `${c.arm} Redis ${String(s.redisPercent)}%`,
+          );
         // below one 10 ms clock tick of CPU the per-CPU rate is undefined (NaN → null in JSON)
         assert.ok(s.perCpuS === null || s.perCpuS > 0, `${c.arm} handshakes per CPU-s ${s.perCpuS}`);
       }

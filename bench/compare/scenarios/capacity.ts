@@ -48,6 +48,8 @@ export interface CapacityStep {
   /** The load generator's core (clients + Redis); ≥ 85 % marks the step client-bound. */
   clientCorePercent: number;
   clientBound: boolean;
+  /** Redis's part of that core (G and S keep their subscribers' records there; absent before s17). */
+  redisPercent?: number;
 }
 
 export interface CapacityResult {
@@ -103,9 +105,11 @@ export async function runCapacity(spec: ArmSpec, o: CapacityOptions): Promise<Ca
       const perTopic = Math.ceil((target - held) / o.topics);
       if (perTopic <= 0) continue;
       const cpu = new CpuSpan(server.pids);
+      const redisCpu = server.redis?.pid !== undefined ? new CpuSpan([server.redis.pid]) : undefined;
       const core0 = coreTicks(Number(CLIENT_CORE));
       const reply = await fleet.connect(setup.topics, perTopic, o.concurrency);
       const serverCpu = cpu.stop();
+      const redisPercent = redisCpu?.stop().percent ?? 0;
       const clientCorePercent = corePercent(core0, coreTicks(Number(CLIENT_CORE)));
       held += reply.ready;
       await server.gc();
@@ -126,11 +130,12 @@ export async function runCapacity(spec: ArmSpec, o: CapacityOptions): Promise<Ca
         perCpuS: serverCpu.total > 0 ? reply.ready / serverCpu.total : Number.NaN,
         clientCorePercent,
         clientBound: clientCorePercent >= 85,
+        redisPercent,
       };
       steps.push(step);
       o.log(
         `${spec.name} M4 ${held} conns: ${Math.round(step.handshakesPerS)} handshakes/s, p99 ${step.handshake.p99} ms, ` +
-          `server ${step.serverPercent.toFixed(0)}% (user ${step.serverUserPercent.toFixed(0)}%, ${Math.round(step.perCpuS)}/cpu-s), client core ${clientCorePercent.toFixed(0)}%` +
+          `server ${step.serverPercent.toFixed(0)}% (user ${step.serverUserPercent.toFixed(0)}%, ${Math.round(step.perCpuS)}/cpu-s), client core ${clientCorePercent.toFixed(0)}% (Redis ${redisPercent.toFixed(0)}%)` +
           `${step.clientBound ? ' CLIENT-BOUND' : ''}, ` +
           `RSS ${step.rssMB.toFixed(0)} MB (${step.rssPerConnKB.toFixed(2)} KB/conn, cold ${step.rssPerConnKBCold?.toFixed(2) ?? '—'}), ` +
           `anon ${step.rssAnonMB.toFixed(0)} MB (${step.rssAnonPerConnKB.toFixed(2)} KB/conn)${reply.failed ? `, ${reply.failed} failed` : ''}`,
