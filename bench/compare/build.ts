@@ -19,7 +19,11 @@ import path from 'node:path';
 import { bundleGateway } from '../../scripts/build-gateway.ts';
 import { repoRoot } from '../lib/repo-root.ts';
 
-/** What the build compiles, relative to the repository root (tsconfig.bench.json includes the same). */
+/**
+ * What the build is made from, relative to the repository root: src/, which the gateway's
+ * bundle holds, and the arm scripts, which tsc compiles (tsconfig.bench.json includes
+ * those alone: no arm imports src/).
+ */
 const SOURCES = ['src', 'bench/compare/arms'];
 /** What else decides the output: the compiler options, the bundler, and the lockfile (the tools' versions, the bundled packages). */
 const CONFIGS = ['tsconfig.json', 'tsconfig.bench.json', 'scripts/build-gateway.ts', 'package-lock.json'];
