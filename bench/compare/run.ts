@@ -13,7 +13,7 @@ import { parseArgs } from 'node:util';
 import { codeVersion, machineInfo } from '../lib/proc.ts';
 import { repoRoot } from '../lib/repo-root.ts';
 import { barChart } from './plot.ts';
-import { CLIENT_CORE, ARMS, GATEWAY_EXTRA_FLAGS, type ArmSpec } from './servers.ts';
+import { CLIENT_CORE, ARMS, ARM_EXTRA_FLAGS, GATEWAY_EXTRA_FLAGS, type ArmSpec } from './servers.ts';
 import { GATEWAY_ACK_MS, GATEWAY_ACK_OVERRIDDEN } from './gateway-acks.ts';
 import { pin } from './proc.ts';
 import {
@@ -190,6 +190,8 @@ async function main(): Promise<void> {
   log(
     `bench:compare ${p.name}: arms ${p.arms.join(' ')}, ${p.rounds} round(s); server on core 0, clients + Redis on core 1`,
   );
+  if (ARM_EXTRA_FLAGS.length > 0)
+    log(`every arm runs with the extra Node flags ${ARM_EXTRA_FLAGS.join(' ')}`);
   if (GATEWAY_EXTRA_FLAGS.length > 0) {
     log(`NOT A COMPARISON: the gateway arms run with extra Node flags ${GATEWAY_EXTRA_FLAGS.join(' ')}`);
   }
@@ -259,6 +261,7 @@ async function main(): Promise<void> {
       ]),
     ),
     config: p,
+    ...(ARM_EXTRA_FLAGS.length > 0 ? { nodeFlags: ARM_EXTRA_FLAGS } : {}),
     ...(GATEWAY_EXTRA_FLAGS.length > 0 ? { gatewayFlags: GATEWAY_EXTRA_FLAGS } : {}),
     gatewayAckMs: GATEWAY_ACK_MS,
     rounds,

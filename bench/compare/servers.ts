@@ -74,10 +74,20 @@ const SCRIPTS: Record<Exclude<ArmKind, 'gateway'>, string> = {
 };
 
 /**
- * Every arm server's Node flags before its script: `--expose-gc`, and the gc hook
- * preloaded from the same build as the arms (`js` maps a source to its compiled path).
+ * BENCH_NODE_FLAGS="--flag …": extra Node flags for every arm server alike (G, U, S and W,
+ * each worker of G2 too), to compare runtime tunings under the issue's rule that every arm
+ * runs with the same flags. The run prints them and records them in its JSON (`nodeFlags`).
+ * V8 flags go here, not in NODE_OPTIONS, which refuses most of them.
+ */
+export const ARM_EXTRA_FLAGS = splitFlags(process.env['BENCH_NODE_FLAGS']);
+
+/**
+ * Every arm server's Node flags before its script: BENCH_NODE_FLAGS, `--expose-gc`, and
+ * the gc hook preloaded from the same build as the arms (`js` maps a source to its
+ * compiled path).
  */
 export const armNodeFlags = (js: (source: string) => string): string[] => [
+  ...ARM_EXTRA_FLAGS,
   '--expose-gc',
   '--import',
   js('bench/compare/arms/gc-hook.ts'),
@@ -98,7 +108,11 @@ export async function benchGateway(): Promise<{ entry: string; nodeArgs: string[
  * experiments (docs/operations.md). A run with them is not a comparison, so the run
  * prints them and records them in its JSON (`gatewayFlags`).
  */
-export const GATEWAY_EXTRA_FLAGS = (process.env['BENCH_G_FLAGS'] ?? '').split(' ').filter(Boolean);
+export const GATEWAY_EXTRA_FLAGS = splitFlags(process.env['BENCH_G_FLAGS']);
+
+function splitFlags(value: string | undefined): string[] {
+  return (value ?? '').split(' ').filter(Boolean);
+}
 
 export const JWT_SECRET = randomBytes(32).toString('hex');
 
