@@ -25,6 +25,8 @@ export interface SubscriberHandlers {
   onEvent(seq: number, sentUs: number): void;
   /** The connection is gone (close frame code, or 1006 for a TCP error / refusal). */
   onClose(code: number): void;
+  /** G, the echo shape: the gateway refused a publish this connection made (`nack` code). */
+  onNack?(code: string): void;
 }
 
 export interface SubscribeOptions {

@@ -249,6 +249,8 @@ class GatewaySubscriber extends GatewayConnection implements Subscriber {
   protected onControl(frame: any): void {
     if (frame?.op === 'error' && typeof frame.code === 'string') {
       this.errors[frame.code] = (this.errors[frame.code] ?? 0) + 1;
+    } else if (frame?.op === 'nack') {
+      this.#handlers.onNack?.(String(frame.code));
     }
   }
 
@@ -280,7 +282,7 @@ class GatewaySubscriber extends GatewayConnection implements Subscriber {
 
   #published = 0;
 
-  /** `pub` on this subscriber's own connection; its puback is ignored (onControl). */
+  /** `pub` on this subscriber's own connection; its puback is ignored, a nack reported (onControl). */
   publish(payload: string): void {
     if (!this.welcomed) return;
     const n = this.#published++;

@@ -91,6 +91,8 @@ export interface FleetReport {
   gaps: number;
   duplicates: number;
   closes: Record<string, number>;
+  /** Echo publishes the gateway refused, by nack code (lifetime, like closes). */
+  nacks: Record<string, number>;
   reconnects: number;
   lastSeq: Record<string, { min: number; max: number }>;
   /** Every worker's load and its own share of the latencies (p99, ms). */
@@ -296,6 +298,7 @@ function sum(values: number[]): number {
 function merge(reports: WorkerReport[]): FleetReport {
   const latency = newHistogram();
   const closes: Record<string, number> = {};
+  const nacks: Record<string, number> = {};
   const lastSeq: FleetReport['lastSeq'] = {};
   let deliveredPerS = 0;
   const workers: FleetReport['workers'] = [];
@@ -311,6 +314,7 @@ function merge(reports: WorkerReport[]): FleetReport {
       timeline.maxUs[i] = Math.max(timeline.maxUs[i]!, r.timeline.maxUs[i]!);
     });
     for (const [k, v] of Object.entries(r.closes)) closes[k] = (closes[k] ?? 0) + v;
+    for (const [k, v] of Object.entries(r.nacks)) nacks[k] = (nacks[k] ?? 0) + v;
     for (const [topic, range] of Object.entries(r.lastSeq)) {
       const entry = (lastSeq[topic] ??= { min: Number.POSITIVE_INFINITY, max: -1 });
       entry.min = Math.min(entry.min, range.min);
@@ -329,6 +333,7 @@ function merge(reports: WorkerReport[]): FleetReport {
     gaps: sum(reports.map((r) => r.gaps)),
     duplicates: sum(reports.map((r) => r.duplicates)),
     closes,
+    nacks,
     reconnects: sum(reports.map((r) => r.reconnects)),
     lastSeq,
     workers,

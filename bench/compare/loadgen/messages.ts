@@ -116,6 +116,8 @@ export interface WorkerReport {
   gaps: number;
   duplicates: number;
   closes: Record<string, number>;
+  /** Echo publishes the gateway refused, by nack code. */
+  nacks: Record<string, number>;
   reconnects: number;
   /** Per topic: the lowest and highest last seq over its subscribers. */
   lastSeq: Record<string, { min: number; max: number }>;

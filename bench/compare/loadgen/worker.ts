@@ -64,6 +64,8 @@ let reconnects = 0;
 let recovered = 0;
 let freshStarts = 0;
 const closes: Record<string, number> = {};
+/** Publishes of the echo shape the gateway refused, by nack code. */
+const nacks: Record<string, number> = {};
 
 // reconnect policy (M5): off until asked
 let backoffBase = 0;
@@ -155,6 +157,9 @@ function open(sub: Sub, index: number, onFirst: (ok: boolean) => void): void {
           return;
         }
         scheduleReconnect(sub);
+      },
+      onNack(code) {
+        nacks[code] = (nacks[code] ?? 0) + 1;
       },
     },
   });
@@ -285,6 +290,7 @@ function report(): WorkerReport {
     gaps,
     duplicates,
     closes: { ...closes },
+    nacks: { ...nacks },
     reconnects,
     lastSeq,
     elu,

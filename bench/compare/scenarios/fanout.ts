@@ -90,6 +90,11 @@ export interface RatePoint {
   gaps: number;
   duplicates: number;
   closes: Record<string, number>;
+  /**
+   * The echo shape's publishes the gateway refused, by nack code, since the clients
+   * connected (lifetime, like closes). Older result files lack it.
+   */
+  nacks?: Record<string, number>;
   publisherLagMs: number;
   sustainable: boolean;
 }
@@ -148,6 +153,14 @@ function worstBucket(rows: readonly [number, number, number, number][]): string 
   const worst = rows.reduce((a, b) => (b[3] > a[3] ? b : a));
   const maxima = rows.map((r) => r[3]).sort((a, b) => a - b);
   return `, worst event ${worst[3]} ms at +${(worst[0] / 1000).toFixed(2)} s (median event max ${maxima[Math.floor(maxima.length / 2)]!} ms)`;
+}
+
+/** ", nacks so far: 12 (timeout 12)" when the gateway refused any echo publish. */
+function nackNote(nacks: Record<string, number>): string {
+  const entries = Object.entries(nacks);
+  if (entries.length === 0) return '';
+  const total = entries.reduce((a, [, n]) => a + n, 0);
+  return `, nacks so far: ${total} (${entries.map(([code, n]) => `${code} ${n}`).join(', ')})`;
 }
 
 function longestPause(pauses: [number, number, string][] | undefined): string {
@@ -330,6 +343,7 @@ export async function runFanout(spec: ArmSpec, o: FanoutOptions): Promise<Fanout
         gaps: report.gaps,
         duplicates: report.duplicates,
         closes: report.closes,
+        nacks: report.nacks,
         publisherLagMs,
         sustainable:
           deliveredFraction >= 0.9999 && latency.p99 < 50 && report.gaps === 0 && report.duplicates === 0,
@@ -348,6 +362,7 @@ export async function runFanout(spec: ArmSpec, o: FanoutOptions): Promise<Fanout
             : '') +
           `${point.clientBound ? ' CLIENT-BOUND' : ''}${point.sustainable ? '' : ' (not sustainable)'}` +
           `${worstBucket(point.timeline ?? [])}${point.pings ? `, ${point.pings} server pings` : ''}, worker p99 ${point.workerP99Ms?.join('/') ?? '?'} ms` +
+          nackNote(report.nacks) +
           longestPause(point.serverPauses),
       );
       // far past saturation: higher rates only cost time
