@@ -155,7 +155,7 @@ function worstBucket(rows: readonly [number, number, number, number][]): string 
   return `, worst event ${worst[3]} ms at +${(worst[0] / 1000).toFixed(2)} s (median event max ${maxima[Math.floor(maxima.length / 2)]!} ms)`;
 }
 
-/** ", nacks so far: 12 (timeout 12)" when the gateway refused any echo publish. */
+/** ", nacks so far: 12 (unavailable 12)" when the gateway refused any echo publish. */
 function nackNote(nacks: Record<string, number>): string {
   const entries = Object.entries(nacks);
   if (entries.length === 0) return '';
