@@ -49,7 +49,7 @@ describe('bench:compare echo nacks', () => {
   });
 
   it('counts every refused publish under its code', async () => {
-    const before = (await fleet.report()).delivered;
+    const deliveredBefore = (await fleet.report()).delivered;
     const sent = (await echo(TOO_LONG, 0)).sent;
     assert.ok(sent >= 20, `sent ${sent}`);
     let report = await fleet.report();
@@ -58,7 +58,7 @@ describe('bench:compare echo nacks', () => {
       report = await fleet.report();
     }
     assert.deepEqual(report.nacks, { invalid_event: sent });
-    assert.equal(report.delivered, before, 'nothing refused was delivered');
+    assert.equal(report.delivered, deliveredBefore, 'nothing refused was delivered');
     assert.deepEqual(report.closes, {}, 'a nack leaves the connection open');
   });
 });
