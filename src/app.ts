@@ -19,6 +19,7 @@ import { CloseCodes } from './protocol/close-codes.ts';
 import { ActorRegistry } from './session/actor-registry.ts';
 import { RealtimeHandler } from './session/realtime-handler.ts';
 import { CacheBudget } from './session/cache-budget.ts';
+import { foreignListeners, PortInUseError } from './transport/port.ts';
 import { GatewayServer } from './transport/server.ts';
 import { transportKind } from './transport/uws.ts';
 import { systemClock, type Clock } from './util/clock.ts';
@@ -31,6 +32,12 @@ export interface GatewayOptions {
   engine?: Engine;
   /** LiveKit bridge parts built by the caller (tests): its store, LiveKit's RoomService. */
   livekit?: { store?: LiveKitStore; rooms?: RoomProvider };
+  /**
+   * Once listening, refuse to serve (shut down, reject with PortInUseError) when a listen
+   * socket this process does not hold shares the port: `PORT_SHARING=refuse` for a
+   * gateway that chose its port itself, not for a worker (its siblings share it).
+   */
+  refuseSharedPort?: boolean;
 }
 
 /** A running gateway: the server, its engine and its actors. */
@@ -235,17 +242,6 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       'uWebSockets.js native build not loaded: running on the slow JS fallback',
     );
   }
-  logger.info(
-    {
-      port,
-      host: config.HOST,
-      listenSockets: server.listenSocketCount,
-      engine: engine.kind,
-      transport: transportKind,
-    },
-    'listening',
-  );
-
   let stopping: Promise<void> | undefined;
   const shutdown = (): Promise<void> =>
     (stopping ??= (async () => {
@@ -258,6 +254,24 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       await livekit?.stop();
       logger.info('stopped');
     })());
+
+  const foreign = options.refuseSharedPort ? foreignListeners(port, [process.pid]) : undefined;
+  if (foreign !== undefined && foreign.length > 0) {
+    // Someone bound the port between main's probe and our listen: neither should serve.
+    logger.error({ port, foreignSockets: foreign.length }, 'port shared with another process');
+    await shutdown();
+    throw new PortInUseError(config.HOST, port, 'another listen socket appeared beside ours');
+  }
+  logger.info(
+    {
+      port,
+      host: config.HOST,
+      listenSockets: server.listenSocketCount,
+      engine: engine.kind,
+      transport: transportKind,
+    },
+    'listening',
+  );
 
   return { port, nodeId, engine, metrics, registry, jwt, livekit, shutdown };
 }

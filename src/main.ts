@@ -6,7 +6,7 @@ import { createLogger, type Logger } from './observability/logger.ts';
 import { CliError, parseCli } from './supervisor/cli.ts';
 import { answerMetricsRequests, reportListening, workerIndex } from './supervisor/ipc.ts';
 import { MetricsServer, singleProcessSource } from './supervisor/metrics-server.ts';
-import { pickFreePort } from './supervisor/port.ts';
+import { assertPortFree, pickFreePort, PortInUseError } from './transport/port.ts';
 import { resolveWorkerCount, Supervisor, workerExecArgv } from './supervisor/supervisor.ts';
 import { SupervisorMetrics } from './supervisor/supervisor-metrics.ts';
 
@@ -88,7 +88,11 @@ async function runGateway(
       : Promise.resolve(undefined);
   // Signals are handled from before the first "listening" line: a supervisor that stops
   // us right after start must get a clean drain, not the default kill.
-  const started = metricsBound.then(() => startGateway({ config, logger }));
+  // A worker's port is its siblings' too: only the process that chose the port checks it.
+  const guardPort = worker === undefined && config.PORT_SHARING === 'refuse';
+  const started = metricsBound
+    .then(() => (guardPort && config.PORT !== 0 ? assertPortFree(config.HOST, config.PORT) : undefined))
+    .then(() => startGateway({ config, logger, refuseSharedPort: guardPort }));
   const stop = (signal: string): void => {
     // SIGINT from a terminal reaches the workers and their primary's SIGTERM follows.
     if (stopping) return;
@@ -170,6 +174,7 @@ async function runPrimary({ config, generatedSecret }: LoadedConfig, workers: nu
 
   // Every worker must bind the same port; with PORT=0 each would get its own.
   const port = config.PORT === 0 ? await pickFreePort(config.HOST) : config.PORT;
+  if (config.PORT !== 0 && config.PORT_SHARING === 'refuse') await assertPortFree(config.HOST, port);
   supervisor = new Supervisor({
     workers,
     entry: fileURLToPath(import.meta.url),
@@ -181,6 +186,7 @@ async function runPrimary({ config, generatedSecret }: LoadedConfig, workers: nu
     host: config.HOST,
     port,
     shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
+    refuseSharedPort: config.PORT_SHARING === 'refuse',
     logger,
   });
   if (config.METRICS_PORT !== '') {
@@ -221,6 +227,7 @@ function fail(message: string): never {
 }
 
 main().catch((err: unknown) => {
+  if (err instanceof PortInUseError) fail(err.message);
   process.stderr.write(
     `gateway failed to start: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
   );

@@ -18,6 +18,11 @@ export const ConfigSchema = Type.Object(
       default: 8080,
       description: 'TCP port; 0 picks a free one (logged).',
     }),
+    PORT_SHARING: Type.Union([Type.Literal('refuse'), Type.Literal('allow')], {
+      default: 'refuse',
+      description:
+        '`refuse`: exit 1 when another process listens on `PORT` (SO_REUSEPORT would otherwise let two gateways share it silently). `allow`: share it, for a deliberate handover between two gateways with the same secret and Redis.',
+    }),
     LISTEN_SOCKETS: Int({
       minimum: 1,
       maximum: 64,

@@ -11,6 +11,7 @@ import {
   type MetricsResponseMessage,
 } from './ipc.ts';
 import type { MetricsSource, WorkerMetrics } from './metrics-server.ts';
+import { foreignListeners, PortInUseError } from '../transport/port.ts';
 import { RestartPolicy } from './restart-policy.ts';
 import type { WorkerInfo } from './supervisor-metrics.ts';
 
@@ -42,6 +43,11 @@ export interface SupervisorOptions {
   host: string;
   port: number;
   shutdownTimeoutMs: number;
+  /**
+   * Once every worker listens, refuse (drain, exit 1) when a listen socket no worker
+   * holds shares the port (`PORT_SHARING=refuse`; see port.ts).
+   */
+  refuseSharedPort?: boolean;
   logger: Logger;
   policy?: RestartPolicy;
 }
@@ -217,6 +223,7 @@ export class Supervisor implements MetricsSource {
     slot.listening = true;
     if (this.#state === 'starting') {
       if (this.#slots.every((s) => s.listening)) {
+        if (this.#portShared()) return;
         this.#state = 'running';
         const { host, port, workers } = this.#options;
         this.#log(
@@ -232,6 +239,22 @@ export class Supervisor implements MetricsSource {
         'worker restarted',
       );
     }
+  }
+
+  /** True (and draining, to exit 1) when another process listens on the workers' port. */
+  #portShared(): boolean {
+    if (!this.#options.refuseSharedPort) return false;
+    const pids = this.#slots.flatMap((s) => (s.child?.pid === undefined ? [] : [s.child.pid]));
+    const foreign = foreignListeners(this.#options.port, pids);
+    if (foreign === undefined || foreign.length === 0) return false;
+    const { host, port } = this.#options;
+    this.#log(
+      'error',
+      { port, host, foreignSockets: foreign.length },
+      new PortInUseError(host, port, 'another listen socket appeared beside the workers').message,
+    );
+    this.#beginStop(1);
+    return true;
   }
 
   #onExit(slot: Slot, pid: number | undefined, code: number | null, signal: NodeJS.Signals | null): void {
