@@ -75,6 +75,7 @@ export async function createEngine(config: Config, clock: Clock, logger: Logger)
     logger,
     keyPrefix: config.REDIS_KEY_PREFIX,
     commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
+    waitReplicas: config.REDIS_WAIT_REPLICAS,
   });
 }
 

@@ -129,6 +129,26 @@ export class RedisServer {
     return RespClient.open(this.port);
   }
 
+  /**
+   * Resolves once `count` replicas confirm a write to this server (WAIT), within
+   * `timeoutMs`. A replica shows as online in INFO before its first ACK, and WAIT does
+   * not count it until then: this is the state in which WAIT can succeed.
+   */
+  async replicasInSync(count = 1, timeoutMs = 10_000): Promise<void> {
+    const client = await RespClient.open(this.port);
+    try {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        await client.command('SET', 'lifeos:replica-probe', String(Date.now()));
+        if (Number(await client.command('WAIT', count, 100)) >= count) return;
+        if (Date.now() > deadline)
+          throw new Error(`fewer than ${count} replicas in sync after ${timeoutMs} ms`);
+      }
+    } finally {
+      client.close();
+    }
+  }
+
   async #launch(): Promise<void> {
     const args = [
       '--port',

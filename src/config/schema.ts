@@ -52,6 +52,13 @@ export const ConfigSchema = Type.Object(
         'Redis Cluster seed nodes, comma-separated `host:port` (or `redis://[user:pass@]host:port`, `rediss://…`): the redis engine on a cluster. Set this or `REDIS_URL`, not both.',
     }),
     REDIS_KEY_PREFIX: Type.String({ default: 'lo:', description: 'Prefix of every Redis key.' }),
+    REDIS_WAIT_REPLICAS: Int({
+      minimum: 0,
+      maximum: 16,
+      default: 0,
+      description:
+        'Replicas that must confirm a write of events (Redis `WAIT`) before the gateway acknowledges it (puback, 201): then a failover to one of them loses no acknowledged event. It waits at most half of `REDIS_COMMAND_TIMEOUT_MS`, then fails as `unavailable` (retryable). 0: acknowledged once the master has it. One Redis (`REDIS_URL`) only.',
+    }),
     REDIS_COMMAND_TIMEOUT_MS: Int({
       minimum: 50,
       default: 2000,

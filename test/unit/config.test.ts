@@ -54,6 +54,23 @@ describe('config', () => {
     );
   });
 
+  it('REDIS_WAIT_REPLICAS: a count of replicas, on one Redis only; PORT_SHARING: refuse or allow', () => {
+    assert.equal(loadConfig({ AUTH_JWT_SECRET: SECRET }).config.REDIS_WAIT_REPLICAS, 0);
+    const one = loadConfig({ AUTH_JWT_SECRET: SECRET, REDIS_URL: 'redis://a:1', REDIS_WAIT_REPLICAS: '2' });
+    assert.equal(one.config.REDIS_WAIT_REPLICAS, 2);
+    assert.throws(
+      () => loadConfig({ AUTH_JWT_SECRET: SECRET, REDIS_CLUSTER_NODES: 'b:2', REDIS_WAIT_REPLICAS: '1' }),
+      /REDIS_WAIT_REPLICAS: needs REDIS_URL/,
+    );
+    assert.throws(
+      () => loadConfig({ AUTH_JWT_SECRET: SECRET, REDIS_WAIT_REPLICAS: '-1' }),
+      /REDIS_WAIT_REPLICAS/,
+    );
+    assert.equal(loadConfig({ AUTH_JWT_SECRET: SECRET }).config.PORT_SHARING, 'refuse');
+    assert.equal(loadConfig({ AUTH_JWT_SECRET: SECRET, PORT_SHARING: 'allow' }).config.PORT_SHARING, 'allow');
+    assert.throws(() => loadConfig({ AUTH_JWT_SECRET: SECRET, PORT_SHARING: 'yes' }), /PORT_SHARING/);
+  });
+
   it('covers every variable PROTOCOL.md §8 relies on', () => {
     for (const key of [
       'HOST',

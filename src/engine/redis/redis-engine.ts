@@ -24,7 +24,7 @@ import type {
   SubscriberList,
   SubscriberRecord,
 } from '../engine.ts';
-import { GatewayError } from '../../errors/gateway-error.ts';
+import { EngineUnavailableError, GatewayError } from '../../errors/gateway-error.ts';
 import { idOfOrderKey, positionOfOrderKey, sessionOrderKey } from '../session-order.ts';
 import { newSubscriberRecord } from '../subscriber-record.ts';
 import {
@@ -77,6 +77,11 @@ export interface RedisEngineOptions {
   keyPrefix?: string;
   /** How long an idempotency key of createSession is remembered. Default 24 h. */
   idempotencyTtlS?: number;
+  /**
+   * Replicas that must confirm every write of events (WAIT) before it resolves; one Redis
+   * only. Default 0: resolved once the master has it. See #replicated.
+   */
+  waitReplicas?: number;
 }
 
 export const DEFAULT_COMMAND_TIMEOUT_MS = 2000;
@@ -248,7 +253,8 @@ const LIST_SUBSCRIBERS_BATCH = 100;
  * which seqs restart from 1 carries a new epoch. With AOF on, a restart keeps both.
  * Residual risk: with `appendfsync everysec`, a crash can drop the last ~1 s of writes
  * while keeping the meta, so the lost seqs are reused under the same epoch; only
- * `appendfsync always` closes that window.
+ * `appendfsync always` closes that window. A failover to a replica has the same risk
+ * (asynchronous replication); `waitReplicas` closes it for writes of events (#replicated).
  *
  * Outages: commands time out after `commandTimeoutMs`, nothing queues while Redis is
  * unreachable, and every failure to reach Redis rejects with EngineUnavailableError.
@@ -274,6 +280,7 @@ export class RedisEngine implements Engine {
   readonly #idempotencyTtlS: number;
   readonly #notifications: Notifications;
   readonly #commandTimeoutMs: number;
+  readonly #waitReplicas: number;
   #lastErrorLog = -Infinity;
   #closed = false;
   /** getSession reads queued and not sent yet, by session (see getSession). */
@@ -324,6 +331,13 @@ export class RedisEngine implements Engine {
       );
     }
     const commandTimeoutMs = options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS;
+    const waitReplicas = options.waitReplicas ?? 0;
+    if (!Number.isInteger(waitReplicas) || waitReplicas < 0) {
+      throw new RangeError('redis engine: waitReplicas must be a whole number ≥ 0');
+    }
+    if (waitReplicas > 0 && clusterNodes.length > 0) {
+      throw new RangeError('redis engine: waitReplicas is not supported on a Redis Cluster');
+    }
     let engine: RedisEngine;
     if (clusterNodes.length > 0) {
       const cluster = createClusterClient({ nodes: clusterNodes, commandTimeoutMs });
@@ -362,6 +376,7 @@ export class RedisEngine implements Engine {
       throw mapRedisError(err, 'connect');
     }
     await engine.checkPersistence();
+    await engine.#checkReplicas();
     return engine;
   }
 
@@ -378,6 +393,7 @@ export class RedisEngine implements Engine {
     this.#logger = options.logger;
     this.#idempotencyTtlS = options.idempotencyTtlS ?? DEFAULT_IDEMPOTENCY_TTL_S;
     this.#commandTimeoutMs = options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS;
+    this.#waitReplicas = options.waitReplicas ?? 0;
     // Without a listener ioredis prints every reconnect failure itself.
     redis.on('error', (err: Error) => this.#logConnectionError(err));
     // A cluster reports a failing node (refused connection, failed slot refresh) here.
@@ -405,6 +421,49 @@ export class RedisEngine implements Engine {
     return report;
   }
 
+  /** With waitReplicas: logs how many replicas are connected now, and warns when too few. */
+  async #checkReplicas(): Promise<void> {
+    if (this.#waitReplicas === 0 || isCluster(this.#redis)) return;
+    const info = await this.#call('connect', () => (this.#redis as Redis).info('replication'));
+    // Only a replica in sync counts for WAIT (not one still waiting for its first copy).
+    const connected = [...info.matchAll(/^slave\d+:.*\bstate=online\b/gm)].length;
+    const fields = { waitReplicas: this.#waitReplicas, connectedReplicas: connected };
+    if (connected >= this.#waitReplicas) {
+      this.#logger?.info(fields, 'redis engine: writes of events wait for replicas (WAIT)');
+    } else {
+      this.#logger?.warn(
+        fields,
+        'redis engine: fewer replicas connected than REDIS_WAIT_REPLICAS: writes of events fail as unavailable until they are',
+      );
+    }
+  }
+
+  /**
+   * With waitReplicas, resolves once that many replicas have every write this connection
+   * sent so far (WAIT, on the command connection itself: WAIT counts the writes of the
+   * connection it is sent on, which are all of the engine's). A write acknowledged after
+   * this survives a failover to one of them; one not confirmed in time rejects with
+   * EngineUnavailableError, which callers report as a retryable `unavailable`, and the
+   * retry is deduplicated. WAIT blocks the connection while it waits, so it is bounded by
+   * half the command timeout: commands queued behind it still fit in theirs.
+   *
+   * Not covered: a retry on a new connection (after a reconnect) whose write turns out to
+   * be a duplicate writes nothing, so its WAIT has nothing to wait for and confirms a
+   * write that may still be only on the master.
+   */
+  async #replicated(operation: string): Promise<void> {
+    if (this.#waitReplicas === 0) return;
+    const timeoutMs = Math.max(1, Math.floor(this.#commandTimeoutMs / 2));
+    const confirmed = await this.#call(operation, () =>
+      (this.#redis as Redis).wait(this.#waitReplicas, timeoutMs),
+    );
+    if (confirmed < this.#waitReplicas) {
+      throw new EngineUnavailableError(
+        `redis ${operation}: ${confirmed} of ${this.#waitReplicas} replicas confirmed the write within ${timeoutMs} ms`,
+      );
+    }
+  }
+
   // ── call sessions ──────────────────────────────────────────────────────────────
 
   /**
@@ -422,6 +481,16 @@ export class RedisEngine implements Engine {
    * The claim is remembered for `idempotencyTtlS`. Without a key: step 2 only.
    */
   async createSession(
+    input: NewSession,
+    idempotencyKeyValue?: string,
+    event?: Envelope,
+  ): Promise<{ session: SessionRecord; created: boolean }> {
+    const result = await this.#createSession(input, idempotencyKeyValue, event);
+    await this.#replicated('createSession');
+    return result;
+  }
+
+  async #createSession(
     input: NewSession,
     idempotencyKeyValue?: string,
     event?: Envelope,
@@ -549,6 +618,7 @@ export class RedisEngine implements Engine {
       ),
       'transitionSession',
     );
+    await this.#replicated('transitionSession');
     switch (String(reply[0])) {
       case 'not_found':
         return { status: 'not_found' };
@@ -650,6 +720,7 @@ export class RedisEngine implements Engine {
         for (const event of events) args.push(event.eventId, envelopeText(event));
       },
       (reply, pending) => parseAppendReply(reply, pending.events.length),
+      () => this.#replicated('append'),
     );
   }
 
@@ -835,6 +906,8 @@ export class RedisEngine implements Engine {
    * call's keys and arguments after `head`, in order, and each call gets its own reply,
    * parsed. A failed call rejects every call it carried (their outcome is unknown, like a
    * timed-out single one); a reply that does not parse rejects only its own call.
+   * `confirm`, when given, runs after the reply and before any call resolves; if it
+   * rejects, so does every call (appends wait for replicas there).
    */
   async #sendChunk<R, T extends { resolve(value: R): void; reject(err: unknown): void }>(
     chunk: readonly T[],
@@ -843,6 +916,7 @@ export class RedisEngine implements Engine {
     head: (string | number)[],
     add: (call: T, keys: string[], args: (string | number)[]) => void,
     parse: (reply: unknown, call: T) => R,
+    confirm?: () => Promise<void>,
   ): Promise<void> {
     let replies: unknown[];
     try {
@@ -852,6 +926,7 @@ export class RedisEngine implements Engine {
       replies = asArray(await this.#run(operation, script, keys, args), operation);
       if (replies.length !== chunk.length)
         throw new Error(`redis engine: ${operation} returned a wrong number of replies`);
+      await confirm?.();
     } catch (err) {
       for (const call of chunk) call.reject(err);
       return;

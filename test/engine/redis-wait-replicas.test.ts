@@ -1,0 +1,181 @@
+/**
+ * `waitReplicas` (REDIS_WAIT_REPLICAS): a write of events resolves only once that many
+ * replicas have it (Redis WAIT on the engine's connection), so what the gateway
+ * acknowledges survives a failover to one of them. A private master and a real replica
+ * (REPLICAOF); a frozen replica (SIGSTOP) is one that cannot confirm.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, beforeEach, describe, it } from 'node:test';
+import { sessionKeys } from '../../src/engine/redis/keys.ts';
+import { RedisEngine } from '../../src/engine/redis/redis-engine.ts';
+import { EngineUnavailableError } from '../../src/errors/gateway-error.ts';
+import { ManualClock } from '../../src/util/clock.ts';
+import { RedisServer } from '../../chaos/toolkit/redis-server.ts';
+import { CONTRACT_LIMITS, makeEvent, uniqueId } from './contract.ts';
+
+/** WAIT gets half of it: 1 s, ample for a replica on this host even on a busy test machine. */
+const COMMAND_TIMEOUT_MS = 2000;
+let master: RedisServer;
+let replica: RedisServer;
+const engines: RedisEngine[] = [];
+
+before(async () => {
+  master = await RedisServer.start({ aof: false });
+  replica = await RedisServer.start({ aof: false });
+  // Redis delays a diskless full sync by 5 s by default, for more replicas to join it.
+  await master.command('CONFIG', 'SET', 'repl-diskless-sync-delay', '0');
+  await replica.command('REPLICAOF', '127.0.0.1', String(master.port));
+  await master.replicasInSync();
+});
+beforeEach(() => replica.resume());
+after(async () => {
+  for (const engine of engines) await engine.close();
+  await replica?.stop();
+  await master?.stop();
+});
+
+async function until(check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+async function connect(waitReplicas: number): Promise<{ engine: RedisEngine; prefix: string }> {
+  const prefix = `w${randomBytes(3).toString('hex')}:`;
+  const engine = await RedisEngine.connect({
+    url: master.url,
+    clock: new ManualClock(),
+    limits: CONTRACT_LIMITS,
+    keyPrefix: prefix,
+    commandTimeoutMs: COMMAND_TIMEOUT_MS,
+    waitReplicas,
+  });
+  engines.push(engine);
+  return { engine, prefix };
+}
+
+const session = () => ({
+  id: uniqueId('ses'),
+  tenantId: 't',
+  ownerId: 'u',
+  createdAt: '2026-11-28T12:00:00.000Z',
+});
+
+async function onReplica(prefix: string, sessionId: string): Promise<number> {
+  return Number(await replica.command('XLEN', sessionKeys(prefix, sessionId).stream));
+}
+
+function isUnavailable(err: unknown): boolean {
+  assert.ok(err instanceof EngineUnavailableError, String(err));
+  assert.match(err.message, /0 of 1 replicas confirmed the write within 1000 ms/);
+  return true;
+}
+
+describe('redis engine: waitReplicas', () => {
+  it('an append resolves with the events already on the replica', async () => {
+    const { engine, prefix } = await connect(1);
+    const id = uniqueId('s');
+    const result = await engine.append(id, [makeEvent(id, 'e1'), makeEvent(id, 'e2')]);
+    assert.equal(result.headSeq, 2);
+    assert.equal(await onReplica(prefix, id), 2);
+  });
+
+  it('replica frozen: appends, session creates and transitions reject as unavailable within about half the command timeout; a retry after it thaws gets the original seqs', async () => {
+    const { engine, prefix } = await connect(1);
+    const id = uniqueId('s');
+    await engine.append(id, [makeEvent(id, 'e1')]);
+    replica.pause();
+    const started = performance.now();
+    await assert.rejects(engine.append(id, [makeEvent(id, 'e2'), makeEvent(id, 'e3')]), isUnavailable);
+    const took = performance.now() - started;
+    assert.ok(took >= 950 && took < COMMAND_TIMEOUT_MS, `rejected after ${Math.round(took)} ms`);
+    await assert.rejects(engine.createSession(session()), isUnavailable);
+    const input = session();
+    replica.resume();
+    const { session: created } = await engine.createSession(input);
+    replica.pause();
+    await assert.rejects(
+      engine.transitionSession(created.id, {
+        expectedVersion: 1,
+        next: { ...created, state: 'connecting', version: 2 },
+        endStream: false,
+        event: makeEvent(created.id, 'connecting'),
+      }),
+      isUnavailable,
+    );
+
+    replica.resume();
+    const retry = await engine.append(id, [makeEvent(id, 'e2'), makeEvent(id, 'e3')]);
+    assert.deepEqual(
+      retry.outcomes.map((o) => [o.seq, o.duplicate]),
+      [
+        [2, true],
+        [3, true],
+      ],
+      'the master had stored them: the retry is deduplicated',
+    );
+    await until(async () => (await onReplica(prefix, id)) === 3);
+  });
+
+  it('control: with waitReplicas 0 the same append resolves while the replica is frozen, so before any replica has it', async () => {
+    const { engine, prefix } = await connect(0);
+    const id = uniqueId('s');
+    replica.pause();
+    const result = await engine.append(id, [makeEvent(id, 'e1')]);
+    assert.equal(result.headSeq, 1);
+    replica.resume();
+    // Only now can the replica catch up: when the append resolved it had nothing.
+    await until(async () => (await onReplica(prefix, id)) === 1);
+  });
+
+  it('logs at start how many replicas are in sync, and warns when fewer than asked', async () => {
+    const lines: Array<{ level: string; fields: object; msg: string }> = [];
+    const logger = {
+      info: (fields: object, msg: string) => lines.push({ level: 'info', fields, msg }),
+      warn: (fields: object, msg: string) => lines.push({ level: 'warn', fields, msg }),
+    };
+    for (const waitReplicas of [1, 2]) {
+      engines.push(
+        await RedisEngine.connect({
+          url: master.url,
+          clock: new ManualClock(),
+          limits: CONTRACT_LIMITS,
+          logger,
+          waitReplicas,
+        }),
+      );
+    }
+    const replicaLines = lines.filter((l) => 'waitReplicas' in l.fields);
+    assert.deepEqual(
+      replicaLines.map((l) => [l.level, l.fields]),
+      [
+        ['info', { waitReplicas: 1, connectedReplicas: 1 }],
+        ['warn', { waitReplicas: 2, connectedReplicas: 1 }],
+      ],
+    );
+  });
+
+  it('refuses a cluster, and a bad count', async () => {
+    await assert.rejects(
+      RedisEngine.connect({
+        clusterNodes: ['127.0.0.1:1'],
+        clock: new ManualClock(),
+        limits: CONTRACT_LIMITS,
+        waitReplicas: 1,
+      }),
+      /not supported on a Redis Cluster/,
+    );
+    await assert.rejects(
+      RedisEngine.connect({
+        url: master.url,
+        clock: new ManualClock(),
+        limits: CONTRACT_LIMITS,
+        waitReplicas: -1,
+      }),
+      /whole number/,
+    );
+  });
+});
