@@ -13,7 +13,11 @@
  * load generator, so its cost per event decides where the rig saturates. `--aof` runs
  * Redis as the benchmark does (appendonly yes, appendfsync everysec); `--watch` watches
  * every session first, so each append's notice is delivered to this process as it is to
- * a gateway whose actors watch their sessions.
+ * a gateway whose actors watch their sessions. `--replicas N` gives the server N replicas
+ * (REPLICAOF, in sync before the first round) and `--wait` makes the engine wait for all
+ * of them on every write of events (REDIS_WAIT_REPLICAS=N). Each mode also prints the
+ * median wall time of a round: WAIT costs the gateway little CPU but holds the
+ * connection, so its price is in the time a round takes.
  *
  *   npx tsx bench/tools/engine-cost.ts append [SESSIONS=5000] [ROUNDS=40]
  *     one event appended to each of SESSIONS sessions per round (the many-sessions shape)
@@ -40,11 +44,21 @@ const flag = (name: string): boolean => {
   if (at >= 0) argv.splice(at, 1);
   return at >= 0;
 };
+const option = (name: string): string | undefined => {
+  const at = argv.indexOf(name);
+  if (at < 0) return undefined;
+  const [, value] = argv.splice(at, 2);
+  return value;
+};
 const aof = flag('--aof');
 const watchAll = flag('--watch');
+const wait = flag('--wait');
+const replicaCount = Number(option('--replicas') ?? 0);
 const [mode, countArg, roundsArg] = argv;
-if (mode !== 'append' && mode !== 'checkpoint') {
-  console.error('usage: engine-cost.ts append|checkpoint [COUNT] [ROUNDS] [--aof] [--watch]');
+if ((mode !== 'append' && mode !== 'checkpoint') || !Number.isInteger(replicaCount) || replicaCount < 0) {
+  console.error(
+    'usage: engine-cost.ts append|checkpoint [COUNT] [ROUNDS] [--aof] [--watch] [--replicas N [--wait]]',
+  );
   process.exit(2);
 }
 const rounds = Number(roundsArg ?? 40);
@@ -54,12 +68,14 @@ new PerformanceObserver((list) => {
     if ((entry as { detail?: { kind?: number } }).detail?.kind === 1) scavenges++;
 }).observe({ entryTypes: ['gc'] });
 const server = await RedisServer.start(aof ? { aof: true, appendfsync: 'everysec' } : { aof: false });
+const replicas = await startReplicas(replicaCount);
 const engine = await RedisEngine.connect({
   url: server.url,
   clock: new ManualClock(),
   // the default retention (HISTORY_MAX_EVENTS): streams stay under it, as in the benchmark
   limits: { ...CONTRACT_LIMITS, historyMaxEvents: 100_000 },
   keyPrefix: 'cost:',
+  waitReplicas: wait ? replicaCount : 0,
 });
 try {
   const ways =
@@ -67,6 +83,7 @@ try {
       ? appendWays(Number(countArg ?? 5000))
       : await checkpointWays(Number(countArg ?? 10_000));
   const samples = new Map<string, number[]>([...ways.runs.keys()].map((name) => [name, []]));
+  const walls = new Map<string, number[]>([...ways.runs.keys()].map((name) => [name, []]));
   const warmRounds = Math.floor(rounds / 4);
   let redisFrom = Number.NaN;
   for (let r = 1; r <= rounds; r++) {
@@ -76,7 +93,9 @@ try {
     }
     for (const [name, run] of ways.runs) {
       const before = cpuUsage();
+      const started = performance.now();
       await run(r);
+      walls.get(name)!.push(performance.now() - started);
       const used = cpuUsage(before);
       samples.get(name)!.push((used.user + used.system) / ways.items);
     }
@@ -87,12 +106,13 @@ try {
   await new Promise((resolve) => setTimeout(resolve, 10)); // let the gc observer report
   const perThousand = (scavenges * 1000) / (ways.items * rounds * ways.runs.size);
   console.log(
-    `${mode}: ${ways.items} per round, ${rounds} rounds, ${perThousand.toFixed(2)} scavenges per 1,000 items`,
+    `${mode}: ${ways.items} per round, ${rounds} rounds, ${perThousand.toFixed(2)} scavenges per 1,000 items` +
+      (replicaCount > 0 ? `, ${replicaCount} replica(s)${wait ? ', waited for' : ''}` : ''),
   );
   for (const [name, values] of samples) {
-    const sorted = values.slice(rounds / 4).sort((a, b) => a - b);
     console.log(
-      `${name}: median ${sorted[Math.floor(sorted.length / 2)]!.toFixed(2)} µs of process CPU per item`,
+      `${name}: median ${median(values).toFixed(2)} µs of process CPU per item, ` +
+        `${median(walls.get(name)!).toFixed(1)} ms per round`,
     );
   }
   console.log(`redis-server: ${redisUs.toFixed(2)} µs of CPU per item (all ways, after warm-up)`);
@@ -105,7 +125,28 @@ try {
   }
 } finally {
   await engine.close();
+  for (const replica of replicas) await replica.stop();
   await server.stop();
+}
+
+/** The median of the rounds after the warm-up quarter. */
+function median(values: number[]): number {
+  const sorted = values.slice(Math.floor(rounds / 4)).sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)]!;
+}
+
+async function startReplicas(count: number): Promise<RedisServer[]> {
+  if (count === 0) return [];
+  // Redis delays a diskless full sync by 5 s by default, for more replicas to join it.
+  await server.command('CONFIG', 'SET', 'repl-diskless-sync-delay', '0');
+  const started: RedisServer[] = [];
+  for (let i = 0; i < count; i++) {
+    const replica = await RedisServer.start({ aof: false });
+    await replica.command('REPLICAOF', '127.0.0.1', String(server.port));
+    started.push(replica);
+  }
+  await server.replicasInSync(count);
+  return started;
 }
 
 function appendWays(sessions: number): { items: number; runs: Map<string, Round> } {
