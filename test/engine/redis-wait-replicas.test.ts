@@ -120,6 +120,37 @@ describe('redis engine: waitReplicas', () => {
     await until(async () => (await onReplica(prefix, id)) === 3);
   });
 
+  it('a retry on another connection that finds its events stored (writing nothing) still waits for the replica', async () => {
+    // WAIT waits for the replication offset its connection was at after its last command.
+    // Redis 7.0 moves that offset on every command, reads too, so the retry's read-only
+    // script sets it past the first attempt's write (a Redis that moved it on writes only
+    // would answer this WAIT at once).
+    const { engine, prefix } = await connect(1);
+    const id = uniqueId('s');
+    replica.pause();
+    await assert.rejects(engine.append(id, [makeEvent(id, 'e1')]), isUnavailable);
+    const again = await RedisEngine.connect({
+      url: master.url,
+      clock: new ManualClock(),
+      limits: CONTRACT_LIMITS,
+      keyPrefix: prefix,
+      commandTimeoutMs: COMMAND_TIMEOUT_MS,
+      waitReplicas: 1,
+    });
+    engines.push(again);
+    await assert.rejects(again.append(id, [makeEvent(id, 'e1')]), isUnavailable);
+    const input = session();
+    replica.resume();
+    const created = await engine.createSession(input, 'idem-1');
+    replica.pause();
+    await assert.rejects(again.createSession(input, 'idem-1'), isUnavailable);
+    replica.resume();
+    const retry = await again.append(id, [makeEvent(id, 'e1')]);
+    assert.deepEqual(retry.outcomes, [{ seq: 1, duplicate: true }]);
+    assert.equal((await again.createSession(input, 'idem-1')).created, false);
+    assert.equal(created.created, true);
+  });
+
   it('control: with waitReplicas 0 the same append resolves while the replica is frozen, so before any replica has it', async () => {
     const { engine, prefix } = await connect(0);
     const id = uniqueId('s');

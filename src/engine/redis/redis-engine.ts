@@ -447,9 +447,10 @@ export class RedisEngine implements Engine {
    * retry is deduplicated. WAIT blocks the connection while it waits, so it is bounded by
    * half the command timeout: commands queued behind it still fit in theirs.
    *
-   * Not covered: a retry on a new connection (after a reconnect) whose write turns out to
-   * be a duplicate writes nothing, so its WAIT has nothing to wait for and confirms a
-   * write that may still be only on the master.
+   * A retry that finds its events stored writes nothing, possibly on a new connection
+   * (after a reconnect). Its WAIT still covers the first attempt's write because Redis
+   * (7.0, tested) sets a connection's offset to the master's after every command, reads
+   * included; a Redis that moved it only on the connection's own writes would not.
    */
   async #replicated(operation: string): Promise<void> {
     if (this.#waitReplicas === 0) return;
