@@ -69,8 +69,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LoadedConfig {
     if (config.REDIS_URL !== '' && config.REDIS_CLUSTER_NODES !== '') {
       problems.push('REDIS_URL and REDIS_CLUSTER_NODES: set one of them, not both');
     }
-    if (config.REDIS_WAIT_REPLICAS > 0 && config.REDIS_URL === '') {
-      problems.push('REDIS_WAIT_REPLICAS: needs REDIS_URL (not supported on a Redis Cluster yet)');
+    if (config.REDIS_WAIT_REPLICAS > 0 && config.REDIS_URL === '' && config.REDIS_CLUSTER_NODES === '') {
+      problems.push('REDIS_WAIT_REPLICAS: needs Redis (REDIS_URL or REDIS_CLUSTER_NODES)');
     }
     if (config.METRICS_PORT !== '' && config.METRICS_PORT !== 0 && config.METRICS_PORT === config.PORT) {
       problems.push('METRICS_PORT: must differ from PORT (the gateway listens there)');

@@ -9,17 +9,19 @@ import { freePort } from '../../chaos/toolkit/ports.ts';
 import { RespClient, type RespValue } from '../../chaos/toolkit/resp.ts';
 
 /**
- * A private Redis Cluster for one test file: `masters` redis-server processes started
- * with `--cluster-enabled yes` on free ports in one temp dir (no RDB, no AOF), joined by
- * `redis-cli --cluster create … --cluster-replicas 0`, and ready once every node reports
- * `cluster_state:ok`. Killed (and its dir removed) when the process exits, even if a test
+ * A private Redis Cluster for one test file: `masters` redis-server processes (and
+ * `replicas` per master) started with `--cluster-enabled yes` on free ports in one temp
+ * dir (no RDB, no AOF), joined by `redis-cli --cluster create … --cluster-replicas R`, and
+ * ready once every node reports `cluster_state:ok` (and every replica confirms a write). Killed (and its dir removed) when the process exits, even if a test
  * forgot to stop it; the children never keep the test process alive.
  *
  * Binaries: REDIS_SERVER_BIN / REDIS_CLI_BIN, default `redis-server` / `redis-cli`.
  */
 export interface RedisClusterOptions {
-  /** Number of masters (no replicas). Default 3, the minimum `redis-cli --cluster create` accepts. */
+  /** Number of masters. Default 3, the minimum `redis-cli --cluster create` accepts. */
   masters?: number;
+  /** Replicas per master. Default 0. */
+  replicas?: number;
   /** false: start the nodes but never join them (every node answers cluster_state:fail). */
   create?: boolean;
   /**
@@ -53,7 +55,7 @@ export class RedisCluster {
     this.dir = dir;
   }
 
-  /** Seeds for the engine: `127.0.0.1:<port>` of every master. */
+  /** Seeds for the engine: `127.0.0.1:<port>` of every node (replicas too, if any). */
   get nodes(): string[] {
     return this.#nodes.map((n) => `127.0.0.1:${n.port}`);
   }
@@ -71,7 +73,7 @@ export class RedisCluster {
       cluster.#nodeTimeoutMs = options.nodeTimeoutMs ?? 2000;
       killOnExit(cluster);
       try {
-        await cluster.#launch(masters, options.create ?? true);
+        await cluster.#launch(masters, options.replicas ?? 0, options.create ?? true);
         return cluster;
       } catch (err) {
         // most likely a port taken between freePort() and the bind: try other ports
@@ -233,12 +235,71 @@ export class RedisCluster {
     rmSync(this.dir, { recursive: true, force: true });
   }
 
-  async #launch(masters: number, create: boolean): Promise<void> {
-    for (let i = 0; i < masters; i++) this.#nodes.push(this.#spawn(await freePort(), await freePort()));
+  async #launch(masters: number, replicas: number, create: boolean): Promise<void> {
+    for (let i = 0; i < masters * (1 + replicas); i++)
+      this.#nodes.push(this.#spawn(await freePort(), await freePort()));
     await Promise.all(this.#nodes.map((n) => this.#waitForPing(n)));
     if (!create) return;
-    await this.#create();
+    await this.#create(replicas);
     await this.#waitForState();
+    if (replicas > 0) await this.#waitForReplicas(replicas);
+  }
+
+  /** The ports of the masters that serve slots and of their replicas, from CLUSTER NODES. */
+  async topology(): Promise<Array<{ master: number; replicas: number[] }>> {
+    const lines = String(await this.command(undefined, 'CLUSTER', 'NODES'))
+      .trim()
+      .split('\n');
+    // <id> <ip:port@bus> <flags> <master id or -> <ping> <pong> <epoch> <link> <slot> …
+    const nodes = lines.map((line) => {
+      const fields = line.split(' ');
+      const [id, address, flags, masterId] = fields as [string, string, string, string];
+      const port = Number(/:(\d+)@/.exec(address)![1]);
+      // while replicas are being assigned, a node can still read as a master without slots
+      return { id, port, master: flags.includes('master') && fields.length > 8, masterId };
+    });
+    return nodes
+      .filter((n) => n.master)
+      .map((m) => ({
+        master: m.port,
+        replicas: nodes.filter((n) => n.masterId === m.id).map((n) => n.port),
+      }));
+  }
+
+  /**
+   * Until each master's replicas confirm a write (WAIT): a replica counts as online before
+   * its first acknowledgement, and WAIT does not count it until then.
+   */
+  async #waitForReplicas(replicas: number): Promise<void> {
+    const deadline = Date.now() + START_TIMEOUT_MS;
+    let topology = await this.topology();
+    while (topology.some((m) => m.replicas.length < replicas)) {
+      if (Date.now() > deadline) throw new Error(`replicas not assigned: ${JSON.stringify(topology)}`);
+      await sleep(50);
+      topology = await this.topology();
+    }
+    for (const { master } of topology) {
+      const key = await this.#keyOn(master);
+      const client = await RespClient.open(master);
+      try {
+        for (;;) {
+          await client.command('SET', key, '1');
+          if (Number(await client.command('WAIT', replicas, 100)) >= replicas) break;
+          if (Date.now() > deadline) throw new Error(`replicas of :${master} not in sync`);
+        }
+      } finally {
+        client.close();
+      }
+    }
+  }
+
+  /** A key whose slot `master` serves. */
+  async #keyOn(master: number): Promise<string> {
+    for (let i = 0; i < 10_000; i++) {
+      const key = `{replica-probe-${i}}`;
+      if ((await this.masterOf(await this.keyslot(key))) === master) return key;
+    }
+    throw new Error(`no slot of :${master} found`);
   }
 
   #spawn(port: number, busPort: number): Node {
@@ -261,6 +322,9 @@ export class RedisCluster {
       'no',
       '--save',
       '',
+      // a replica's first copy at once, not after the default 5 s wait for more replicas
+      '--repl-diskless-sync-delay',
+      '0',
       '--daemonize',
       'no',
       '--protected-mode',
@@ -300,8 +364,15 @@ export class RedisCluster {
     throw new Error(`redis-server :${node.port} did not answer PING:\n${node.output}`);
   }
 
-  #create(): Promise<void> {
-    const args = ['--cluster', 'create', ...this.nodes, '--cluster-replicas', '0', '--cluster-yes'];
+  #create(replicas: number): Promise<void> {
+    const args = [
+      '--cluster',
+      'create',
+      ...this.nodes,
+      '--cluster-replicas',
+      String(replicas),
+      '--cluster-yes',
+    ];
     return new Promise((resolve, reject) => {
       const cli = spawn(CLI_BINARY, args, { stdio: ['ignore', 'pipe', 'pipe'] });
       let output = '';

@@ -54,13 +54,15 @@ describe('config', () => {
     );
   });
 
-  it('REDIS_WAIT_REPLICAS: a count of replicas, on one Redis only; PORT_SHARING: refuse or allow', () => {
+  it('REDIS_WAIT_REPLICAS: a count of replicas, with Redis only; PORT_SHARING: refuse or allow', () => {
     assert.equal(loadConfig({ AUTH_JWT_SECRET: SECRET }).config.REDIS_WAIT_REPLICAS, 0);
     const one = loadConfig({ AUTH_JWT_SECRET: SECRET, REDIS_URL: 'redis://a:1', REDIS_WAIT_REPLICAS: '2' });
     assert.equal(one.config.REDIS_WAIT_REPLICAS, 2);
+    const cluster = { AUTH_JWT_SECRET: SECRET, REDIS_CLUSTER_NODES: 'b:2', REDIS_WAIT_REPLICAS: '1' };
+    assert.equal(loadConfig(cluster).config.REDIS_WAIT_REPLICAS, 1);
     assert.throws(
-      () => loadConfig({ AUTH_JWT_SECRET: SECRET, REDIS_CLUSTER_NODES: 'b:2', REDIS_WAIT_REPLICAS: '1' }),
-      /REDIS_WAIT_REPLICAS: needs REDIS_URL/,
+      () => loadConfig({ AUTH_JWT_SECRET: SECRET, REDIS_WAIT_REPLICAS: '1' }),
+      /REDIS_WAIT_REPLICAS: needs Redis/,
     );
     assert.throws(
       () => loadConfig({ AUTH_JWT_SECRET: SECRET, REDIS_WAIT_REPLICAS: '-1' }),

@@ -39,6 +39,7 @@ import {
 import { Notifications } from './notifications.ts';
 import { TickQueue, type QueuedCall } from './tick-queue.ts';
 import { mapRedisError } from './errors.ts';
+import { replicasOnline, waitForReplicas } from './replication.ts';
 import {
   DEFAULT_KEY_PREFIX,
   idempotencyKey,
@@ -78,8 +79,9 @@ export interface RedisEngineOptions {
   /** How long an idempotency key of createSession is remembered. Default 24 h. */
   idempotencyTtlS?: number;
   /**
-   * Replicas that must confirm every write of events (WAIT) before it resolves; one Redis
-   * only. Default 0: resolved once the master has it. See #replicated.
+   * Replicas that must confirm every write of events (WAIT) before it resolves; on a
+   * cluster, replicas of the master holding the write. Default 0: resolved once the master
+   * has it. See #replicated.
    */
   waitReplicas?: number;
 }
@@ -335,9 +337,6 @@ export class RedisEngine implements Engine {
     if (!Number.isInteger(waitReplicas) || waitReplicas < 0) {
       throw new RangeError('redis engine: waitReplicas must be a whole number ≥ 0');
     }
-    if (waitReplicas > 0 && clusterNodes.length > 0) {
-      throw new RangeError('redis engine: waitReplicas is not supported on a Redis Cluster');
-    }
     let engine: RedisEngine;
     if (clusterNodes.length > 0) {
       const cluster = createClusterClient({ nodes: clusterNodes, commandTimeoutMs });
@@ -421,42 +420,37 @@ export class RedisEngine implements Engine {
     return report;
   }
 
-  /** With waitReplicas: logs how many replicas are connected now, and warns when too few. */
+  /** With waitReplicas: logs how many replicas are in sync now, and warns when too few. */
   async #checkReplicas(): Promise<void> {
-    if (this.#waitReplicas === 0 || isCluster(this.#redis)) return;
-    const info = await this.#call('connect', () => (this.#redis as Redis).info('replication'));
-    // Only a replica in sync counts for WAIT (not one still waiting for its first copy).
-    const connected = [...info.matchAll(/^slave\d+:.*\bstate=online\b/gm)].length;
+    if (this.#waitReplicas === 0) return;
+    const connected = await this.#call('connect', () => replicasOnline(this.#redis));
+    // on a cluster, the fewest over the masters
     const fields = { waitReplicas: this.#waitReplicas, connectedReplicas: connected };
     if (connected >= this.#waitReplicas) {
       this.#logger?.info(fields, 'redis engine: writes of events wait for replicas (WAIT)');
     } else {
       this.#logger?.warn(
         fields,
-        'redis engine: fewer replicas connected than REDIS_WAIT_REPLICAS: writes of events fail as unavailable until they are',
+        'redis engine: fewer replicas in sync than REDIS_WAIT_REPLICAS: writes of events fail as unavailable until there are enough',
       );
     }
   }
 
   /**
-   * With waitReplicas, resolves once that many replicas have every write this connection
-   * sent so far (WAIT, on the command connection itself: WAIT counts the writes of the
-   * connection it is sent on, which are all of the engine's). A write acknowledged after
+   * With waitReplicas, resolves once that many replicas of the master holding `keys`
+   * have the writes made so far (WAIT; see replication.ts). A write acknowledged after
    * this survives a failover to one of them; one not confirmed in time rejects with
    * EngineUnavailableError, which callers report as a retryable `unavailable`, and the
-   * retry is deduplicated. WAIT blocks the connection while it waits, so it is bounded by
-   * half the command timeout: commands queued behind it still fit in theirs.
-   *
-   * A retry that finds its events stored writes nothing, possibly on a new connection
-   * (after a reconnect). Its WAIT still covers the first attempt's write because Redis
-   * (7.0, tested) sets a connection's offset to the master's after every command, reads
-   * included; a Redis that moved it only on the connection's own writes would not.
+   * retry is deduplicated. WAIT blocks its connection while it waits, so it is bounded by
+   * half the command timeout: commands queued behind it still fit in theirs. A retry that
+   * finds its events stored writes nothing, possibly on a new connection, and its WAIT
+   * still covers the first attempt (replication.ts says why).
    */
-  async #replicated(operation: string): Promise<void> {
+  async #replicated(operation: string, keys: readonly string[]): Promise<void> {
     if (this.#waitReplicas === 0) return;
     const timeoutMs = Math.max(1, Math.floor(this.#commandTimeoutMs / 2));
     const confirmed = await this.#call(operation, () =>
-      (this.#redis as Redis).wait(this.#waitReplicas, timeoutMs),
+      waitForReplicas(this.#redis, keys, this.#waitReplicas, timeoutMs),
     );
     if (confirmed < this.#waitReplicas) {
       throw new EngineUnavailableError(
@@ -487,7 +481,11 @@ export class RedisEngine implements Engine {
     event?: Envelope,
   ): Promise<{ session: SessionRecord; created: boolean }> {
     const result = await this.#createSession(input, idempotencyKeyValue, event);
-    await this.#replicated('createSession');
+    // the session's record and first event, and the idempotency claim in its tenant's slot
+    const keys = [this.#keys(result.session.id).session];
+    if (idempotencyKeyValue !== undefined)
+      keys.push(idempotencyKey(this.#prefix, input.tenantId, input.ownerId, idempotencyKeyValue));
+    await this.#replicated('createSession', keys);
     return result;
   }
 
@@ -619,7 +617,7 @@ export class RedisEngine implements Engine {
       ),
       'transitionSession',
     );
-    await this.#replicated('transitionSession');
+    await this.#replicated('transitionSession', [k.stream]);
     switch (String(reply[0])) {
       case 'not_found':
         return { status: 'not_found' };
@@ -721,7 +719,11 @@ export class RedisEngine implements Engine {
         for (const event of events) args.push(event.eventId, envelopeText(event));
       },
       (reply, pending) => parseAppendReply(reply, pending.events.length),
-      () => this.#replicated('append'),
+      () =>
+        this.#replicated(
+          'append',
+          chunk.map((call) => call.k.stream),
+        ),
     );
   }
 

@@ -1,0 +1,64 @@
+import calculateSlot from 'cluster-key-slot';
+import type { Cluster, Redis } from 'ioredis';
+import { EngineUnavailableError } from '../../errors/gateway-error.ts';
+import type { EngineClient } from './client.ts';
+
+/**
+ * Redis WAIT for the engine's writes (REDIS_WAIT_REPLICAS). WAIT blocks until `count`
+ * replicas have acknowledged the replication offset its connection was at after its
+ * last command; Redis 7.0 moves that offset to the master's after every command, reads
+ * included, so a WAIT sent on the connection a write went over covers that write.
+ *
+ * One Redis: the engine's one command connection. A cluster: the connection to the master
+ * of each key's slot, which is the one the cluster client sent the write over (ioredis
+ * keeps one connection per node), so a slow replica only holds up the writes of its own
+ * master's sessions.
+ */
+
+/**
+ * The fewest replicas, over the masters of `keys`, that confirmed within `timeoutMs`.
+ * Rejects with EngineUnavailableError when a master of one of them has no connection.
+ */
+export async function waitForReplicas(
+  client: EngineClient,
+  keys: readonly string[],
+  count: number,
+  timeoutMs: number,
+): Promise<number> {
+  const masters = isCluster(client) ? mastersOf(client, keys) : [client];
+  const confirmed = await Promise.all(masters.map((master) => master.wait(count, timeoutMs)));
+  return Math.min(...confirmed);
+}
+
+/** Replicas in sync (`state=online`), the fewest over the masters. */
+export async function replicasOnline(client: EngineClient): Promise<number> {
+  const masters = isCluster(client) ? client.nodes('master') : [client];
+  const counts = await Promise.all(
+    masters.map(async (master) => {
+      const info = await master.info('replication');
+      // a replica still waiting for its first full copy does not count for WAIT
+      return [...info.matchAll(/^slave\d+:.*\bstate=online\b/gm)].length;
+    }),
+  );
+  return Math.min(...counts);
+}
+
+/** The connection to the master serving each key's slot, each master once. */
+function mastersOf(cluster: Cluster, keys: readonly string[]): Redis[] {
+  const pool = new Map<string, Redis>();
+  for (const node of cluster.nodes('master'))
+    pool.set(`${String(node.options.host)}:${String(node.options.port)}`, node);
+  const masters = new Set<Redis>();
+  for (const key of keys) {
+    const owner = cluster.slots[calculateSlot(key)]?.[0];
+    const node = owner === undefined ? undefined : pool.get(owner);
+    if (!node)
+      throw new EngineUnavailableError(`redis: no connection to the master of slot ${calculateSlot(key)}`);
+    masters.add(node);
+  }
+  return [...masters];
+}
+
+function isCluster(client: EngineClient): client is Cluster {
+  return (client as { isCluster?: boolean }).isCluster === true;
+}
