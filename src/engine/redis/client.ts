@@ -15,6 +15,21 @@ export interface ClusterClientOptions {
 /** The command client: one Redis, or a Redis Cluster. */
 export type EngineClient = Redis | Cluster;
 
+export function isCluster(client: EngineClient): client is Cluster {
+  return (client as { isCluster?: boolean }).isCluster === true;
+}
+
+/**
+ * A cluster client's connection to each master it has one to, by `host:port` as its slot
+ * map names them (`cluster.slots[slot][0]`).
+ */
+export function masterConnections(cluster: Cluster): Map<string, Redis> {
+  const pool = new Map<string, Redis>();
+  for (const node of cluster.nodes('master'))
+    pool.set(`${String(node.options.host)}:${String(node.options.port)}`, node);
+  return pool;
+}
+
 /**
  * Runs one of the scripts: keys first, then arguments. For a script with a fixed key
  * count the count is checked; for a variable one it is sent first.

@@ -1,4 +1,4 @@
-import type { Cluster, Redis } from 'ioredis';
+import type { Cluster } from 'ioredis';
 import type { Clock } from '../../util/clock.ts';
 import { randomHex } from '../../util/random-pool.ts';
 import type { Envelope } from '../../protocol/envelope.ts';
@@ -31,6 +31,8 @@ import {
   clusterSubscriberClient,
   createClient,
   createClusterClient,
+  isCluster,
+  masterConnections,
   scriptRunner,
   subscriberClient,
   type EngineClient,
@@ -1185,9 +1187,7 @@ const CLUSTER_SLOT_COUNT = 16_384;
  */
 async function pingEveryMaster(cluster: Cluster, timeoutMs: number): Promise<void> {
   if (cluster.status !== 'ready') throw new Error(`the cluster client is ${cluster.status}`);
-  const pool = new Map<string, Redis>();
-  for (const node of cluster.nodes('master'))
-    pool.set(`${String(node.options.host)}:${String(node.options.port)}`, node);
+  const pool = masterConnections(cluster);
   const owners = new Set<string>();
   for (let slot = 0; slot < CLUSTER_SLOT_COUNT; slot++) {
     const owner = cluster.slots[slot]?.[0];
@@ -1249,10 +1249,6 @@ function parseAppendReply(raw: unknown, count: number): AppendResult {
 /** Script arguments must be integers (PEXPIRE and friends reject fractions). */
 function int(n: number): number {
   return Number.isFinite(n) ? Math.trunc(n) : 0;
-}
-
-function isCluster(client: EngineClient): client is Cluster {
-  return (client as { isCluster?: boolean }).isCluster === true;
 }
 
 function validateLimits(limits: EngineLimits): void {

@@ -1,7 +1,7 @@
 import calculateSlot from 'cluster-key-slot';
 import type { Cluster, Redis } from 'ioredis';
 import { EngineUnavailableError } from '../../errors/gateway-error.ts';
-import type { EngineClient } from './client.ts';
+import { isCluster, masterConnections, type EngineClient } from './client.ts';
 
 /**
  * Redis WAIT for the engine's writes (REDIS_WAIT_REPLICAS). WAIT blocks until `count`
@@ -45,9 +45,7 @@ export async function replicasOnline(client: EngineClient): Promise<number> {
 
 /** The connection to the master serving each key's slot, each master once. */
 function mastersOf(cluster: Cluster, keys: readonly string[]): Redis[] {
-  const pool = new Map<string, Redis>();
-  for (const node of cluster.nodes('master'))
-    pool.set(`${String(node.options.host)}:${String(node.options.port)}`, node);
+  const pool = masterConnections(cluster);
   const masters = new Set<Redis>();
   for (const key of keys) {
     const owner = cluster.slots[calculateSlot(key)]?.[0];
@@ -57,8 +55,4 @@ function mastersOf(cluster: Cluster, keys: readonly string[]): Redis[] {
     masters.add(node);
   }
   return [...masters];
-}
-
-function isCluster(client: EngineClient): client is Cluster {
-  return (client as { isCluster?: boolean }).isCluster === true;
 }
