@@ -187,6 +187,16 @@ describe('redis engine: waitReplicas', () => {
         ['warn', { waitReplicas: 2, connectedReplicas: 1 }],
       ],
     );
+
+    // A write the replica does not confirm is logged (throttled like connection errors).
+    const engine = engines.at(-2)!;
+    const id = uniqueId('s');
+    replica.pause();
+    await assert.rejects(engine.append(id, [makeEvent(id, 'e1')]), /0 of 1 replicas confirmed/);
+    await assert.rejects(engine.append(id, [makeEvent(id, 'e2')]), /0 of 1 replicas confirmed/);
+    const warned = lines.filter((l) => l.msg === 'redis engine: replicas did not confirm a write');
+    assert.equal(warned.length, 1, 'once within the throttle interval');
+    assert.match(JSON.stringify(warned[0]!.fields), /0 of 1 replicas confirmed the write/);
   });
 
   it('refuses a bad count', async () => {

@@ -455,9 +455,12 @@ export class RedisEngine implements Engine {
       waitForReplicas(this.#redis, keys, this.#waitReplicas, timeoutMs),
     );
     if (confirmed < this.#waitReplicas) {
-      throw new EngineUnavailableError(
+      const err = new EngineUnavailableError(
         `redis ${operation}: ${confirmed} of ${this.#waitReplicas} replicas confirmed the write within ${timeoutMs} ms`,
       );
+      // The same throttle as connection errors: a lagging replica must not flood the log.
+      this.#logConnectionError(err, 'redis engine: replicas did not confirm a write');
+      throw err;
     }
   }
 
@@ -1166,11 +1169,11 @@ export class RedisEngine implements Engine {
     return this.#call(operation, () => this.#script(name, keys, args));
   }
 
-  #logConnectionError(err: Error): void {
+  #logConnectionError(err: Error, message = 'redis engine: connection error'): void {
     const t = performance.now();
     if (t - this.#lastErrorLog < ERROR_LOG_INTERVAL_MS) return;
     this.#lastErrorLog = t;
-    this.#logger?.warn({ err: err.message, status: this.#redis.status }, 'redis engine: connection error');
+    this.#logger?.warn({ err: err.message, status: this.#redis.status }, message);
   }
 }
 
