@@ -724,11 +724,14 @@ export class RedisEngine implements Engine {
         for (const event of events) args.push(event.eventId, envelopeText(event));
       },
       (reply, pending) => parseAppendReply(reply, pending.events.length),
-      () =>
-        this.#replicated(
-          'append',
-          chunk.map((call) => call.k.stream),
-        ),
+      // nothing to confirm (and no closure, no key list) unless replicas are waited for
+      this.#waitReplicas > 0
+        ? () =>
+            this.#replicated(
+              'append',
+              chunk.map((call) => call.k.stream),
+            )
+        : undefined,
     );
   }
 
