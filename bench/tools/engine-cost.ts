@@ -137,12 +137,10 @@ function median(values: number[]): number {
 
 async function startReplicas(count: number): Promise<RedisServer[]> {
   if (count === 0) return [];
-  // Redis delays a diskless full sync by 5 s by default, for more replicas to join it.
-  await server.command('CONFIG', 'SET', 'repl-diskless-sync-delay', '0');
   const started: RedisServer[] = [];
   for (let i = 0; i < count; i++) {
     const replica = await RedisServer.start({ aof: false });
-    await replica.command('REPLICAOF', '127.0.0.1', String(server.port));
+    await replica.follow(server);
     started.push(replica);
   }
   await server.replicasInSync(count);

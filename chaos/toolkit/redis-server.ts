@@ -130,23 +130,19 @@ export class RedisServer {
   }
 
   /**
-   * Resolves once `count` replicas confirm a write to this server (WAIT), within
-   * `timeoutMs`. A replica shows as online in INFO before its first ACK, and WAIT does
-   * not count it until then: this is the state in which WAIT can succeed.
+   * Makes this server a replica of `master` (reached through `port`: a proxy to it, say),
+   * and resolves once `master` has a replica that confirms its writes.
    */
-  async replicasInSync(count = 1, timeoutMs = 10_000): Promise<void> {
-    const client = await RespClient.open(this.port);
-    try {
-      const deadline = Date.now() + timeoutMs;
-      for (;;) {
-        await client.command('SET', 'lifeos:replica-probe', String(Date.now()));
-        if (Number(await client.command('WAIT', count, 100)) >= count) return;
-        if (Date.now() > deadline)
-          throw new Error(`fewer than ${count} replicas in sync after ${timeoutMs} ms`);
-      }
-    } finally {
-      client.close();
-    }
+  async follow(master: RedisServer, port = master.port): Promise<void> {
+    // Redis delays a diskless full sync by 5 s by default, for more replicas to join it.
+    await master.command('CONFIG', 'SET', 'repl-diskless-sync-delay', '0');
+    await this.command('REPLICAOF', '127.0.0.1', String(port));
+    await master.replicasInSync();
+  }
+
+  /** Resolves once `count` replicas confirm a write to this server (see replicasConfirm). */
+  replicasInSync(count = 1, timeoutMs = 10_000): Promise<void> {
+    return replicasConfirm(this.port, 'lifeos:replica-probe', count, Date.now() + timeoutMs);
   }
 
   async #launch(): Promise<void> {
@@ -238,5 +234,29 @@ async function answersPing(port: number): Promise<boolean> {
     return false;
   } finally {
     client?.close();
+  }
+}
+
+/**
+ * Writes `key` on the master at `port` and WAITs, until `count` replicas confirm the
+ * write or `deadline` (epoch ms) passes. A replica shows as online in INFO before its
+ * first ACK, and WAIT does not count it until then: this is the state in which a
+ * gateway's WAIT can succeed. On a cluster, `key` must hash to a slot of that master.
+ */
+export async function replicasConfirm(
+  port: number,
+  key: string,
+  count: number,
+  deadline: number,
+): Promise<void> {
+  const client = await RespClient.open(port);
+  try {
+    for (;;) {
+      await client.command('SET', key, String(Date.now()));
+      if (Number(await client.command('WAIT', count, 100)) >= count) return;
+      if (Date.now() > deadline) throw new Error(`fewer than ${count} replicas of :${port} in sync`);
+    }
+  } finally {
+    client.close();
   }
 }

@@ -9,14 +9,24 @@ import { createServer } from 'node:net';
  * worker listens (`foreignListeners`). Either way the primary exits 1.
  */
 export function pickFreePort(host: string): Promise<number> {
+  return bindAndRelease(host, 0);
+}
+
+/**
+ * Binds `host:port` with Node's own listener and releases it, resolving with the port
+ * bound. Node sets SO_REUSEADDR but never SO_REUSEPORT on Linux (Node 20), so the bind
+ * fails on any listener there, and a closed predecessor's TIME_WAIT connections do not
+ * block it.
+ */
+function bindAndRelease(host: string, port: number): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.unref();
     server.once('error', reject);
-    server.listen({ host, port: 0, exclusive: true }, () => {
+    server.listen({ host, port, exclusive: true }, () => {
       const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => (port > 0 ? resolve(port) : reject(new Error(`no free port on ${host}`))));
+      const bound = typeof address === 'object' && address !== null ? address.port : 0;
+      server.close(() => (bound > 0 ? resolve(bound) : reject(new Error(`no free port on ${host}`))));
     });
   });
 }
@@ -48,17 +58,14 @@ export class PortInUseError extends Error {
 }
 
 /** Rejects with PortInUseError when something listens on `host:port` now. */
-export function assertPortFree(host: string, port: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.unref();
-    probe.once('error', (err: NodeJS.ErrnoException) =>
-      reject(err.code === 'EADDRINUSE' ? new PortInUseError(host, port, 'EADDRINUSE') : err),
-    );
-    // Node sets SO_REUSEADDR but never SO_REUSEPORT on Linux (Node 20), so the bind fails
-    // on any listener, and a closed predecessor's TIME_WAIT connections do not block it.
-    probe.listen({ host, port, exclusive: true }, () => probe.close(() => resolve()));
-  });
+export async function assertPortFree(host: string, port: number): Promise<void> {
+  try {
+    await bindAndRelease(host, port);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE')
+      throw new PortInUseError(host, port, 'EADDRINUSE');
+    throw err;
+  }
 }
 
 /**

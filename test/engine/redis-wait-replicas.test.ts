@@ -23,10 +23,7 @@ const engines: RedisEngine[] = [];
 before(async () => {
   master = await RedisServer.start({ aof: false });
   replica = await RedisServer.start({ aof: false });
-  // Redis delays a diskless full sync by 5 s by default, for more replicas to join it.
-  await master.command('CONFIG', 'SET', 'repl-diskless-sync-delay', '0');
-  await replica.command('REPLICAOF', '127.0.0.1', String(master.port));
-  await master.replicasInSync();
+  await replica.follow(master);
 });
 beforeEach(() => replica.resume());
 after(async () => {

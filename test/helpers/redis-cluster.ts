@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { freePort } from '../../chaos/toolkit/ports.ts';
+import { replicasConfirm } from '../../chaos/toolkit/redis-server.ts';
 import { RespClient, type RespValue } from '../../chaos/toolkit/resp.ts';
 
 /**
@@ -278,19 +279,8 @@ export class RedisCluster {
       await sleep(50);
       topology = await this.topology();
     }
-    for (const { master } of topology) {
-      const key = await this.#keyOn(master);
-      const client = await RespClient.open(master);
-      try {
-        for (;;) {
-          await client.command('SET', key, '1');
-          if (Number(await client.command('WAIT', replicas, 100)) >= replicas) break;
-          if (Date.now() > deadline) throw new Error(`replicas of :${master} not in sync`);
-        }
-      } finally {
-        client.close();
-      }
-    }
+    for (const { master } of topology)
+      await replicasConfirm(master, await this.#keyOn(master), replicas, deadline);
   }
 
   /** A key whose slot `master` serves. */

@@ -46,7 +46,7 @@ async function deploy(waitReplicas: number): Promise<Deployment> {
   cleanups.push(() => replica.stop());
   const link = await FaultProxy.start({ target: { host: '127.0.0.1', port: master.port } });
   cleanups.push(() => link.close());
-  await replicate(replica, master, link.port);
+  await replica.follow(master, link.port);
   const proxy = await FaultProxy.start({ target: { host: '127.0.0.1', port: master.port } });
   cleanups.push(() => proxy.close());
   const gw = await startTestGateway({
@@ -66,14 +66,6 @@ async function deploy(waitReplicas: number): Promise<Deployment> {
     owner: await gw.token('alice'),
     agent: await gw.token('bot', 'agent'),
   };
-}
-
-/** `replica` follows `master` (through `port`, a proxy to it), in sync when this resolves. */
-async function replicate(replica: RedisServer, master: RedisServer, port = master.port): Promise<void> {
-  // Redis delays a diskless full sync by 5 s by default, for more replicas to join it.
-  await master.command('CONFIG', 'SET', 'repl-diskless-sync-delay', '0');
-  await replica.command('REPLICAOF', '127.0.0.1', String(port));
-  await master.replicasInSync();
 }
 
 function ingest(d: Deployment, sessionId: string, eventId: string): Promise<{ status: number; body: any }> {
@@ -135,7 +127,7 @@ describe('failover to a replica under a real gateway', () => {
     assert.equal(early.status, 503, JSON.stringify(early.body));
     assert.match(early.body.error.message, /0 of 1 replicas confirmed the write within 1000 ms/);
     await d.master.restart();
-    await replicate(d.master, d.replica);
+    await d.master.follow(d.replica);
     // The refused attempt was stored on the new master, only not confirmed: the retry
     // finds it there (200, a duplicate), confirmed by the new replica this time.
     const retry = await ingest(d, sessionId, 'e3');
