@@ -13,9 +13,6 @@ interface PendingPublish {
   reject(err: Error): void;
   /** The connection it was last sent on; undefined: to be sent. */
   sentOn: Conn | undefined;
-  /** Retryable nacks in a row, for the retry delay. */
-  nacks: number;
-  retryTimer: Timer | undefined;
 }
 
 export interface OutboxOptions {
@@ -30,12 +27,19 @@ export interface OutboxOptions {
 /**
  * Publishes waiting for their `puback`, bounded. Each keeps its id across reconnects, so a
  * retry after a lost connection is deduplicated by the gateway; at most the gateway's
- * maxInFlight of them are unanswered on one connection; a retryable `nack` is sent again
- * after a backoff, any other `nack` rejects the publish.
+ * maxInFlight of them are unanswered on one connection. A retryable `nack` holds the whole
+ * outbox for a backoff, then everything waiting goes again in the order it was published:
+ * the gateway numbers one connection's publishes in the order they arrive, so a publisher's
+ * events keep their order through an outage (each publish on its own backoff came back
+ * shuffled). Any other `nack` rejects the publish.
  */
 export class PublishOutbox {
   readonly #pending = new Map<string, PendingPublish>();
   readonly #o: OutboxOptions;
+  /** Set while a retryable nack's backoff runs: nothing is sent until it fires. */
+  #retryTimer: Timer | undefined;
+  /** Backoffs since the last puback, for the next delay. */
+  #backoffs = 0;
 
   constructor(options: OutboxOptions) {
     this.#o = options;
@@ -74,8 +78,6 @@ export class PublishOutbox {
       resolve,
       reject,
       sentOn: undefined,
-      nacks: 0,
-      retryTimer: undefined,
     });
     this.flush();
     return promise;
@@ -84,11 +86,11 @@ export class PublishOutbox {
   /** Sends what waits, in order, keeping ≤ maxInFlight publishes unanswered. */
   flush(): void {
     const conn = this.#o.live();
-    if (!conn?.welcome) return;
+    if (!conn?.welcome || this.#retryTimer !== undefined) return;
     const limit = Math.max(1, conn.welcome.maxInFlight);
     for (const entry of this.#pending.values()) {
       if (conn.pubsInFlight >= limit) break;
-      if (entry.sentOn === conn || entry.retryTimer !== undefined) continue;
+      if (entry.sentOn === conn) continue;
       entry.sentOn = conn;
       conn.pubsInFlight++;
       this.#o.send(conn, entry.frame);
@@ -97,10 +99,8 @@ export class PublishOutbox {
 
   /** A new connection was welcomed: publishes waiting out a nack's backoff go now. */
   resend(): void {
-    for (const entry of this.#pending.values()) {
-      clearTimeout(entry.retryTimer);
-      entry.retryTimer = undefined;
-    }
+    clearTimeout(this.#retryTimer);
+    this.#retryTimer = undefined;
     this.flush();
   }
 
@@ -108,7 +108,7 @@ export class PublishOutbox {
     const entry = this.#settle(conn, id);
     if (!entry) return; // an answer to a retry that was already answered
     this.#pending.delete(id);
-    clearTimeout(entry.retryTimer);
+    this.#backoffs = 0;
     entry.resolve({ id, seq });
     this.flush();
   }
@@ -117,12 +117,14 @@ export class PublishOutbox {
     const entry = this.#settle(conn, id);
     if (!entry) return;
     if (retryable) {
-      const delay = backoffDelay(entry.nacks++, this.#o.backoff, this.#o.random);
-      clearTimeout(entry.retryTimer);
-      entry.retryTimer = setTimeout(() => {
-        entry.retryTimer = undefined;
-        this.flush();
-      }, delay);
+      // The publishes sent after this one are likely refused too; one backoff for all.
+      this.#retryTimer ??= setTimeout(
+        () => {
+          this.#retryTimer = undefined;
+          this.flush();
+        },
+        backoffDelay(this.#backoffs++, this.#o.backoff, this.#o.random),
+      );
     } else {
       this.#pending.delete(id);
       entry.reject(new PublishRejectedError(id, code, message));
@@ -132,8 +134,9 @@ export class PublishOutbox {
 
   /** The subscription closed: every publish still waiting fails. */
   rejectAll(why: string): void {
+    clearTimeout(this.#retryTimer);
+    this.#retryTimer = undefined;
     for (const entry of this.#pending.values()) {
-      clearTimeout(entry.retryTimer);
       entry.reject(new LifeosClientError('closed', `subscription closed before the puback: ${why}`));
     }
     this.#pending.clear();

@@ -45,6 +45,10 @@ interface Node {
   output: string;
 }
 
+function running(node: Node): boolean {
+  return node.child.exitCode === null && node.child.signalCode === null;
+}
+
 export class RedisCluster {
   readonly dir: string;
   readonly #nodes: Node[] = [];
@@ -98,7 +102,7 @@ export class RedisCluster {
     for (const node of this.#nodes) {
       // an unref'd child's exit would not keep the event loop waiting for it
       node.child.ref();
-      if (node.child.exitCode === null && node.child.signalCode === null) node.child.kill('SIGKILL');
+      if (running(node)) node.child.kill('SIGKILL');
     }
     await Promise.all(this.#nodes.map((n) => n.exited));
     rmSync(this.dir, { recursive: true, force: true });
@@ -111,17 +115,60 @@ export class RedisCluster {
    * Resolves once the whole cluster is ok again.
    */
   async restart(port: number): Promise<void> {
+    await this.#stopNode(port, 'SIGTERM');
+    await this.revive(port);
+  }
+
+  /**
+   * SIGKILL one node, as a crashed host. With replicas, one of its replicas takes its
+   * slots once the others have marked it failed (about 2 × the node timeout); see
+   * `failedOver`. `revive(port)` starts it again.
+   */
+  kill(port: number): Promise<void> {
+    return this.#stopNode(port, 'SIGKILL');
+  }
+
+  /**
+   * Starts a node stopped by `kill` on its ports and cluster config file: it rejoins with
+   * its id, and a master whose slots a replica took meanwhile comes back as that replica's
+   * replica. Resolves once every node reports cluster_state:ok.
+   */
+  async revive(port: number): Promise<void> {
     const index = this.#nodes.findIndex((n) => n.port === port);
-    const node = this.#nodes[index];
-    if (!node) throw new Error(`no node on port ${port}`);
-    node.child.ref();
-    node.child.kill('SIGTERM');
-    await node.exited;
+    const node = this.#nodes[index]!;
     const again = this.#spawn(node.port, node.busPort);
     this.#nodes[index] = again;
     if (this.#unrefed) unrefChild(again.child);
     await this.#waitForPing(again);
     await this.#waitForState();
+  }
+
+  /**
+   * Until the live nodes report cluster_state:ok with `slot` served by a master other than
+   * `port` (killed, or paused past the node timeout): one of its replicas took over.
+   * Returns the new master's port.
+   */
+  async failedOver(port: number, slot: number): Promise<number> {
+    const deadline = Date.now() + START_TIMEOUT_MS;
+    for (;;) {
+      try {
+        const live = this.#nodes.filter((n) => n.port !== port && running(n));
+        const states = await Promise.all(live.map((n) => this.command(n.port, 'CLUSTER', 'INFO')));
+        const master = await this.masterOf(slot);
+        if (master !== port && states.every((info) => /^cluster_state:ok/m.test(String(info)))) return master;
+      } catch {
+        // a node between states: ask again
+      }
+      if (Date.now() > deadline) throw new Error(`no failover of :${port} within ${START_TIMEOUT_MS} ms`);
+      await sleep(50);
+    }
+  }
+
+  async #stopNode(port: number, signal: NodeJS.Signals): Promise<void> {
+    const node = this.#node(port);
+    node.child.ref();
+    node.child.kill(signal);
+    await node.exited;
   }
 
   /**
@@ -174,9 +221,9 @@ export class RedisCluster {
     return { lines, stop: () => socket.destroy() };
   }
 
-  /** Runs one command on one node (by port; default the first) over a fresh connection. */
+  /** Runs one command on one node (by port; default the first running one) over a fresh connection. */
   async command(port: number | undefined, ...args: (string | number)[]): Promise<RespValue> {
-    const client = await RespClient.open(port ?? this.#nodes[0]!.port);
+    const client = await RespClient.open(port ?? this.#nodes.find(running)!.port);
     try {
       return await client.command(...args);
     } finally {
