@@ -80,6 +80,11 @@ export class RespClient {
       const parsed = parse(this.#buffer, 0);
       if (!parsed) return;
       this.#buffer = this.#buffer.subarray(parsed.end);
+      // Subscribed, a message may arrive between a command and its reply (PING's, say).
+      if (this.#subscribed && isPush(parsed.value)) {
+        this.messages.push(parsed.value);
+        continue;
+      }
       const waiter = this.#waiting.shift();
       if (waiter) waiter.resolve(parsed.value);
       else if (this.#subscribed) this.messages.push(parsed.value);
@@ -89,6 +94,12 @@ export class RespClient {
   #failAll(err: Error): void {
     for (const w of this.#waiting.splice(0)) w.reject(err);
   }
+}
+
+function isPush(value: RespValue): boolean {
+  return (
+    Array.isArray(value) && (value[0] === 'message' || value[0] === 'smessage' || value[0] === 'pmessage')
+  );
 }
 
 function parse(buf: Buffer, at: number): { value: RespValue; end: number } | undefined {

@@ -12,6 +12,7 @@ import { RedisEngine } from '../../src/engine/redis/redis-engine.ts';
 import { ManualClock } from '../../src/util/clock.ts';
 import { unconfirmedWithin } from '../helpers/unconfirmed.ts';
 import { RedisServer } from '../../chaos/toolkit/redis-server.ts';
+import { RespClient } from '../../chaos/toolkit/resp.ts';
 import { CONTRACT_LIMITS, makeEvent, uniqueId } from './contract.ts';
 
 /** WAIT gets half of it: 1 s, ample for a replica on this host even on a busy test machine. */
@@ -148,6 +149,49 @@ describe('redis engine: waitReplicas', () => {
     replica.resume();
     // Only now can the replica catch up: when the append resolved it had nothing.
     await until(async () => (await onReplica(prefix, id)) === 1);
+  });
+
+  it('replica frozen: reads and heads reject as unavailable, many at once holding the connection for one WAIT at a time; thawed, they are served', async () => {
+    const { engine } = await connect(1);
+    const ids = Array.from({ length: 20 }, () => uniqueId('r'));
+    for (const id of ids) await engine.append(id, [makeEvent(id, 'e1')]);
+    replica.pause();
+    const reads = ids.map((id, i) => (i % 2 === 0 ? engine.read(id, 0, 10) : engine.head(id)));
+    // Behind twenty WAITs of 1 s each this would time out (2 s); they share one at a time.
+    await engine.ping();
+    for (const read of reads)
+      await assert.rejects(read, /0 of 1 replicas confirmed the events read within 1000 ms/);
+    replica.resume();
+    const page = await engine.read(ids[0]!, 0, 10);
+    assert.deepEqual(
+      page.events.map((e) => e.event.eventId),
+      ['e1'],
+    );
+  });
+
+  it('head notices leave only once the replicas confirm; a retry that finds its events stored sends the notice the first attempt could not', async () => {
+    const { engine, prefix } = await connect(1);
+    const id = uniqueId('s');
+    const listener = await RespClient.open(master.port);
+    try {
+      await listener.subscribe(sessionKeys(prefix, id).channel);
+      // PING on a subscribed connection is answered in order with the messages before it
+      const notices = async () => {
+        await listener.command('PING');
+        return listener.messages.map((m) => String((m as string[])[2]).split(' ')[0]);
+      };
+      await engine.append(id, [makeEvent(id, 'e1')]);
+      assert.deepEqual(await notices(), ['1']);
+      replica.pause();
+      await assert.rejects(engine.append(id, [makeEvent(id, 'e2')]), isUnavailable);
+      assert.deepEqual(await notices(), ['1'], 'no node hears of e2 while the replica lacks it');
+      replica.resume();
+      const retry = await engine.append(id, [makeEvent(id, 'e2')]);
+      assert.deepEqual(retry.outcomes, [{ seq: 2, duplicate: true }]);
+      assert.deepEqual(await notices(), ['1', '2']);
+    } finally {
+      listener.close();
+    }
   });
 
   it('logs at start how many replicas are in sync, and warns when fewer than asked', async () => {

@@ -111,7 +111,11 @@ describe('a Redis Cluster failover under gateway nodes (REDIS_WAIT_REPLICAS=1)',
           socket.log.some((l) => l.frame.op === 'nack' && /0 of 1 replicas confirmed/.test(l.frame.message)),
         ),
       10_000,
-      'a publish stored on the promoted replica and refused for want of its own replica',
+      () =>
+        'a publish refused for want of a replica: ' +
+        JSON.stringify(
+          victim.wire.sockets.map((w) => [w.closeCode, w.log.filter((l) => l.dir === 'in').slice(-6)]),
+        ),
     );
     assert.equal(stuckSettled, false);
     await cluster.revive(victim.master); // back, as the replica of the promoted one

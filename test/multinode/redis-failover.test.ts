@@ -4,6 +4,15 @@ import { FaultProxy } from '../../chaos/toolkit/fault-proxy.ts';
 import { RedisServer } from '../../chaos/toolkit/redis-server.ts';
 import { sessionKeys } from '../../src/engine/redis/keys.ts';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
+import {
+  closeClients,
+  record,
+  recordingWebSocket,
+  testClient,
+  until as untilTrue,
+  type Record,
+  type Wire,
+} from '../client/support.ts';
 
 /**
  * A failover to a replica under a real gateway: the gateway talks to a master through a
@@ -35,6 +44,8 @@ interface Deployment {
   /** The replica's replication link to the master. */
   link: FaultProxy;
   gw: TestGateway;
+  /** A second node on the same Redis (through the same proxy). */
+  other: TestGateway;
   owner: string;
   agent: string;
 }
@@ -49,20 +60,24 @@ async function deploy(waitReplicas: number): Promise<Deployment> {
   await replica.follow(master, link.port);
   const proxy = await FaultProxy.start({ target: { host: '127.0.0.1', port: master.port } });
   cleanups.push(() => proxy.close());
-  const gw = await startTestGateway({
+  const env = {
     REDIS_URL: `redis://127.0.0.1:${proxy.port}`,
     REDIS_KEY_PREFIX: PREFIX,
     // WAIT gets half of it: 1 s, ample for a replica on this host, whatever the test's loop does.
     REDIS_COMMAND_TIMEOUT_MS: '2000',
     REDIS_WAIT_REPLICAS: String(waitReplicas),
-  });
+  };
+  const gw = await startTestGateway({ ...env, NODE_ID: 'fo-a' });
   cleanups.push(() => gw.stop());
+  const other = await startTestGateway({ ...env, NODE_ID: 'fo-b' });
+  cleanups.push(() => other.stop());
   return {
     master,
     replica,
     proxy,
     link,
     gw,
+    other,
     owner: await gw.token('alice'),
     agent: await gw.token('bot', 'agent'),
   };
@@ -143,5 +158,77 @@ describe('failover to a replica under a real gateway', () => {
     assert.equal(late, 201);
     await failover(d);
     assert.deepEqual(await lost(d, sessionId, acked), ['e3']);
+  });
+});
+
+/**
+ * A subscriber on the other node while the replica lags: it must neither receive the
+ * unconfirmed event nor hear of its head (a node that took that head for seen would start
+ * a new epoch after the failover: 4011 for its subscribers).
+ */
+async function watchAcrossTheFailover(
+  d: Deployment,
+  until: 'e4' | '4011',
+): Promise<{ seen: Record; closes: number[]; late: number; history: { status: number; body: any } }> {
+  const sessionId = await d.gw.createSession(d.owner);
+  const wire: Wire = { sockets: [] };
+  const sub = testClient(d.other, { token: d.owner, WebSocket: recordingWebSocket(wire) }).subscribe(
+    sessionId,
+    {
+      after: 0,
+    },
+  );
+  const seen = record(sub);
+  const { late } = await writeThenFreeze(d, sessionId);
+  // History read on that node: a read that ends on the unconfirmed event.
+  const history = await d.other.http('GET', `/v1/call/sessions/${sessionId}/events?after=0`, d.owner);
+  await failover(d);
+  await d.master.restart();
+  await d.master.follow(d.replica);
+  const after = await ingest(d, sessionId, 'e4');
+  assert.ok(after.status === 201 || after.status === 200, JSON.stringify(after.body));
+  const frames = () => wire.sockets.flatMap((w) => w.log);
+  await untilTrue(
+    () =>
+      until === 'e4'
+        ? frames().some((l) => l.frame.op === 'ev' && l.frame.event.eventId === 'e4')
+        : wire.sockets.some((w) => w.closeCode === 4011),
+    10_000,
+    until,
+  );
+  return {
+    seen: { ...seen, seqs: [...seen.seqs], types: [...seen.types] },
+    closes: wire.sockets.map((w) => w.closeCode ?? 0),
+    late,
+    history,
+  };
+}
+
+describe('a failover under two gateway nodes', () => {
+  after(() => closeClients());
+
+  it('REDIS_WAIT_REPLICAS=1: no node delivers or notices an event the replicas lack, so its subscribers go on in the same epoch', async () => {
+    const d = await deploy(1);
+    const { seen, closes, late, history } = await watchAcrossTheFailover(d, 'e4');
+    assert.equal(late, 503);
+    assert.equal(history.status, 503, JSON.stringify(history.body));
+    assert.match(history.body.error.message, /0 of 1 replicas confirmed the events read/);
+    assert.deepEqual(seen.seqs, [1, 2, 3, 4], 'e4 follows e2: e3 was never delivered');
+    assert.ok(!closes.includes(4011), `closes: ${closes.join(',')}`);
+  });
+
+  it('control, REDIS_WAIT_REPLICAS=0: the other node delivers e3, the failover loses it, and its subscriber gets 4011', async () => {
+    const d = await deploy(0);
+    const { seen, closes, late, history } = await watchAcrossTheFailover(d, '4011');
+    assert.equal(late, 201);
+    assert.deepEqual(
+      history.body.events.map((e: { event: { eventId: string } }) => e.event.eventId).slice(1),
+      ['e1', 'e2', 'e3'],
+      'the history read returned e3',
+    );
+    assert.ok(
+      closes.includes(4011),
+      `closes: ${closes.join(',')}, seqs ${seen.seqs.join(',')} ${seen.states.join(',')}`,
+    );
   });
 });

@@ -4,12 +4,16 @@ import { SCRIPTS, scriptsFor, type ScriptDefinitions, type ScriptName } from './
 export interface ClientOptions {
   url: string;
   commandTimeoutMs: number;
+  /** false: the append scripts send no head notice (the engine does, after WAIT). Default true. */
+  headNotices?: boolean;
 }
 
 export interface ClusterClientOptions {
   /** Seed nodes: `host:port`, or `redis://[user:pass@]host:port` / `rediss://…` (see parseClusterNodes). */
   nodes: readonly string[];
   commandTimeoutMs: number;
+  /** As ClientOptions.headNotices. */
+  headNotices?: boolean;
 }
 
 /** The command client: one Redis, or a Redis Cluster. */
@@ -86,7 +90,7 @@ export function createClient(options: ClientOptions): Redis {
     enableOfflineQueue: false,
     retryStrategy,
   });
-  defineScripts(redis, SCRIPTS);
+  defineScripts(redis, scriptsFor('PUBLISH', options.headNotices));
   return redis;
 }
 
@@ -112,7 +116,7 @@ export function createClusterClient(options: ClusterClientOptions): Cluster {
     lazyConnect: true,
     enableOfflineQueue: false,
   });
-  defineScripts(cluster, scriptsFor('SPUBLISH'));
+  defineScripts(cluster, scriptsFor('SPUBLISH', options.headNotices));
   refreshSlotsPeriodically(cluster);
   return cluster;
 }

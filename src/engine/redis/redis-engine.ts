@@ -339,9 +339,11 @@ export class RedisEngine implements Engine {
     if (!Number.isInteger(waitReplicas) || waitReplicas < 0) {
       throw new RangeError('redis engine: waitReplicas must be a whole number ≥ 0');
     }
+    // With replicas waited for, head notices leave after the WAIT (#confirmed), not from the scripts.
+    const headNotices = waitReplicas === 0;
     let engine: RedisEngine;
     if (clusterNodes.length > 0) {
-      const cluster = createClusterClient({ nodes: clusterNodes, commandTimeoutMs });
+      const cluster = createClusterClient({ nodes: clusterNodes, commandTimeoutMs, headNotices });
       engine = new RedisEngine(
         cluster,
         options,
@@ -353,7 +355,7 @@ export class RedisEngine implements Engine {
           ),
       );
     } else {
-      const redis = createClient({ url, commandTimeoutMs });
+      const redis = createClient({ url, commandTimeoutMs, headNotices });
       engine = new RedisEngine(
         redis,
         options,
@@ -448,7 +450,7 @@ export class RedisEngine implements Engine {
    * finds its events stored writes nothing, possibly on a new connection, and its WAIT
    * still covers the first attempt (replication.ts says why).
    */
-  async #replicated(operation: string, keys: readonly string[]): Promise<void> {
+  async #replicated(operation: string, keys: readonly string[], what = 'the write'): Promise<void> {
     if (this.#waitReplicas === 0) return;
     const timeoutMs = Math.max(1, Math.floor(this.#commandTimeoutMs / 2));
     const confirmed = await this.#call(operation, () =>
@@ -456,12 +458,44 @@ export class RedisEngine implements Engine {
     );
     if (confirmed < this.#waitReplicas) {
       const err = new EngineUnavailableError(
-        `redis ${operation}: ${confirmed} of ${this.#waitReplicas} replicas confirmed the write within ${timeoutMs} ms`,
+        `redis ${operation}: ${confirmed} of ${this.#waitReplicas} replicas confirmed ${what} within ${timeoutMs} ms`,
       );
       // The same throttle as connection errors: a lagging replica must not flood the log.
       this.#logConnectionError(err, 'redis engine: replicas did not confirm a write');
       throw err;
     }
+  }
+
+  /**
+   * With waitReplicas, what a read returned counts only once the replicas have it: the
+   * read moved its connection's replication offset past every entry it saw (see
+   * replication.ts), so WAIT on it confirms them. A node then never delivers, nor takes
+   * for its head, an event that a failover could still lose (another node's append may
+   * not be confirmed yet); unconfirmed, the read fails as `unavailable` and is retried.
+   */
+  #readConfirmed(operation: string, k: SessionKeys): Promise<void> {
+    return this.#replicated(operation, [k.stream], 'the events read');
+  }
+
+  /**
+   * With waitReplicas the scripts send no head notice (scriptsFor's headNotices): they go
+   * out here, once WAIT confirmed the writes, so another node never hears of a head a
+   * failover could take back (it would take that head for seen, and its resync would
+   * start a new epoch: 4011 for its subscribers). One loNotify call for all of them on one
+   * Redis, an SPUBLISH each on a cluster. Fire and forget, like the scripts' notices: the
+   * stream stays the truth, and a lost notice only delays a node until its next notice
+   * or read.
+   */
+  #noticeHeads(heads: ReadonlyArray<{ k: SessionKeys; epoch: string; headSeq: number }>): void {
+    const redis = this.#redis;
+    if (isCluster(redis)) {
+      for (const { k, epoch, headSeq } of heads)
+        redis.spublish(k.channel, `${headSeq} ${epoch}`).catch(() => {});
+      return;
+    }
+    const args: string[] = [];
+    for (const { k, epoch, headSeq } of heads) args.push(k.channel, `${headSeq} ${epoch}`);
+    this.#script('loNotify', [], args).catch(() => {});
   }
 
   // ── call sessions ──────────────────────────────────────────────────────────────
@@ -623,6 +657,10 @@ export class RedisEngine implements Engine {
       'transitionSession',
     );
     await this.#replicated('transitionSession', [k.stream]);
+    if (this.#waitReplicas > 0 && String(reply[0]) === 'applied') {
+      const { epoch, headSeq } = parseHead(reply.slice(1));
+      this.#noticeHeads([{ k, epoch, headSeq }]);
+    }
     switch (String(reply[0])) {
       case 'not_found':
         return { status: 'not_found' };
@@ -726,11 +764,20 @@ export class RedisEngine implements Engine {
       (reply, pending) => parseAppendReply(reply, pending.events.length),
       // nothing to confirm (and no closure, no key list) unless replicas are waited for
       this.#waitReplicas > 0
-        ? () =>
-            this.#replicated(
+        ? async (replies) => {
+            await this.#replicated(
               'append',
               chunk.map((call) => call.k.stream),
-            )
+            );
+            // `<epoch> <head> …`. Duplicates too: a retry's events may be ones whose first
+            // attempt the replicas did not confirm, so no node has heard of them yet.
+            this.#noticeHeads(
+              chunk.map((call, i) => {
+                const [epoch, head] = String(replies[i]).split(' ', 2);
+                return { k: call.k, epoch: epoch!, headSeq: Number(head) };
+              }),
+            );
+          }
         : undefined,
     );
   }
@@ -743,6 +790,7 @@ export class RedisEngine implements Engine {
       await this.#run('read', 'loRead', [k.stream, k.meta, k.ids], [newEpoch(), from, count]),
       'read',
     );
+    if (this.#waitReplicas > 0) await this.#readConfirmed('read', k);
     const events = asArray(reply[4], 'entries').map(parseEntry);
     return { events, firstSeq: toInt(reply[3], 'firstSeq'), ...parseHead(reply) };
   }
@@ -750,7 +798,9 @@ export class RedisEngine implements Engine {
   async head(sessionId: string, seen?: SeenPosition): Promise<StreamHead> {
     const k = this.#keys(sessionId);
     const args = [newEpoch(), seen?.epoch ?? '', seen?.headSeq ?? 0];
-    return parseHead(asArray(await this.#run('head', 'loHead', [k.stream, k.meta, k.ids], args), 'head'));
+    const reply = asArray(await this.#run('head', 'loHead', [k.stream, k.meta, k.ids], args), 'head');
+    if (this.#waitReplicas > 0) await this.#readConfirmed('head', k);
+    return parseHead(reply);
   }
 
   async endStream(sessionId: string): Promise<StreamHead> {
@@ -927,7 +977,7 @@ export class RedisEngine implements Engine {
     head: (string | number)[],
     add: (call: T, keys: string[], args: (string | number)[]) => void,
     parse: (reply: unknown, call: T) => R,
-    confirm?: () => Promise<void>,
+    confirm?: (replies: unknown[]) => Promise<void>,
   ): Promise<void> {
     let replies: unknown[];
     try {
@@ -937,7 +987,7 @@ export class RedisEngine implements Engine {
       replies = asArray(await this.#run(operation, script, keys, args), operation);
       if (replies.length !== chunk.length)
         throw new Error(`redis engine: ${operation} returned a wrong number of replies`);
-      await confirm?.();
+      await confirm?.(replies);
     } catch (err) {
       for (const call of chunk) call.reject(err);
       return;

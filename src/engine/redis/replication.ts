@@ -16,8 +16,9 @@ import { isCluster, masterConnections, type EngineClient } from './client.ts';
  */
 
 /**
- * The fewest replicas, over the masters of `keys`, that confirmed within `timeoutMs`.
- * Rejects with EngineUnavailableError when a master of one of them has no connection.
+ * The fewest replicas, over the masters of `keys`, that confirmed within `timeoutMs`
+ * everything the caller has had answered on that master's connection. Rejects with
+ * EngineUnavailableError when a master of one of them has no connection.
  */
 export async function waitForReplicas(
   client: EngineClient,
@@ -26,8 +27,57 @@ export async function waitForReplicas(
   timeoutMs: number,
 ): Promise<number> {
   const masters = isCluster(client) ? mastersOf(client, keys) : [client];
-  const confirmed = await Promise.all(masters.map((master) => master.wait(count, timeoutMs)));
+  const confirmed = await Promise.all(masters.map((master) => groupWait(master, count, timeoutMs)));
   return Math.min(...confirmed);
+}
+
+/**
+ * WAITs of one connection, shared. WAIT blocks its connection until it returns, so one per
+ * caller would queue every command behind as many WAITs as there are callers: with a
+ * lagging replica, a node's reads (one per session) would hold its master for that many
+ * timeouts. Instead at most one WAIT is out per connection; a caller arriving meanwhile
+ * joins the next one, sent when it returns. A WAIT covers every command answered before it
+ * was sent (Redis runs a connection's commands in order), so the caller's command, whose
+ * reply it already has, is covered by any WAIT sent after that.
+ */
+interface WaitGroup {
+  inFlight: boolean;
+  next: { promise: Promise<number>; resolve(n: number): void; reject(err: unknown): void } | undefined;
+}
+
+const groups = new WeakMap<Redis, WaitGroup>();
+
+function groupWait(master: Redis, count: number, timeoutMs: number): Promise<number> {
+  let group = groups.get(master);
+  if (!group) groups.set(master, (group = { inFlight: false, next: undefined }));
+  if (!group.next) {
+    let resolve!: (n: number) => void;
+    let reject!: (err: unknown) => void;
+    const promise = new Promise<number>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    group.next = { promise, resolve, reject };
+    if (!group.inFlight) sendWait(master, group, count, timeoutMs);
+    return promise;
+  }
+  return group.next.promise;
+}
+
+function sendWait(master: Redis, group: WaitGroup, count: number, timeoutMs: number): void {
+  const waiting = group.next!;
+  group.next = undefined;
+  group.inFlight = true;
+  master.wait(count, timeoutMs).then(
+    (n) => settle(master, group, count, timeoutMs, () => waiting.resolve(n)),
+    (err: unknown) => settle(master, group, count, timeoutMs, () => waiting.reject(err)),
+  );
+}
+
+function settle(master: Redis, group: WaitGroup, count: number, timeoutMs: number, done: () => void): void {
+  group.inFlight = false;
+  done();
+  if (group.next) sendWait(master, group, count, timeoutMs);
 }
 
 /** Replicas in sync (`state=online`), the fewest over the masters. */

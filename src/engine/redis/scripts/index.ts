@@ -1,4 +1,4 @@
-import { appendLua, END_STREAM_LUA, HEAD_LUA, READ_LUA } from './stream-scripts.ts';
+import { appendLua, END_STREAM_LUA, HEAD_LUA, NOTIFY_LUA, READ_LUA } from './stream-scripts.ts';
 import {
   CREATE_SUBSCRIBERS_LUA,
   END_SUBSCRIBER_LUA,
@@ -32,9 +32,12 @@ export type PublishCommand = 'PUBLISH' | 'SPUBLISH';
  * of them in one slot (the session's hash tag, or the tenant's for the idempotency
  * scripts), and a notice goes to a channel of that same hash tag.
  */
-export function scriptsFor(publish: PublishCommand) {
+export function scriptsFor(publish: PublishCommand, headNotices = true) {
+  // Without head notices the engine publishes them itself once replicas confirm (WAIT).
+  const notice = headNotices ? publish : undefined;
   return {
-    loAppend: { lua: appendLua(publish), numberOfKeys: undefined },
+    loAppend: { lua: appendLua(notice), numberOfKeys: undefined },
+    loNotify: { lua: NOTIFY_LUA, numberOfKeys: 0 },
     loRead: { lua: READ_LUA, numberOfKeys: 3 },
     loHead: { lua: HEAD_LUA, numberOfKeys: 3 },
     loEndStream: { lua: END_STREAM_LUA, numberOfKeys: undefined },
@@ -46,8 +49,8 @@ export function scriptsFor(publish: PublishCommand) {
     loEndSubscriber: { lua: END_SUBSCRIBER_LUA, numberOfKeys: 2 },
     loIdemClaim: { lua: IDEM_CLAIM_LUA, numberOfKeys: 1 },
     loIdemCommit: { lua: IDEM_COMMIT_LUA, numberOfKeys: 1 },
-    loCreateSession: { lua: createSessionLua(publish), numberOfKeys: 4 },
-    loTransitionSession: { lua: transitionSessionLua(publish), numberOfKeys: 5 },
+    loCreateSession: { lua: createSessionLua(notice), numberOfKeys: 4 },
+    loTransitionSession: { lua: transitionSessionLua(notice), numberOfKeys: 5 },
   } as const satisfies Record<string, { lua: string; numberOfKeys: number | undefined }>;
 }
 

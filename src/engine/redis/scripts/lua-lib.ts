@@ -65,7 +65,7 @@ end
  * step as the change (createSession, transitionSession). So every append anywhere has
  * the same dedupe, seq, epoch, end and notice semantics.
  */
-export const appendLib = (publish: PublishCommand): string => `
+export const appendLib = (publish: PublishCommand | undefined): string => `
 -- Guard: meta's head must cover every stored entry. If it does not, meta was rolled back
 -- behind its stream (partial restore, manual edits): that history cannot be trusted and
 -- reusing its seqs under the same epoch is exactly what epochs forbid, so start a new one.
@@ -97,7 +97,9 @@ end
 -- Appends the eventId/json pairs args[from], args[from + 1], … (up to args[to], default
 -- the last): dedupe by eventId, next seqs, XADD at 0-<seq>, head, trim, then the head
 -- notice "<head> <epoch>" on the session's channel (the fast path for other nodes; the
--- stream stays the truth). Returns the new head and { seq1, dup1, seq2, dup2, … }.
+-- stream stays the truth; with REDIS_WAIT_REPLICAS the engine sends it instead, after
+-- WAIT, so no node hears of an event a failover could lose). Returns the new head and
+-- { seq1, dup1, seq2, dup2, … }.
 --
 -- It guards the head itself (see guard_head), so loAppend need not read the stream's
 -- newest entry before every batch (a command per session per call, issue 6): the batch's
@@ -141,7 +143,7 @@ local function append_pairs(stream, meta, ids, epoch, head, max_len, channel, ar
   if head > tonumber(max_len) then
     redis.call('XTRIM', stream, 'MAXLEN', '=', tonumber(max_len))
   end
-  redis.call('${publish}', channel, head .. ' ' .. epoch)
+  ${publish ? `redis.call('${publish}', channel, head .. ' ' .. epoch)` : '-- the head notice: sent by the engine once replicas confirm'}
   return head, outcomes
 end
 `;

@@ -46,7 +46,7 @@ return 1
  * appends nothing). A stream that has ended (a stale one under a reused id) is left alone.
  */
 export const createSessionLua = (
-  publish: PublishCommand,
+  publish: PublishCommand | undefined,
 ): string => `${SHEBANG}${STREAM_LIB}${appendLib(publish)}
 local stream, meta, ids, session = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 if not redis.call('SET', session, ARGV[1], 'NX') then return 0 end
@@ -79,7 +79,7 @@ return 1
  * decided before the first write.
  */
 export const transitionSessionLua = (
-  publish: PublishCommand,
+  publish: PublishCommand | undefined,
 ): string => `${SHEBANG}${STREAM_LIB}${appendLib(publish)}
 local stream, meta, ids, session = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local current = redis.call('GET', session)

@@ -31,7 +31,9 @@ import type { PublishCommand } from './index.ts';
  * starts a new epoch (guard_head's rule, checked by the write itself instead of one
  * XREVRANGE per session per call).
  */
-export const appendLua = (publish: PublishCommand): string => `${SHEBANG}${STREAM_LIB}${appendLib(publish)}
+export const appendLua = (
+  publish: PublishCommand | undefined,
+): string => `${SHEBANG}${STREAM_LIB}${appendLib(publish)}
 if #KEYS == 0 or #KEYS % 3 ~= 0 then
   return redis.error_reply('ERR loAppend: three keys per session')
 end
@@ -160,4 +162,18 @@ for _, member in ipairs(redis.call('SMEMBERS', KEYS[5])) do
   if not passed[member] then missing[#missing + 1] = member end
 end
 return { epoch, head, ended, missing }
+`;
+
+/**
+ * notify — the head notices of a round of appends, on one Redis (PUBLISH), sent by the
+ * engine once WAIT confirmed them (REDIS_WAIT_REPLICAS; the append scripts then send
+ * none). ARGV: channel, message pairs. One call for the round: a PUBLISH each from the
+ * client would cost it a command per session. Not for a cluster, where a channel must be
+ * of the script's own slot: there the engine sends one SPUBLISH per session.
+ */
+export const NOTIFY_LUA = `${SHEBANG}
+for i = 1, #ARGV, 2 do
+  redis.call('PUBLISH', ARGV[i], ARGV[i + 1])
+end
+return #ARGV / 2
 `;
