@@ -339,7 +339,7 @@ export class RedisEngine implements Engine {
     if (!Number.isInteger(waitReplicas) || waitReplicas < 0) {
       throw new RangeError('redis engine: waitReplicas must be a whole number ≥ 0');
     }
-    // With replicas waited for, head notices leave after the WAIT (#confirmed), not from the scripts.
+    // With replicas waited for, head notices leave after the WAIT (#noticeHeads), not from the scripts.
     const headNotices = waitReplicas === 0;
     let engine: RedisEngine;
     if (clusterNodes.length > 0) {
@@ -525,6 +525,8 @@ export class RedisEngine implements Engine {
     if (idempotencyKeyValue !== undefined)
       keys.push(idempotencyKey(this.#prefix, input.tenantId, input.ownerId, idempotencyKeyValue));
     await this.#replicated('createSession', keys);
+    // With replicas waited for, its script sends no head notice and none follows here: no
+    // node watches a session before it exists, and one that starts to reads its head.
     return result;
   }
 
