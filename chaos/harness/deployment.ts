@@ -20,6 +20,11 @@ export interface DeploymentOptions {
   appendfsync: 'always' | 'everysec' | 'no';
   /** Put a fault proxy between the gateways and Redis. */
   redisProxy: boolean;
+  /**
+   * Give Redis a replica, whose replication link goes through a fault proxy of its own
+   * (so it can be made to lag), for `failover()`. Needs `redisProxy`.
+   */
+  redisReplica: boolean;
   /** Put a fault proxy in front of every gateway node (clients connect through it). */
   clientProxies: boolean;
   /**
@@ -54,8 +59,12 @@ export const CHAOS_GATEWAY_ENV: Record<string, string> = {
 };
 
 export class Deployment {
-  readonly redis: RedisServer;
+  /** The master (after a failover, the replica that took over). */
+  redis: RedisServer;
   readonly redisProxy: FaultProxy | undefined;
+  /** With `redisReplica`: the replica, and the proxy its replication link goes through. */
+  replica: RedisServer | undefined;
+  replicaLink: FaultProxy | undefined;
   readonly nodes: NodeSlot[];
   /** Node exits nobody asked for (a crash is a finding of the run, not a fault). */
   readonly unexpectedExits: Array<{
@@ -99,6 +108,7 @@ export class Deployment {
     }));
     const deployment = new Deployment(options, redis, redisProxy, nodes);
     try {
+      if (options.redisReplica) await deployment.#startReplica();
       await Promise.all(nodes.map((slot) => deployment.#launch(slot)));
       if (options.clientProxies) {
         for (const slot of nodes) {
@@ -218,8 +228,44 @@ export class Deployment {
       }),
     );
     await this.redisProxy?.close();
+    await this.replicaLink?.close();
+    await this.replica?.stop();
     this.redis.resume();
     await this.redis.stop();
+  }
+
+  /**
+   * A failover, as a managed Redis does it: the master killed (-9), the replica promoted
+   * (REPLICAOF NO ONE) and the gateways' proxy pointed at it, every connection through it
+   * closed. Whatever the replica lacked (its link lagging) is gone. The old master then
+   * comes back, empty of what it alone had, as the new one's replica.
+   */
+  async failover(): Promise<void> {
+    const [old, promoted, link, proxy] = [this.redis, this.replica, this.replicaLink, this.redisProxy];
+    if (!promoted || !link || !proxy) throw new Error('failover needs redisReplica and redisProxy');
+    await old.kill();
+    await promoted.command('REPLICAOF', 'NO', 'ONE');
+    proxy.retarget({ host: '127.0.0.1', port: promoted.port });
+    await proxy.closeAll();
+    this.redis = promoted;
+    this.replica = old;
+    link.retarget({ host: '127.0.0.1', port: promoted.port });
+    await link.closeAll();
+    link.heal();
+    await old.restart();
+    await old.follow(promoted, link.port);
+  }
+
+  async #startReplica(): Promise<void> {
+    this.replicaLink = await FaultProxy.start({
+      target: { host: '127.0.0.1', port: this.redis.port },
+      name: 'replication',
+    });
+    this.replica = await RedisServer.start({
+      aof: this.#options.redisAof,
+      appendfsync: this.#options.appendfsync,
+    });
+    await this.replica.follow(this.redis, this.replicaLink.port);
   }
 
   /**

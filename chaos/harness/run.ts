@@ -69,6 +69,7 @@ export async function runScenario(options: RunOptions): Promise<RunResult> {
         redisAof: true,
         appendfsync: 'always',
         redisProxy: false,
+        redisReplica: false,
         clientProxies: false,
         slowLaneBytesPerSec: 0,
         build: 'source',

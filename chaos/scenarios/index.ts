@@ -7,7 +7,7 @@ import {
   slowConsumers,
 } from './client-faults.ts';
 import { nodeKill, zombieNode } from './node-faults.ts';
-import { redisHistoryLoss, redisKill, redisStall } from './redis-faults.ts';
+import { redisFailover, redisHistoryLoss, redisKill, redisStall } from './redis-faults.ts';
 import type { Scenario } from './scenario.ts';
 import { mixedSoak } from './soak.ts';
 
@@ -22,6 +22,7 @@ export const SCENARIOS: readonly Scenario[] = [
   redisKill,
   redisHistoryLoss,
   redisStall,
+  redisFailover,
   clientNetwork,
   slowConsumers,
   mixedSoak,

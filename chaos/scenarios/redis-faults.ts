@@ -77,3 +77,32 @@ export const redisStall: Scenario = {
     }
   },
 };
+
+export const redisFailover: Scenario = {
+  name: 'redis-failover',
+  summary:
+    'failover to a replica that lagged (REDIS_WAIT_REPLICAS=1): nothing acknowledged lost, no epoch change, nobody given an event the failover took back',
+  quickSeconds: 10,
+  deployment: {
+    redisProxy: true,
+    redisReplica: true,
+    gatewayEnv: { REDIS_WAIT_REPLICAS: '1' },
+  },
+  async faults(control) {
+    const d = control.deployment;
+    while (active(control)) {
+      await pause(control, control.rng.int(1000, 2000));
+      if (!active(control)) break;
+      // The replica's link drops everything for a while: the master's last writes are
+      // not on the replica when it is promoted.
+      const lagMs = control.rng.int(0, 800);
+      if (lagMs > 0) d.replicaLink!.blackhole('drop');
+      // Half the subscribers come back meanwhile: their replays must not hand out what
+      // only the master has.
+      for (const sub of control.swarm.subscribers) if (control.rng.chance(0.5)) sub.dropConnections();
+      await new Promise((r) => setTimeout(r, lagMs));
+      note(control, 'redis_failover', 'redis', `replica lagging for ${lagMs} ms`);
+      await d.failover();
+    }
+  },
+};
