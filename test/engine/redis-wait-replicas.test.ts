@@ -13,7 +13,7 @@ import { ManualClock } from '../../src/util/clock.ts';
 import { unconfirmedWithin } from '../helpers/unconfirmed.ts';
 import { RedisServer } from '../../chaos/toolkit/redis-server.ts';
 import { RespClient } from '../../chaos/toolkit/resp.ts';
-import { CONTRACT_LIMITS, makeEvent, uniqueId } from './contract.ts';
+import { CONTRACT_LIMITS, engineContract, makeEvent, uniqueId } from './contract.ts';
 
 /** WAIT gets half of it: 1 s, ample for a replica on this host even on a busy test machine. */
 const COMMAND_TIMEOUT_MS = 2000;
@@ -70,6 +70,20 @@ async function onReplica(prefix: string, sessionId: string): Promise<number> {
 }
 
 const isUnavailable = unconfirmedWithin(COMMAND_TIMEOUT_MS / 2);
+
+// Every engine behaviour holds with replicas waited for: notices from the engine, reads
+// confirmed, all through one master whose replica keeps up.
+engineContract('redis, waitReplicas 1', async (clock) => {
+  const engine = await RedisEngine.connect({
+    url: master.url,
+    clock,
+    limits: CONTRACT_LIMITS,
+    keyPrefix: `wc${randomBytes(3).toString('hex')}:`,
+    commandTimeoutMs: COMMAND_TIMEOUT_MS,
+    waitReplicas: 1,
+  });
+  return { engine, cleanup: () => engine.close() };
+});
 
 describe('redis engine: waitReplicas', () => {
   it('an append resolves with the events already on the replica', async () => {
