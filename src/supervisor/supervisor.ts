@@ -238,23 +238,39 @@ export class Supervisor implements MetricsSource {
         { worker: slot.index, pid: slot.child?.pid, workerNode: slot.node, restarts: slot.restarts },
         'worker restarted',
       );
+      // A process that joined the port since the start takes a share of the connections.
+      // It is the newcomer, so the workers keep serving; the operator is told.
+      const foreign = this.#foreignSockets();
+      if (foreign > 0) {
+        const { host, port } = this.#options;
+        this.#log(
+          'error',
+          { port, host, foreignSockets: foreign },
+          `PORT: another process listens on ${host}:${port} beside the workers and takes a share of their connections`,
+        );
+      }
     }
   }
 
   /** True (and draining, to exit 1) when another process listens on the workers' port. */
   #portShared(): boolean {
-    if (!this.#options.refuseSharedPort) return false;
-    const pids = this.#slots.flatMap((s) => (s.child?.pid === undefined ? [] : [s.child.pid]));
-    const foreign = foreignListeners(this.#options.port, pids);
-    if (foreign === undefined || foreign.length === 0) return false;
+    const foreign = this.#foreignSockets();
+    if (foreign === 0) return false;
     const { host, port } = this.#options;
     this.#log(
       'error',
-      { port, host, foreignSockets: foreign.length },
+      { port, host, foreignSockets: foreign },
       new PortInUseError(host, port, 'another listen socket appeared beside the workers').message,
     );
     this.#beginStop(1);
     return true;
+  }
+
+  /** Listen sockets on the port that no worker holds (0 unless refuseSharedPort; Linux only). */
+  #foreignSockets(): number {
+    if (!this.#options.refuseSharedPort) return 0;
+    const pids = this.#slots.flatMap((s) => (s.child?.pid === undefined ? [] : [s.child.pid]));
+    return foreignListeners(this.#options.port, pids)?.length ?? 0;
   }
 
   #onExit(slot: Slot, pid: number | undefined, code: number | null, signal: NodeJS.Signals | null): void {

@@ -208,6 +208,36 @@ describe('the supervisor’s check once every worker listens', () => {
     assert.equal(error.foreignSockets, 1);
   });
 
+  it('a worker restarted while another process has joined the port logs an error, and the workers keep serving', async () => {
+    const port = await freePort();
+    const { supervisor, lines } = supervise(port, true);
+    const done = supervisor.run();
+    let exited = false;
+    void done.then(() => (exited = true));
+    const listening = async (restarts: number): Promise<void> => {
+      const deadline = Date.now() + 20_000;
+      while (
+        !supervisor.workers().every((w) => w.listening && w.restarts === (w.index === 0 ? restarts : 0))
+      ) {
+        assert.ok(Date.now() < deadline, 'workers did not listen');
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    };
+    await listening(0);
+    await bareListener(port); // the intruder: it joins a port the workers already hold
+    process.kill(supervisor.workers()[0]!.pid!, 'SIGKILL');
+    await listening(1);
+    const errors = lines
+      .map((l) => JSON.parse(l) as { level: number; msg: string; foreignSockets?: number })
+      .filter((l) => l.level === 50);
+    assert.equal(errors.length, 1, JSON.stringify(errors));
+    assert.match(errors[0]!.msg, /another process listens on 127\.0\.0\.1:\d+ beside the workers/);
+    assert.equal(errors[0]!.foreignSockets, 1);
+    assert.equal(exited, false, 'the workers keep the port');
+    supervisor.stop('test');
+    assert.equal(await done, 0);
+  });
+
   it('control: with the check off the same start succeeds and the three listeners share the port', async () => {
     const port = await freePort();
     await bareListener(port);
