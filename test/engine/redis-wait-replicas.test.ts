@@ -45,10 +45,11 @@ async function until(check: () => Promise<boolean>, timeoutMs = 10_000): Promise
 async function connect(
   waitReplicas: number,
   prefix = `w${randomBytes(3).toString('hex')}:`,
+  clock = new ManualClock(),
 ): Promise<{ engine: RedisEngine; prefix: string }> {
   const engine = await RedisEngine.connect({
     url: master.url,
-    clock: new ManualClock(),
+    clock,
     limits: CONTRACT_LIMITS,
     keyPrefix: prefix,
     commandTimeoutMs: COMMAND_TIMEOUT_MS,
@@ -74,14 +75,7 @@ const isUnavailable = unconfirmedWithin(COMMAND_TIMEOUT_MS / 2);
 // Every engine behaviour holds with replicas waited for: notices from the engine, reads
 // confirmed, all through one master whose replica keeps up.
 engineContract('redis, waitReplicas 1', async (clock) => {
-  const engine = await RedisEngine.connect({
-    url: master.url,
-    clock,
-    limits: CONTRACT_LIMITS,
-    keyPrefix: `wc${randomBytes(3).toString('hex')}:`,
-    commandTimeoutMs: COMMAND_TIMEOUT_MS,
-    waitReplicas: 1,
-  });
+  const { engine } = await connect(1, undefined, clock);
   return { engine, cleanup: () => engine.close() };
 });
 

@@ -431,11 +431,14 @@ export class RedisEngine implements Engine {
     // on a cluster, the fewest over the masters
     const fields = { waitReplicas: this.#waitReplicas, connectedReplicas: connected };
     if (connected >= this.#waitReplicas) {
-      this.#logger?.info(fields, 'redis engine: writes of events wait for replicas (WAIT)');
+      this.#logger?.info(
+        fields,
+        'redis engine: writes of events and reads of streams wait for replicas (WAIT)',
+      );
     } else {
       this.#logger?.warn(
         fields,
-        'redis engine: fewer replicas in sync than REDIS_WAIT_REPLICAS: writes of events fail as unavailable until there are enough',
+        'redis engine: fewer replicas in sync than REDIS_WAIT_REPLICAS: writes of events and reads of streams fail as unavailable until there are enough',
       );
     }
   }
@@ -771,14 +774,14 @@ export class RedisEngine implements Engine {
               'append',
               chunk.map((call) => call.k.stream),
             );
-            // `<epoch> <head> …`. Duplicates too: a retry's events may be ones whose first
-            // attempt the replicas did not confirm, so no node has heard of them yet.
-            this.#noticeHeads(
-              chunk.map((call, i) => {
-                const [epoch, head] = String(replies[i]).split(' ', 2);
-                return { k: call.k, epoch: epoch!, headSeq: Number(head) };
-              }),
-            );
+            // Duplicates too: a retry's events may be ones whose first attempt the replicas
+            // did not confirm, so no node has heard of them yet.
+            const heads: Array<{ k: SessionKeys; epoch: string; headSeq: number }> = [];
+            chunk.forEach((call, i) => {
+              const head = appendReplyHead(replies[i]);
+              if (head) heads.push({ k: call.k, ...head });
+            });
+            this.#noticeHeads(heads);
           }
         : undefined,
     );
@@ -1287,6 +1290,17 @@ function newEpoch(): string {
 }
 
 /** One session's part of a loAppend reply (see appendLua): `<epoch> <head> <endedAt|-> <refused|-> <seq> <dup> …`. */
+/**
+ * The `<epoch> <head>` an append reply opens with (see parseAppendReply), for the notice
+ * the engine sends after WAIT; undefined when the reply does not carry them.
+ */
+function appendReplyHead(raw: unknown): { epoch: string; headSeq: number } | undefined {
+  if (typeof raw !== 'string') return undefined;
+  const [epoch, head] = raw.split(' ', 2);
+  const headSeq = Number(head);
+  return epoch && Number.isSafeInteger(headSeq) ? { epoch, headSeq } : undefined;
+}
+
 function parseAppendReply(raw: unknown, count: number): AppendResult {
   if (typeof raw !== 'string') throw new Error('redis engine: an append reply is not a string');
   const parts = raw.split(' ');
