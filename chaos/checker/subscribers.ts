@@ -26,6 +26,10 @@ import { bump } from './verdict.ts';
  *   the network closes it) within `supersedeGraceMs`. A close by the client itself within
  *   the grace settles it too (nothing left to judge); a newer connection that is itself
  *   closed 4009 shows the gateway processed the resumes the other way round.
+ * - unprovoked_supersede: a connection welcomed as a fresh subscriber is closed 4009 only
+ *   if some hello resumed that subscriber before the close. Its resume token came with
+ *   that welcome, so no takeover can predate it; a 4009 without one means the gateway
+ *   lost the subscriber's record (a failover to a replica that lacked it, say).
  * - checkpoint_decreased / checkpoint_ahead_of_delivery / checkpoint_ahead_of_acks: a
  *   checkpoint reading never goes below one read before the reading connection's hello
  *   was sent (readings of concurrent resumes may arrive in any order), and never exceeds
@@ -60,6 +64,8 @@ export class SubscriberInvariants {
   readonly #races = new Map<string, Race>();
   readonly #pending = new Set<PendingSupersede>();
   readonly #faults: FaultOp[] = [];
+  /** `session subscriberId` of every subscriber some hello resumed. */
+  readonly #resumed = new Set<string>();
 
   constructor(ctx: Context) {
     this.#ctx = ctx;
@@ -67,6 +73,7 @@ export class SubscriberInvariants {
 
   onHello(op: HelloOp): void {
     if (op.race !== undefined && !this.#races.has(op.race)) this.#races.set(op.race, { firstT: op.t });
+    if (op.resume) this.#resumed.add(`${op.session} ${op.resume.subscriberId}`);
     // A resume's lastSeq is the client's word that it holds everything up to there, and
     // the gateway may store it as the checkpoint as soon as it processes the takeover —
     // even if the connection dies before its welcome arrives.
@@ -162,6 +169,7 @@ export class SubscriberInvariants {
     const { counts, options, model } = this.#ctx;
     counts.ackAhead.unanswered += conn.pendingAhead;
     conn.pendingAhead = 0;
+    if (op.code === 4009) this.#checkProvoked(op, conn);
     if (conn.subscriberId !== undefined) model.subscriber(conn.session, conn.subscriberId)?.open.delete(conn);
     for (const pending of this.#pending) {
       if (pending.older === conn) {
@@ -174,6 +182,23 @@ export class SubscriberInvariants {
         this.#pending.delete(pending);
       }
     }
+  }
+
+  #checkProvoked(op: CloseOp, conn: ConnState): void {
+    const subscriberId = conn.subscriberId;
+    if (!conn.welcomed || conn.resumed || subscriberId === undefined) return;
+    if (this.#resumed.has(`${op.session} ${subscriberId}`)) return;
+    this.#ctx.log.add({
+      kind: 'unprovoked_supersede',
+      session: op.session,
+      client: op.client,
+      conn: op.conn,
+      subscriberId,
+      t: op.t,
+      message:
+        `${op.conn} was welcomed as fresh subscriber ${subscriberId} and closed 4009 superseded, yet no hello ` +
+        'ever resumed it: the gateway lost its record',
+    });
   }
 
   onFault(op: FaultOp): void {

@@ -35,6 +35,8 @@ export const ViolationKinds = {
   race_survivors: 'a burst of duplicate resumes leaves exactly one live connection',
   multiple_live_connections: 'a subscriber never keeps two live connections past the supersede grace',
   not_superseded: 'a connection is closed (4009) once a newer resume of its subscriber was welcomed',
+  unprovoked_supersede:
+    'a fresh subscriber is closed 4009 only after some hello resumed it (a lost subscriber record is not a takeover)',
   checkpoint_decreased: 'a subscriber checkpoint never goes down',
   checkpoint_ahead_of_delivery: 'a checkpoint never exceeds the highest seq delivered to its subscriber',
   checkpoint_ahead_of_acks: 'a checkpoint never exceeds the highest ack sent for its subscriber',

@@ -97,9 +97,14 @@ export const redisFailover: Scenario = {
       // not on the replica when it is promoted.
       const lagMs = control.rng.int(0, 800);
       if (lagMs > 0) d.replicaLink!.blackhole('drop');
-      // Half the subscribers come back meanwhile: their replays must not hand out what
-      // only the master has.
-      for (const sub of control.swarm.subscribers) if (control.rng.chance(0.5)) sub.dropConnections();
+      // A fifth of the subscribers start over meanwhile: a subscriber record only the
+      // master has would be lost, and its connection closed 4009 after the failover
+      // (unprovoked_supersede). Half the rest resume: their replays must not hand out what
+      // only the master has, and their takeovers must survive.
+      for (const sub of control.swarm.subscribers) {
+        if (control.rng.chance(0.2)) sub.startOver();
+        else if (control.rng.chance(0.5)) sub.dropConnections();
+      }
       await new Promise((r) => setTimeout(r, lagMs));
       note(control, 'redis_failover', 'redis', `replica lagging for ${lagMs} ms`);
       await d.failover();

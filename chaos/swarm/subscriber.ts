@@ -169,6 +169,15 @@ export class Subscriber {
   }
 
   /**
+   * Starts over as a new subscriber (a fresh hello after what the application holds), as an
+   * app that lost its resume token would: drops every connection like dropConnections.
+   */
+  startOver(): void {
+    this.#mustStartFresh = true;
+    this.dropConnections();
+  }
+
+  /**
    * The end of the run: waits until the application holds `headSeq` of `epoch` (or the
    * deadline), acks it, reads the stored checkpoint back with a resume without `lastSeq`,
    * and closes. Returns whether it caught up.

@@ -57,7 +57,7 @@ export const ConfigSchema = Type.Object(
       maximum: 16,
       default: 0,
       description:
-        'Replicas that must confirm a write of events (Redis `WAIT`) before the gateway acknowledges it (puback, 201): then a failover to one of them loses no acknowledged event. Reads wait for them too, and other nodes hear of new events only once confirmed, so no subscriber is given an event a failover could lose. It waits at most half of `REDIS_COMMAND_TIMEOUT_MS`, then fails as `unavailable` (retryable). 0: acknowledged once the master has it. On a cluster, replicas of the master the write went to.',
+        'Replicas that must confirm a write of events (Redis `WAIT`) before the gateway acknowledges it (puback, 201): then a failover to one of them loses no acknowledged event. Reads wait for them too, and other nodes hear of new events only once confirmed, so no subscriber is given an event a failover could lose. Subscribers (a `hello`, fresh or resumed) and checkpoints wait too, so none is lost or fenced by a failover. It waits at most half of `REDIS_COMMAND_TIMEOUT_MS`, then fails as `unavailable` (retryable). 0: acknowledged once the master has it. On a cluster, replicas of the master the write went to.',
     }),
     REDIS_COMMAND_TIMEOUT_MS: Int({
       minimum: 50,

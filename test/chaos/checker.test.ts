@@ -509,6 +509,22 @@ const CASES: Case[] = [
     },
   },
   {
+    name: 'a fresh subscriber closed 4009 though nobody resumed it',
+    kind: 'unprovoked_supersede',
+    build: (h) => {
+      subscribed(h, 'A#1', 'subA').close('A#1', 4009);
+      // provoked: B's subscriber was resumed (by B#2) before B#1's 4009
+      subscribed(h, 'B#1', 'subB');
+      h.hello('B#2', { resume: { subscriberId: 'subB', lastSeq: 0 } }).welcome('B#2', {
+        sub: 'subB',
+        head: 0,
+        after: 0,
+        resumed: true,
+      });
+      h.close('B#1', 4009);
+    },
+  },
+  {
     name: 'two live connections of one subscriber at the end',
     kind: 'multiple_live_connections',
     options: { supersedeGraceMs: 1000 },
@@ -594,6 +610,14 @@ describe('chaos checker', () => {
       }
     });
   }
+
+  it('takes a 4009 after a resume of the subscriber for a takeover, not for a lost record', () => {
+    const h = new History();
+    CASES.find((c) => c.kind === 'unprovoked_supersede')!.build(h);
+    const verdict = checkHistory(h.ops);
+    assert.equal(verdict.violationTotals.unprovoked_supersede, 1, formatSummary(verdict));
+    assert.equal(verdict.violations[0]!.conn, 'A#1');
+  });
 
   it('names the missing seqs in a connection gap', () => {
     const h = new History();

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, beforeEach, describe, it } from 'node:test';
-import { sessionKeys } from '../../src/engine/redis/keys.ts';
+import { sessionKeys, subscriberKey } from '../../src/engine/redis/keys.ts';
 import { RedisEngine } from '../../src/engine/redis/redis-engine.ts';
 import { ManualClock } from '../../src/util/clock.ts';
 import { unconfirmedWithin } from '../helpers/unconfirmed.ts';
@@ -146,6 +146,46 @@ describe('redis engine: waitReplicas', () => {
     assert.deepEqual(retry.outcomes, [{ seq: 1, duplicate: true }]);
     assert.equal((await again.createSession(input, 'idem-1')).created, false);
     assert.equal(created.created, true);
+  });
+
+  it('replica frozen: subscriber creates, takeovers and checkpoints reject as unavailable; thawed, each resolves with the replica holding it', async () => {
+    // A subscriber record a failover lost would close its connection 4009 (superseded),
+    // a lost takeover would fence its checkpoints, a lost checkpoint replay acked events.
+    const { engine, prefix } = await connect(1);
+    const id = uniqueId('s');
+    const sub = { id: 'sub-1', userId: 'u', tenantId: 't', after: 0 };
+    const stored = async (field: string) =>
+      String(await replica.command('HGET', subscriberKey(sessionKeys(prefix, id), sub.id), field));
+    const unconfirmed = (what: string) => new RegExp(`0 of 1 replicas confirmed ${what} within 1000 ms`);
+
+    replica.pause();
+    await assert.rejects(engine.createSubscriber(id, sub), unconfirmed('the subscriber'));
+    replica.resume();
+    assert.equal((await engine.createSubscriber(id, sub)).generation, 1);
+    assert.equal(await stored('gen'), '1');
+
+    replica.pause();
+    await assert.rejects(engine.takeoverSubscriber(id, sub.id, 0, 60_000), unconfirmed('the takeover'));
+    replica.resume();
+    // the refused takeover was applied on the master (2), only not confirmed
+    assert.equal((await engine.takeoverSubscriber(id, sub.id, 0, 60_000))?.generation, 3);
+    assert.equal(await stored('gen'), '3');
+
+    replica.pause();
+    await assert.rejects(engine.saveCheckpoint(id, sub.id, 3, 5), unconfirmed('the checkpoint'));
+    replica.resume();
+    assert.equal(await engine.saveCheckpoint(id, sub.id, 3, 6), 6);
+    assert.equal(await stored('cp'), '6');
+  });
+
+  it('control: with waitReplicas 0 subscriber writes resolve while the replica is frozen', async () => {
+    const { engine } = await connect(0);
+    const id = uniqueId('s');
+    const sub = { id: 'sub-1', userId: 'u', tenantId: 't', after: 0 };
+    replica.pause();
+    assert.equal((await engine.createSubscriber(id, sub)).generation, 1);
+    assert.equal((await engine.takeoverSubscriber(id, sub.id, 0, 60_000))?.generation, 2);
+    assert.equal(await engine.saveCheckpoint(id, sub.id, 2, 5), 5);
   });
 
   it('control: with waitReplicas 0 the same append resolves while the replica is frozen, so before any replica has it', async () => {

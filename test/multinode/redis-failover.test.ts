@@ -2,8 +2,9 @@ import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { FaultProxy } from '../../chaos/toolkit/fault-proxy.ts';
 import { RedisServer } from '../../chaos/toolkit/redis-server.ts';
-import { sessionKeys } from '../../src/engine/redis/keys.ts';
+import { sessionKeys, subscriberKey } from '../../src/engine/redis/keys.ts';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
+import { TestClient, subscribe, type Frame } from '../helpers/ws-client.ts';
 import {
   closeClients,
   record,
@@ -229,6 +230,165 @@ describe('a failover under two gateway nodes', () => {
     assert.ok(
       closes.includes(4011),
       `closes: ${closes.join(',')}, seqs ${seen.seqs.join(',')} ${seen.states.join(',')}`,
+    );
+  });
+});
+
+/**
+ * A subscriber created while the replica lags, on a node whose actor is already running
+ * (a first subscriber keeps it, so the new hello reads nothing and only writes its record).
+ * A failover that loses the record closes the connection 4009 (superseded: the resync's
+ * generation check finds no record), and the SDK stops for good.
+ */
+async function subscribeDuringTheLag(
+  d: Deployment,
+  waitFor: 'e2' | '4009',
+): Promise<{ seqs: number[]; closes: number[]; welcomedDuringTheLag: boolean }> {
+  const sessionId = await d.gw.createSession(d.owner);
+  assert.equal((await ingest(d, sessionId, 'e1')).status, 201);
+  const first = record(testClient(d.gw, { token: d.owner }).subscribe(sessionId, { after: 0 }));
+  await untilTrue(() => first.seqs.includes(1), 10_000, 'the first subscriber has e1');
+  await until(async () => (await lost(d, sessionId, ['e1'])).length === 0, 'e1 on the replica');
+
+  d.link.blackhole('drop');
+  const wire: Wire = { sockets: [] };
+  const late = record(
+    testClient(d.gw, { token: d.owner, WebSocket: recordingWebSocket(wire) }).subscribe(sessionId, {
+      after: 'latest',
+    }),
+  );
+  const answered = (op: 'welcome' | 'close') =>
+    wire.sockets.some((w) =>
+      op === 'welcome' ? w.log.some((l) => l.frame.op === 'welcome') : w.closeCode !== undefined,
+    );
+  // N = 0: welcomed at once; N = 1: the first hello is refused after the WAIT's 1 s.
+  await untilTrue(() => answered('welcome') || answered('close'), 10_000, 'an answer to the hello');
+  const welcomedDuringTheLag = answered('welcome');
+
+  await failover(d);
+  await d.master.restart();
+  await d.master.follow(d.replica);
+  // 'latest': welcomed after e2, it would start after it
+  await untilTrue(() => answered('welcome'), 15_000, 'a welcome');
+  const e2 = await ingest(d, sessionId, 'e2');
+  assert.ok(e2.status === 201 || e2.status === 200, JSON.stringify(e2.body));
+  await untilTrue(
+    () => (waitFor === 'e2' ? late.seqs.includes(3) : wire.sockets.some((w) => w.closeCode === 4009)),
+    15_000,
+    waitFor,
+  );
+  return { seqs: [...late.seqs], closes: wire.sockets.map((w) => w.closeCode ?? 0), welcomedDuringTheLag };
+}
+
+describe('a subscriber created during the lag, across the failover', () => {
+  after(() => closeClients());
+
+  it('REDIS_WAIT_REPLICAS=1: its hello is refused (1013) until a replica has its record, then it is served and never superseded', async () => {
+    const d = await deploy(1);
+    const { seqs, closes, welcomedDuringTheLag } = await subscribeDuringTheLag(d, 'e2');
+    assert.equal(welcomedDuringTheLag, false);
+    assert.ok(closes.includes(1013), `closes: ${closes.join(',')}`);
+    assert.ok(!closes.includes(4009), `closes: ${closes.join(',')}`);
+    assert.deepEqual(seqs, [3], 'e2 (seq 3: call.created is seq 1), and only it');
+  });
+
+  it('control, REDIS_WAIT_REPLICAS=0: it is welcomed during the lag, the failover loses its record, and it is closed 4009', async () => {
+    const d = await deploy(0);
+    const { closes, welcomedDuringTheLag } = await subscribeDuringTheLag(d, '4009');
+    assert.equal(welcomedDuringTheLag, true);
+    assert.ok(closes.includes(4009), `closes: ${closes.join(',')}`);
+  });
+});
+
+/**
+ * A resume while the replica lags, by a raw client (no lastSeq, so the stored checkpoint
+ * decides where a resume starts). A failover that loses the takeover leaves the record a
+ * generation behind the live connection: that connection's checkpoints are fenced, and
+ * the next takeover hands out the same generation again, so a resume on the other node
+ * does not supersede it: two live connections of one subscriber.
+ */
+async function resumeDuringTheLag(
+  d: Deployment,
+  checkpointStored: boolean,
+): Promise<{
+  lagAnswer: string;
+  live: TestClient;
+  resumed: { client: TestClient; welcome: Frame };
+  sessionId: string;
+}> {
+  const sessionId = await d.gw.createSession(d.owner);
+  assert.equal((await ingest(d, sessionId, 'e1')).status, 201);
+  // keeps the session's actor running on node A, so a resume there reads nothing first
+  const keeper = await subscribe(d.gw.wsUrl, { sessionId, token: d.owner, after: 'latest' });
+  cleanups.push(async () => keeper.client.close());
+  const first = await subscribe(d.gw.wsUrl, { sessionId, token: d.owner, after: 0 });
+  const { subscriberId, resumeToken } = first.welcome;
+  assert.deepEqual(
+    (await first.client.events(2)).map((f) => f.seq),
+    [1, 2],
+  );
+  first.client.send({ op: 'ack', seq: 2 });
+  const key = subscriberKey(sessionKeys(PREFIX, sessionId), subscriberId);
+  await until(
+    async () => String(await d.replica.command('HGET', key, 'cp')) === '2',
+    'checkpoint 2 on the replica',
+  );
+
+  d.link.blackhole('drop');
+  first.client.close();
+  await first.client.closed;
+  const resume = async (gw: TestGateway): Promise<{ client: TestClient; answer: Frame | number }> => {
+    const client = await TestClient.connect(gw.wsUrl);
+    cleanups.push(async () => client.close());
+    client.send({ op: 'hello', sessionId, resume: { token: resumeToken } });
+    const answer = await client.op('welcome', 5000).catch(() => client.closeCode());
+    return { client, answer };
+  };
+  const lag = await resume(d.gw);
+  const lagAnswer = typeof lag.answer === 'number' ? `closed ${lag.answer}` : 'welcome';
+
+  await failover(d);
+  await d.master.restart();
+  await d.master.follow(d.replica);
+  let live = lag.client;
+  if (typeof lag.answer === 'number') {
+    const again = await resume(d.gw);
+    assert.equal(typeof again.answer, 'object', `the resume after the failover: ${String(again.answer)}`);
+    live = again.client;
+  }
+  assert.ok([200, 201].includes((await ingest(d, sessionId, 'e2')).status));
+  assert.equal((await live.op('ev')).seq, 3);
+  live.send({ op: 'ack', seq: 3 });
+  if (checkpointStored)
+    await until(
+      async () => String(await d.replica.command('HGET', key, 'cp')) === '3',
+      'checkpoint 3 stored',
+    );
+  // the same subscriber resumed on node B while the live connection stays open
+  const other = await resume(d.other);
+  assert.equal(typeof other.answer, 'object', `the resume on node B: ${String(other.answer)}`);
+  return { lagAnswer, live, resumed: { client: other.client, welcome: other.answer as Frame }, sessionId };
+}
+
+describe('a resume during the lag, across the failover', () => {
+  it('REDIS_WAIT_REPLICAS=1: the resume is refused (1013) until a replica has the takeover; afterwards its checkpoints are stored, and a resume elsewhere supersedes it (4009) and starts after its acks', async () => {
+    const d = await deploy(1);
+    const { lagAnswer, live, resumed } = await resumeDuringTheLag(d, true);
+    assert.equal(lagAnswer, 'closed 1013');
+    assert.equal(await live.closeCode(), 4009);
+    assert.equal(resumed.welcome.after, 3, 'it starts after the ack of seq 3');
+  });
+
+  it('control, REDIS_WAIT_REPLICAS=0: the failover loses the takeover, and a resume on the other node leaves two live connections of one subscriber', async () => {
+    const d = await deploy(0);
+    const { lagAnswer, live, resumed, sessionId } = await resumeDuringTheLag(d, false);
+    assert.equal(lagAnswer, 'welcome');
+    assert.ok([200, 201].includes((await ingest(d, sessionId, 'e3')).status));
+    assert.equal((await resumed.client.next((f) => f.op === 'ev' && f.seq === 4)).seq, 4);
+    assert.equal(
+      (await live.next((f) => f.op === 'ev' && f.seq === 4)).seq,
+      4,
+      'the older connection was not superseded',
     );
   });
 });

@@ -81,9 +81,10 @@ export interface RedisEngineOptions {
   /** How long an idempotency key of createSession is remembered. Default 24 h. */
   idempotencyTtlS?: number;
   /**
-   * Replicas that must confirm every write of events (WAIT) before it resolves; on a
-   * cluster, replicas of the master holding the write. Default 0: resolved once the master
-   * has it. See #replicated.
+   * Replicas that must confirm every write of events, of a subscriber (created, taken
+   * over) and of a checkpoint (WAIT) before it resolves, and every read of a stream; on a
+   * cluster, replicas of the master holding it. Default 0: resolved once the master has
+   * it. See #replicated.
    */
   waitReplicas?: number;
 }
@@ -258,7 +259,7 @@ const LIST_SUBSCRIBERS_BATCH = 100;
  * Residual risk: with `appendfsync everysec`, a crash can drop the last ~1 s of writes
  * while keeping the meta, so the lost seqs are reused under the same epoch; only
  * `appendfsync always` closes that window. A failover to a replica has the same risk
- * (asynchronous replication); `waitReplicas` closes it for writes of events (#replicated).
+ * (asynchronous replication); `waitReplicas` closes it (#replicated).
  *
  * Outages: commands time out after `commandTimeoutMs`, nothing queues while Redis is
  * unreachable, and every failure to reach Redis rejects with EngineUnavailableError.
@@ -452,6 +453,16 @@ export class RedisEngine implements Engine {
    * half the command timeout: commands queued behind it still fit in theirs. A retry that
    * finds its events stored writes nothing, possibly on a new connection, and its WAIT
    * still covers the first attempt (replication.ts says why).
+   *
+   * What waits: writes of events (append, sessions created and changed), subscribers
+   * created and taken over, checkpoints, and reads of streams (#readConfirmed). A lost
+   * subscriber record closes its connection 4009 after the failover (the resync's
+   * generation check finds no record); a lost takeover leaves the record a generation
+   * behind its connection, whose checkpoints are then fenced and whose generation the next
+   * resume takes again; a lost checkpoint replays acknowledged events to a resume without
+   * lastSeq. Releases and
+   * ends do not wait: nobody is answered for them, and losing one only leaves a resume
+   * token valid longer than asked.
    */
   async #replicated(operation: string, keys: readonly string[], what = 'the write'): Promise<void> {
     if (this.#waitReplicas === 0) return;
@@ -865,6 +876,12 @@ export class RedisEngine implements Engine {
       sizes = reply.map((size) => toInt(size, 'subs'));
       if (sizes.length !== chunk.length)
         throw new Error('redis engine: createSubscriber returned a wrong number of replies');
+      if (this.#waitReplicas > 0)
+        await this.#replicated(
+          'createSubscriber',
+          chunk.map((pending) => pending.k.subs),
+          'the subscriber',
+        );
     } catch (err) {
       for (const pending of chunk) pending.reject(err);
       return;
@@ -964,6 +981,14 @@ export class RedisEngine implements Engine {
         args.push(t.now, t.windowMs, t.k.channel, t.subscriberId, t.node, t.acked);
       },
       (reply, t) => parseSubscriber(t.subscriberId, subscriberFields(reply)),
+      this.#waitReplicas > 0
+        ? () =>
+            this.#replicated(
+              'takeoverSubscriber',
+              chunk.map((t) => t.k.meta),
+              'the takeover',
+            )
+        : undefined,
     );
   }
 
@@ -1059,6 +1084,14 @@ export class RedisEngine implements Engine {
         args.push(pending.generation, pending.seq);
       },
       (reply) => toInt(reply, 'checkpoint'),
+      this.#waitReplicas > 0
+        ? () =>
+            this.#replicated(
+              'saveCheckpoint',
+              chunk.map((pending) => pending.key),
+              'the checkpoint',
+            )
+        : undefined,
     );
   }
 
