@@ -353,7 +353,11 @@ async function resumeDuringTheLag(
   let live = lag.client;
   if (typeof lag.answer === 'number') {
     const again = await resume(d.gw);
-    assert.equal(typeof again.answer, 'object', `the resume after the failover: ${String(again.answer)}`);
+    assert.equal(
+      typeof again.answer,
+      'object',
+      `the resume after the failover: ${JSON.stringify(again.answer)}`,
+    );
     live = again.client;
   }
   assert.ok([200, 201].includes((await ingest(d, sessionId, 'e2')).status));
@@ -366,7 +370,7 @@ async function resumeDuringTheLag(
     );
   // the same subscriber resumed on node B while the live connection stays open
   const other = await resume(d.other);
-  assert.equal(typeof other.answer, 'object', `the resume on node B: ${String(other.answer)}`);
+  assert.equal(typeof other.answer, 'object', `the resume on node B: ${JSON.stringify(other.answer)}`);
   return { lagAnswer, live, resumed: { client: other.client, welcome: other.answer as Frame }, sessionId };
 }
 
