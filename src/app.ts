@@ -14,6 +14,7 @@ import type { RoomProvider } from './livekit/room-service.ts';
 import type { LiveKit } from './livekit/setup.ts';
 import type { LiveKitStore } from './livekit/store.ts';
 import type { Logger } from './observability/logger.ts';
+import { LogThrottle } from './observability/log-throttle.ts';
 import { Metrics } from './observability/metrics.ts';
 import { CloseCodes } from './protocol/close-codes.ts';
 import { ActorRegistry } from './session/actor-registry.ts';
@@ -162,6 +163,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     logger,
     issueResumeToken: (claims) => resumeTokens.issue(claims),
     nodeId,
+    warnings: new LogThrottle(logger),
     cacheBudget,
     limits: {
       maxInFlight: config.MAX_IN_FLIGHT,

@@ -13,6 +13,7 @@ import { CloseCodes } from '../protocol/close-codes.ts';
 import { GatewayError, toGatewayError } from '../errors/gateway-error.ts';
 import type { Clock } from '../util/clock.ts';
 import type { Logger } from '../observability/logger.ts';
+import type { WarnSink } from '../observability/log-throttle.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { ResumeClaims } from '../auth/resume-token.ts';
 import type { SessionAccess } from '../auth/access.ts';
@@ -47,6 +48,12 @@ export interface ActorDeps {
    * inspector on any node can tell where a subscriber's connection is. Absent: not recorded.
    */
   nodeId?: string;
+  /**
+   * Where the warnings go that every session raises at once for one cause (a Redis stall:
+   * gap fills, checkpoint writes, resyncs), throttled node-wide (see LogThrottle). Absent:
+   * `logger`, one line each.
+   */
+  warnings?: WarnSink;
   /** The node-wide bound on cached events, shared by every actor (see CacheBudget). Absent: none. */
   cacheBudget?: CacheBudget;
   /** Called once the actor has had nothing to do for `idleMs`; the registry drops it. */
@@ -545,7 +552,7 @@ export class SessionActor {
         this.#deps.engine.endSubscriber(this.sessionId, conn.subscriberId),
       );
     } catch (err) {
-      this.#deps.logger.warn({ sessionId: this.sessionId, err }, 'end subscriber failed');
+      this.#warn({ sessionId: this.sessionId, err }, 'end subscriber failed');
     }
   }
 
@@ -858,7 +865,7 @@ export class SessionActor {
       }
     } catch (err) {
       if (!conn.live) return;
-      this.#deps.logger.warn({ sessionId: this.sessionId, err }, 'catch-up read failed');
+      this.#warn({ sessionId: this.sessionId, err }, 'catch-up read failed');
       this.#drop(conn, TRY_AGAIN_LATER, 'unavailable');
       return;
     } finally {
@@ -918,7 +925,7 @@ export class SessionActor {
       (err: unknown) => {
         metrics.timed('saveCheckpoint', start, true, err);
         this.#writes.delete(write);
-        this.#deps.logger.warn({ sessionId: this.sessionId, err }, 'checkpoint write failed');
+        this.#warn({ sessionId: this.sessionId, err }, 'checkpoint write failed');
         for (let i = 0; i < conns.length; i++) this.#checkpointDone(conns[i]!, writes[i]!.seq, undefined);
       },
     );
@@ -939,16 +946,21 @@ export class SessionActor {
     if (conn.ackedSeq > conn.savedSeq && conn.savedSeq >= target) this.#saveCheckpoint(conn);
   }
 
+  /** A warning every session may raise at once for one cause: throttled (ActorDeps.warnings). */
+  #warn(fields: object, msg: string): void {
+    (this.#deps.warnings ?? this.#deps.logger).warn(fields, msg);
+  }
+
   #track(write: Promise<unknown>): void {
     this.#writes.add(write);
     void write.finally(() => this.#writes.delete(write));
   }
 
   #release(subscriberId: string, generation: number): void {
-    const { engine, clock, limits, logger } = this.#deps;
+    const { engine, clock, limits } = this.#deps;
     const write = this.#time('release', () =>
       engine.releaseSubscriber(this.sessionId, subscriberId, generation, clock.now(), limits.resumeWindowMs),
-    ).catch((err: unknown) => logger.warn({ sessionId: this.sessionId, err }, 'release subscriber failed'));
+    ).catch((err: unknown) => this.#warn({ sessionId: this.sessionId, err }, 'release subscriber failed'));
     this.#track(write);
   }
 
@@ -1083,7 +1095,7 @@ export class SessionActor {
     } catch (err) {
       // The pub/sub connection can be back before the command connection is: keep trying,
       // or missed notices would stall this session until its next event.
-      this.#deps.logger.warn({ sessionId: this.sessionId, err, attempt }, 'resync failed');
+      this.#warn({ sessionId: this.sessionId, err, attempt }, 'resync failed');
       const delay = Math.min(RESYNC_RETRY_MS * 2 ** attempt, RESYNC_RETRY_MAX_MS);
       setTimeout(() => void this.#resync(attempt + 1), delay).unref();
     }
@@ -1139,7 +1151,7 @@ export class SessionActor {
         if (page.events.length === 0) break;
       }
     } catch (err) {
-      this.#deps.logger.warn({ sessionId: this.sessionId, err }, 'gap fill failed');
+      this.#warn({ sessionId: this.sessionId, err }, 'gap fill failed');
       // Connections waiting on it would otherwise wait for the next event or ack.
       setTimeout(() => void this.#fillGap(), GAP_FILL_RETRY_MS).unref();
     } finally {

@@ -9,6 +9,7 @@ import { ResumeTokens } from '../../src/auth/resume-token.ts';
 import { jsonCodec } from '../../src/codec/json-codec.ts';
 import { MemoryEngine } from '../../src/engine/memory/memory-engine.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
+import type { WarnSink } from '../../src/observability/log-throttle.ts';
 import { Metrics } from '../../src/observability/metrics.ts';
 import { ActorRegistry } from '../../src/session/actor-registry.ts';
 import { CacheBudget } from '../../src/session/cache-budget.ts';
@@ -80,7 +81,7 @@ export async function turnsUntil(done: () => boolean): Promise<void> {
 
 export async function realtimeHarness<E extends MemoryEngine = MemoryEngine>(
   makeEngine?: (clock: ManualClock) => E,
-  opts: { helloTimeoutMs?: number; cacheBudgetBytes?: number } = {},
+  opts: { helloTimeoutMs?: number; cacheBudgetBytes?: number; warnings?: WarnSink } = {},
 ) {
   const clock = new ManualClock();
   const limits = { historyMaxEvents: 1000, historyTtlAfterEndS: 60 };
@@ -95,6 +96,7 @@ export async function realtimeHarness<E extends MemoryEngine = MemoryEngine>(
     logger: silentLogger(),
     issueResumeToken: (claims) => resumeTokens.issue(claims),
     ...(opts.cacheBudgetBytes !== undefined ? { cacheBudget: new CacheBudget(opts.cacheBudgetBytes) } : {}),
+    ...(opts.warnings ? { warnings: opts.warnings } : {}),
     limits: {
       maxInFlight: MAX_IN_FLIGHT,
       backpressureBytes: 1 << 20,
