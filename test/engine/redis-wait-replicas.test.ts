@@ -160,6 +160,13 @@ describe('redis engine: waitReplicas', () => {
 
     replica.pause();
     await assert.rejects(engine.createSubscriber(id, sub), unconfirmed('the subscriber'));
+    // nobody holds the refused subscriber's token: its record is deleted, not left behind
+    const k = sessionKeys(prefix, id);
+    await until(
+      async () =>
+        Number(await master.command('EXISTS', subscriberKey(k, sub.id))) === 0 &&
+        Number(await master.command('SCARD', k.subs)) === 0,
+    );
     replica.resume();
     assert.equal((await engine.createSubscriber(id, sub)).generation, 1);
     assert.equal(await stored('gen'), '1');

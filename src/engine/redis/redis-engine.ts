@@ -876,15 +876,26 @@ export class RedisEngine implements Engine {
       sizes = reply.map((size) => toInt(size, 'subs'));
       if (sizes.length !== chunk.length)
         throw new Error('redis engine: createSubscriber returned a wrong number of replies');
-      if (this.#waitReplicas > 0)
+    } catch (err) {
+      for (const pending of chunk) pending.reject(err);
+      return;
+    }
+    if (this.#waitReplicas > 0) {
+      try {
         await this.#replicated(
           'createSubscriber',
           chunk.map((pending) => pending.k.subs),
           'the subscriber',
         );
-    } catch (err) {
-      for (const pending of chunk) pending.reject(err);
-      return;
+      } catch (err) {
+        for (const pending of chunk) pending.reject(err);
+        // The master has the records, but nobody will ever hold their tokens (each hello
+        // refused, its retry a new subscriber): delete them, or a client retrying through
+        // an hour-long replica outage would leave a record every few seconds, kept as
+        // long as its session. Best effort: if this fails too, the record stays.
+        for (const { sessionId, sub } of chunk) void this.endSubscriber(sessionId, sub.id).catch(() => {});
+        return;
+      }
     }
     // Housekeeping: a session whose index is due for a prune gets its answers once the
     // prune is done (as before batching); the others at once. A failed prune is retried
