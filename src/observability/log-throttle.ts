@@ -13,7 +13,8 @@ export const LOG_THROTTLE_INTERVAL_MS = 5_000;
  * costs the loop time: the log is written synchronously. Per message, the first line of a
  * window is written as it comes; the rest of the window's lines are counted, and when the
  * window closes one line says how many there were (`suppressed`, with the last one's
- * `sessionId` and error message, `lastErr`). Messages are constant strings (see logger.ts), so a message is the key.
+ * `sessionId` and error message, `lastErr`). Messages are constant strings (see
+ * logger.ts), so a message is the key, and the windows are as few as the messages.
  */
 export class LogThrottle implements WarnSink {
   readonly #sink: WarnSink;

@@ -460,9 +460,8 @@ export class RedisEngine implements Engine {
    * generation check finds no record); a lost takeover leaves the record a generation
    * behind its connection, whose checkpoints are then fenced and whose generation the next
    * resume takes again; a lost checkpoint replays acknowledged events to a resume without
-   * lastSeq. Releases and
-   * ends do not wait: nobody is answered for them, and losing one only leaves a resume
-   * token valid longer than asked.
+   * lastSeq. Releases and ends do not wait: nobody is answered for them, and losing one
+   * only leaves a resume token valid longer than asked.
    */
   async #replicated(operation: string, keys: readonly string[], what = 'the write'): Promise<void> {
     if (this.#waitReplicas === 0) return;
