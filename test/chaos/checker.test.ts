@@ -246,6 +246,13 @@ function subscribed(h: History, conn: string, sub: string, after = 0, head = aft
   return h.hello(conn, { after }).welcome(conn, { sub, head, after });
 }
 
+/** `conn` resumes `sub` with lastSeq 0 and is welcomed (epoch e1, head 0). */
+function resumed(h: History, conn: string, sub: string): History {
+  return h
+    .hello(conn, { resume: { subscriberId: sub, lastSeq: 0 } })
+    .welcome(conn, { sub, head: 0, after: 0, resumed: true });
+}
+
 interface Case {
   name: string;
   kind: ViolationKind;
@@ -499,12 +506,7 @@ const CASES: Case[] = [
     options: { supersedeGraceMs: 1000 },
     build: (h) => {
       subscribed(h, 'A#1', 'subA');
-      h.hello('A#2', { resume: { subscriberId: 'subA', lastSeq: 0 } }).welcome('A#2', {
-        sub: 'subA',
-        head: 0,
-        after: 0,
-        resumed: true,
-      });
+      resumed(h, 'A#2', 'subA');
       h.close('A#2', 1006).wait(5000).memory('n1', MB);
     },
   },
@@ -515,12 +517,7 @@ const CASES: Case[] = [
       subscribed(h, 'A#1', 'subA').close('A#1', 4009);
       // provoked: B's subscriber was resumed (by B#2) before B#1's 4009
       subscribed(h, 'B#1', 'subB');
-      h.hello('B#2', { resume: { subscriberId: 'subB', lastSeq: 0 } }).welcome('B#2', {
-        sub: 'subB',
-        head: 0,
-        after: 0,
-        resumed: true,
-      });
+      resumed(h, 'B#2', 'subB');
       h.close('B#1', 4009);
     },
   },
@@ -530,12 +527,7 @@ const CASES: Case[] = [
     options: { supersedeGraceMs: 1000 },
     build: (h) => {
       subscribed(h, 'A#1', 'subA');
-      h.hello('A#2', { resume: { subscriberId: 'subA', lastSeq: 0 } }).welcome('A#2', {
-        sub: 'subA',
-        head: 0,
-        after: 0,
-        resumed: true,
-      });
+      resumed(h, 'A#2', 'subA');
       h.wait(5000).memory('n1', MB);
     },
   },
