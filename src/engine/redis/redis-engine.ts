@@ -480,6 +480,21 @@ export class RedisEngine implements Engine {
   }
 
   /**
+   * #sendChunk's `confirm` for a chunk of writes that must reach the replicas (#replicated),
+   * each call's key naming its master on a cluster. Undefined unless replicas are waited
+   * for: then no closure and no key list.
+   */
+  #confirmer<T>(
+    operation: string,
+    what: string,
+    chunk: readonly T[],
+    keyOf: (call: T) => string,
+  ): (() => Promise<void>) | undefined {
+    if (this.#waitReplicas === 0) return undefined;
+    return () => this.#replicated(operation, chunk.map(keyOf), what);
+  }
+
+  /**
    * With waitReplicas, what a read returned counts only once the replicas have it: the
    * read moved its connection's replication offset past every entry it saw (see
    * replication.ts), so WAIT on it confirms them. A node then never delivers, nor takes
@@ -991,14 +1006,7 @@ export class RedisEngine implements Engine {
         args.push(t.now, t.windowMs, t.k.channel, t.subscriberId, t.node, t.acked);
       },
       (reply, t) => parseSubscriber(t.subscriberId, subscriberFields(reply)),
-      this.#waitReplicas > 0
-        ? () =>
-            this.#replicated(
-              'takeoverSubscriber',
-              chunk.map((t) => t.k.meta),
-              'the takeover',
-            )
-        : undefined,
+      this.#confirmer('takeoverSubscriber', 'the takeover', chunk, (t) => t.k.meta),
     );
   }
 
@@ -1094,14 +1102,7 @@ export class RedisEngine implements Engine {
         args.push(pending.generation, pending.seq);
       },
       (reply) => toInt(reply, 'checkpoint'),
-      this.#waitReplicas > 0
-        ? () =>
-            this.#replicated(
-              'saveCheckpoint',
-              chunk.map((pending) => pending.key),
-              'the checkpoint',
-            )
-        : undefined,
+      this.#confirmer('saveCheckpoint', 'the checkpoint', chunk, (pending) => pending.key),
     );
   }
 
@@ -1332,7 +1333,6 @@ function newEpoch(): string {
   return randomHex(8);
 }
 
-/** One session's part of a loAppend reply (see appendLua): `<epoch> <head> <endedAt|-> <refused|-> <seq> <dup> …`. */
 /**
  * The `<epoch> <head>` an append reply opens with (see parseAppendReply), for the notice
  * the engine sends after WAIT; undefined when the reply does not carry them.
@@ -1344,6 +1344,7 @@ function appendReplyHead(raw: unknown): { epoch: string; headSeq: number } | und
   return epoch && Number.isSafeInteger(headSeq) ? { epoch, headSeq } : undefined;
 }
 
+/** One session's part of a loAppend reply (see appendLua): `<epoch> <head> <endedAt|-> <refused|-> <seq> <dup> …`. */
 function parseAppendReply(raw: unknown, count: number): AppendResult {
   if (typeof raw !== 'string') throw new Error('redis engine: an append reply is not a string');
   const parts = raw.split(' ');
