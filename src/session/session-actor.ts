@@ -73,6 +73,8 @@ export interface LiveConnectionView {
   bufferedBytes: number;
 }
 
+type HeadNotice = Extract<SessionNotice, { kind: 'head' }>;
+
 /** A resume waiting for its turn in the mailbox (see SessionActor#attachResume). */
 interface QueuedResume {
   conn: Connection;
@@ -164,6 +166,13 @@ export class SessionActor {
   #flushScheduled = false;
   #loading: Promise<void> | undefined;
   #loaded = false;
+  /**
+   * The highest head notice that came while the head read was out. The notice of an
+   * append Redis ran just after that read can overtake its reply (pub/sub and commands
+   * are two connections): dropped, this node would not hear of the event until the
+   * session's next append. Applied once the read is in.
+   */
+  #noticeWhileLoading: HeadNotice | undefined;
   /** Set while this node watches the session's cross-node notices (while it has connections). */
   #watch: Watch | undefined;
   /**
@@ -1013,6 +1022,7 @@ export class SessionActor {
     this.#watch = this.#deps.engine.watch(this.sessionId, this.#onNotice);
     this.#loaded = false;
     this.#loading = undefined;
+    this.#noticeWhileLoading = undefined;
     // Subscribed first, then read: no change can fall between the two. On failure the
     // attach fails, and #busy stops the watch if nobody is left.
     await this.#watch.ready;
@@ -1038,7 +1048,11 @@ export class SessionActor {
     if (this.#stopped) return;
     switch (notice.kind) {
       case 'head':
-        if (!this.#loaded) return;
+        if (!this.#loaded) {
+          if (this.#loading && notice.headSeq > (this.#noticeWhileLoading?.headSeq ?? -1))
+            this.#noticeWhileLoading = notice;
+          return;
+        }
         if (notice.epoch !== this.#epoch) return void this.#resync();
         if (notice.headSeq > this.#head) {
           if (this.#appending) {
@@ -1180,9 +1194,14 @@ export class SessionActor {
         this.#head = head.headSeq;
         if (head.endedAt !== undefined) this.#endSeq = head.endedAt;
         this.#loaded = true;
+        const early = this.#noticeWhileLoading;
+        this.#noticeWhileLoading = undefined;
+        if (early) this.#onNotice(early);
       },
       (err: unknown) => {
         this.#loading = undefined;
+        // The next read is made after it: it covers what the notice announced.
+        this.#noticeWhileLoading = undefined;
         throw err;
       },
     );
