@@ -56,6 +56,9 @@ export const CHAOS_GATEWAY_ENV: Record<string, string> = {
   REDIS_COMMAND_TIMEOUT_MS: '1000',
   HISTORY_MAX_EVENTS: '1000000',
   SHUTDOWN_TIMEOUT_MS: '3000',
+  // The inspector: a subscriber that does not drain is reported with each node's view of
+  // its session (Swarm.finish).
+  CONSOLE_ENABLED: 'true',
 };
 
 export class Deployment {

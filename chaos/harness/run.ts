@@ -99,6 +99,7 @@ export async function runScenario(options: RunOptions): Promise<RunResult> {
       behaviour,
       publisherToken: await jwt.sign({ sub: 'chaos-publisher', tid: TENANT, role: 'service' }, day),
       subscriberToken: await jwt.sign({ sub: 'chaos-subscriber', tid: TENANT, role: 'agent' }, day),
+      operatorToken: await jwt.sign({ sub: 'chaos-operator', tid: TENANT, role: 'operator' }, day),
     };
     const ownerToken = await jwt.sign({ sub: 'chaos-owner', tid: TENANT, role: 'user' }, day);
     const shape = { ...DEFAULT_SHAPE, ...scenario.shape, ...options.shape };
@@ -143,6 +144,7 @@ export async function runScenario(options: RunOptions): Promise<RunResult> {
         (finish.unsettled.length ? `; unsettled: ${finish.unsettled.join(', ')}` : '') +
         (finish.behind.length ? `; behind: ${finish.behind.join(', ')}` : '') +
         (finish.fatal.length ? `; gave up: ${finish.fatal.join(', ')}` : ''),
+      ...finish.stuck,
       ...(deployment?.unexpectedExits.length
         ? [
             `UNEXPECTED NODE EXITS: ${deployment.unexpectedExits.map((e) => `${e.node} (${e.code ?? e.signal ?? '?'})`).join(', ')}`,

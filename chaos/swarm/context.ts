@@ -66,4 +66,6 @@ export interface SwarmContext {
   /** A bearer token for publishers (role service) and one for subscribers (role agent). */
   readonly publisherToken: string;
   readonly subscriberToken: string;
+  /** An operator token, for the inspector (reports of subscribers that did not drain). */
+  readonly operatorToken?: string;
 }

@@ -17,9 +17,13 @@ import { WireConn, type Frame } from './wire.ts';
  */
 interface Conn {
   readonly name: string;
+  /** The gateway (or proxy) it went to. */
+  readonly target: string;
   readonly wire: WireConn;
   readonly race: string | undefined;
   subscriberId: string | undefined;
+  /** The gateway's id for it, from the welcome. */
+  connectionId: string | undefined;
   epoch: string | undefined;
   welcomed: boolean;
   helloSent: boolean;
@@ -96,6 +100,40 @@ export class Subscriber {
 
   get fatal(): string | undefined {
     return this.#fatal;
+  }
+
+  get subscriberId(): string | undefined {
+    return this.#subscriberId;
+  }
+
+  /**
+   * This client's state and its connections', one line each: what a report shows of a
+   * subscriber that did not drain, beside what the gateways say of it.
+   */
+  describe(now = Date.now()): string[] {
+    const state = [
+      `${this.name}: watermark ${this.#watermark}, epoch ${this.#epoch ?? '-'}, subscriber ${this.#subscriberId ?? '-'}`,
+      this.#mustStartFresh ? 'must start fresh' : '',
+      this.#racing ? 'racing' : '',
+      this.#reconnect ? 'reconnect pending' : '',
+      this.#fatal ? `fatal: ${this.#fatal}` : '',
+    ].filter(Boolean);
+    const conns = [...this.#conns].map((c) =>
+      [
+        `  ${c.name} → ${c.target}: ${c.wire.state}`,
+        c.welcomed
+          ? `welcomed as ${c.connectionId ?? '?'} (${c.subscriberId ?? '?'})`
+          : c.helloSent
+            ? 'hello sent, no welcome'
+            : 'no hello',
+        c.wire.paused ? 'paused' : '',
+        c.superseded ? 'superseded' : '',
+        `highest ${c.highest}, acked ${c.lastAck}, quiet ${c.wire.quietMs(now)} ms`,
+      ]
+        .filter(Boolean)
+        .join(', '),
+    );
+    return [state.join(', '), ...(conns.length ? conns : ['  no connection'])];
   }
 
   /** Whether some connection is welcomed and open (not counting paused reading). */
@@ -179,16 +217,22 @@ export class Subscriber {
 
   /**
    * The end of the run: waits until the application holds `headSeq` of `epoch` (or the
-   * deadline), acks it, reads the stored checkpoint back with a resume without `lastSeq`,
-   * and closes. Returns whether it caught up.
+   * deadline), acks it, and closes. Returns whether it caught up; when it did not,
+   * `onBehind` runs first, while its connections are still open (for the report).
    */
-  async drain(epoch: string, headSeq: number, deadline: number): Promise<boolean> {
+  async drain(
+    epoch: string,
+    headSeq: number,
+    deadline: number,
+    onBehind?: () => Promise<void>,
+  ): Promise<boolean> {
     for (const conn of this.#conns) conn.wire.resume();
     while (!this.#fatal && Date.now() < deadline && !(this.#epoch === epoch && this.#watermark >= headSeq)) {
       this.#ensureConnected();
       await new Promise((r) => setTimeout(r, 50));
     }
     const caughtUp = this.#epoch === epoch && this.#watermark >= headSeq;
+    if (!caughtUp) await onBehind?.().catch(() => {});
     for (const conn of this.#conns) if (conn.welcomed) this.#sendAck(conn, conn.highest, 'cumulative');
     this.stop();
     return caughtUp;
@@ -221,11 +265,14 @@ export class Subscriber {
   #connect(race: string | undefined): Conn {
     const { behaviour, targets, slowTargets } = this.#ctx;
     const codec = this.#rng.chance(behaviour.msgpackShare) ? 'msgpack' : 'json';
-    const url = wsUrl(this.#rng.pick(this.#slow ? slowTargets.urls : targets.urls));
+    const target = this.#rng.pick(this.#slow ? slowTargets.urls : targets.urls);
+    const url = wsUrl(target);
     const conn: Conn = {
       name: `${this.name}#${++this.#connCount}`,
+      target,
       race,
       subscriberId: undefined,
+      connectionId: undefined,
       epoch: undefined,
       welcomed: false,
       helloSent: false,
@@ -337,6 +384,7 @@ export class Subscriber {
     const resumed = frame['resumed'] === true;
     conn.welcomed = true;
     conn.subscriberId = subscriberId;
+    conn.connectionId = String(frame['connectionId']);
     conn.epoch = epoch;
     conn.highest = after;
     conn.lastAck = after;

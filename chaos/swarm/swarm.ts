@@ -27,6 +27,11 @@ export interface FinishReport {
   drained: number;
   behind: string[];
   fatal: string[];
+  /**
+   * For each subscriber behind at the deadline: its client state and connections, then
+   * each node's inspector view of it (see #whyBehind). Lines, for the summary.
+   */
+  stuck: string[];
 }
 
 export class Swarm {
@@ -99,10 +104,13 @@ export class Swarm {
 
     const heads = new Map<string, { epoch: string; headSeq: number }>();
     for (const session of this.sessions) heads.set(session, await this.#head(session));
+    const stuck: string[] = [];
     const drainedFlags = await Promise.all(
       this.subscribers.map((sub) => {
         const head = heads.get(sub.session)!;
-        return sub.drain(head.epoch, head.headSeq, deadline);
+        return sub.drain(head.epoch, head.headSeq, deadline, async () => {
+          stuck.push(...(await this.#whyBehind(sub, head.headSeq)));
+        });
       }),
     );
     for (const session of this.sessions) await this.#recordStream(session);
@@ -116,7 +124,47 @@ export class Swarm {
       fatal: [...this.subscribers, ...this.publishers]
         .filter((c) => c.fatal)
         .map((c) => `${c.name}: ${c.fatal ?? ''}`),
+      stuck,
     };
+  }
+
+  /**
+   * Why a subscriber did not drain, as far as can be seen from outside: the client's own
+   * state and connections, then what each node's inspector says of the session (the head
+   * its actor knows) and of this subscriber (generation, the node holding it, and on that
+   * node the connection and how far it delivered). A welcomed connection that the node
+   * does not list is one the gateway no longer serves.
+   */
+  async #whyBehind(sub: Subscriber, headSeq: number): Promise<string[]> {
+    const lines = [`stuck ${sub.name} (${sub.session}, stored head ${headSeq}):`, ...sub.describe()];
+    const token = this.#ctx.operatorToken;
+    if (!token) return lines;
+    for (const base of this.#ctx.targets.urls) {
+      try {
+        const res = await httpJson(base, 'GET', `/v1/inspector/sessions/${sub.session}`, {
+          token,
+          timeoutMs: 2000,
+        });
+        if (res.status !== 200) {
+          lines.push(`  inspector ${base}: HTTP ${res.status}`);
+          continue;
+        }
+        const view = res.body as InspectorView;
+        const mine = view.subscribers.find((s) => s.subscriberId === sub.subscriberId);
+        lines.push(
+          `  inspector ${base} (${view.node}): head ${view.headSeq}, this node's actor at ${view.nodeHeadSeq ?? 'none'}; ` +
+            (mine
+              ? `subscriber gen ${mine.generation} ${mine.state} on ${mine.node ?? '?'}, acked ${mine.ackedSeq}` +
+                (mine.local
+                  ? `, here as ${mine.connectionId ?? '?'} delivered ${mine.deliveredSeq ?? '?'}`
+                  : '')
+              : 'subscriber not listed'),
+        );
+      } catch (err) {
+        lines.push(`  inspector ${base}: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    }
+    return lines;
   }
 
   /** Stops every client at once (an aborted run). */
@@ -169,6 +217,23 @@ export class Swarm {
       throw new Error(`reading ${session}: HTTP ${res.status} ${JSON.stringify(res.body)}`);
     return res.body as EventsPage;
   }
+}
+
+/** What #whyBehind reads of GET /v1/inspector/sessions/:id (src/inspector/inspector.ts). */
+interface InspectorView {
+  node: string;
+  headSeq: number;
+  nodeHeadSeq: number | null;
+  subscribers: Array<{
+    subscriberId: string;
+    generation: number;
+    state: string;
+    node: string | null;
+    local: boolean;
+    ackedSeq: number;
+    deliveredSeq: number | null;
+    connectionId: string | null;
+  }>;
 }
 
 interface EventsPage {

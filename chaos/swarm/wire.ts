@@ -111,6 +111,16 @@ export class WireConn {
     return this.#paused;
   }
 
+  /** Milliseconds since the last frame (or the open), for reports. */
+  quietMs(now = Date.now()): number {
+    return now - this.#lastFrameAt;
+  }
+
+  /** The socket's state by name, for reports. */
+  get state(): string {
+    return ['connecting', 'open', 'closing', 'closed'][this.#ws.readyState] ?? String(this.#ws.readyState);
+  }
+
   /** A clean close with a close frame. */
   close(code = 1000): void {
     if (this.#closed) return;

@@ -37,6 +37,8 @@ export interface SubscriberView {
   ackLag: number;
   deliveredSeq: number | null;
   inFlight: number | null;
+  /** The live connection's id (the `connectionId` of its welcome), for a local one; else null. */
+  connectionId: string | null;
   /** While disconnected: until when its resume token still works (ms since the epoch). */
   resumableUntil: number | null;
 }
@@ -47,6 +49,13 @@ export interface SessionView {
   epoch: string;
   /** Set once the stream ended: the seq of its last event. */
   endedAt: number | null;
+  /**
+   * The head as the answering node's session actor knows it, or null when that node holds
+   * no actor for the session (or the actor has not read the stream yet). It trails `headSeq` while another node's append is on its
+   * way here (a notice, then a read); staying behind means the node missed changes, and
+   * its connections wait for events it does not know of.
+   */
+  nodeHeadSeq: number | null;
   /** The node that answered, and when (ms since the epoch). */
   node: string;
   at: number;
@@ -115,8 +124,9 @@ export class Inspector {
       engine.head(sessionId),
       engine.listSubscribers(sessionId, INSPECT_SUBSCRIBERS_MAX),
     ]);
+    const actor = registry.peek(sessionId);
     const local = new Map<string, LiveConnectionView>();
-    for (const conn of registry.peek(sessionId)?.liveConnections() ?? []) local.set(conn.subscriberId, conn);
+    for (const conn of actor?.liveConnections() ?? []) local.set(conn.subscriberId, conn);
     const subscribers = list.subscribers
       .map((record) => this.#subscriber(record, head.headSeq, local.get(record.id)))
       .sort(bySubscriberOrder);
@@ -125,6 +135,7 @@ export class Inspector {
       headSeq: head.headSeq,
       epoch: head.epoch,
       endedAt: head.endedAt ?? null,
+      nodeHeadSeq: actor && actor.epoch !== '' ? actor.headSeq : null,
       node: nodeId,
       at: clock.now(),
       subscribers,
@@ -153,6 +164,7 @@ export class Inspector {
       ackLag: Math.max(0, headSeq - ackedSeq),
       deliveredSeq: live ? live.sentSeq : null,
       inFlight: live ? live.sentSeq - live.ackedSeq : null,
+      connectionId: live ? live.connectionId : null,
       resumableUntil: connected ? null : record.disconnectedAt + this.#deps.resumeWindowMs,
     };
   }

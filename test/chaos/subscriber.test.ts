@@ -251,4 +251,31 @@ describe('chaos swarm subscriber', () => {
     assert.equal(gateway!.pendingHellos, 0);
     assert.equal(ops.filter((op) => op.op === 'hello').length, 2);
   });
+
+  it('describes itself, still connected, when it does not drain by the deadline', async () => {
+    await welcomedSubscriber();
+    let seen: string[] | undefined;
+    // The gateway never sends seq 3: the drain runs into its deadline with the connection open.
+    const drained = await sub!.drain('e1', 3, Date.now() + 300, async () => {
+      seen = sub!.describe();
+    });
+    assert.equal(drained, false);
+    assert.ok(seen, 'onBehind ran');
+    assert.match(seen[0]!, /^A: watermark 2, epoch e1, subscriber subA$/);
+    assert.match(
+      seen[1]!,
+      /^ {2}A#1 → http:\/\/127\.0\.0\.1:\d+: open, welcomed as c \(subA\), highest 2, acked \d, quiet \d+ ms$/,
+    );
+    assert.equal(seen.length, 2, 'one connection');
+  });
+
+  it('does not report a subscriber that drained', async () => {
+    await welcomedSubscriber();
+    let called = false;
+    const drained = await sub!.drain('e1', 2, Date.now() + 300, async () => {
+      called = true;
+    });
+    assert.equal(drained, true);
+    assert.equal(called, false);
+  });
 });

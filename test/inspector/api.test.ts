@@ -182,6 +182,8 @@ for (const engine of ['memory', 'redis'] as const) {
       assert.equal(live.generation, 1);
       assert.equal(live.deliveredSeq, 4);
       assert.equal(live.inFlight, 2);
+      assert.equal(live.connectionId, welcome.connectionId);
+      assert.equal(view.nodeHeadSeq, 4, "the head as this node's actor knows it");
       assert.equal(live.ackLag, 2);
       assert.equal(live.resumableUntil, null);
       assert.ok(live.since >= before && live.since <= view.at, 'connected since the hello');
@@ -203,6 +205,7 @@ for (const engine of ['memory', 'redis'] as const) {
       assert.equal(gone.local, false);
       assert.equal(gone.deliveredSeq, null);
       assert.equal(gone.inFlight, null);
+      assert.equal(gone.connectionId, null);
       assert.equal(gone.ackedSeq, 2);
       assert.equal(gone.ackLag, 2);
       assert.equal(gone.node, 'n0', 'the node that held the last connection');
@@ -247,10 +250,14 @@ for (const engine of ['memory', 'redis'] as const) {
         assert.equal(remote.local, false);
         assert.equal(remote.state, 'connected');
         assert.equal(remote.deliveredSeq, null, 'only n1 knows what it delivered');
+        assert.equal(remote.connectionId, null);
         assert.equal(remote.ackLag, 0);
+        assert.equal(fromN0.nodeHeadSeq, null, 'n0 holds no actor for the session');
         const fromN1 = await inspect(n1!);
         assert.equal(fromN1.subscribers[0].local, true);
         assert.equal(fromN1.subscribers[0].deliveredSeq, 1);
+        assert.equal(fromN1.subscribers[0].connectionId, welcome.connectionId);
+        assert.equal(fromN1.nodeHeadSeq, 1);
 
         // A resume on n0 takes the subscriber over: now n0 holds it.
         const moved = await subscribe(n0!.wsUrl, { sessionId, resume: { token: welcome.resumeToken } });
