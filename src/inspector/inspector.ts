@@ -51,9 +51,10 @@ export interface SessionView {
   endedAt: number | null;
   /**
    * The head as the answering node's session actor knows it, or null when that node holds
-   * no actor for the session (or the actor has not read the stream yet). It trails `headSeq` while another node's append is on its
-   * way here (a notice, then a read); staying behind means the node missed changes, and
-   * its connections wait for events it does not know of.
+   * no actor for the session (or the actor has not read the stream yet). It trails
+   * `headSeq` while another node's append is on its way here (a notice, then a read);
+   * staying behind means the node missed changes, and its connections wait for events it
+   * does not know of.
    */
   nodeHeadSeq: number | null;
   /** The node that answered, and when (ms since the epoch). */
