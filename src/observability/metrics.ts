@@ -71,7 +71,7 @@ export class Metrics {
   });
   readonly remoteNotices = new Counter({
     name: 'lifeos_remote_notices_total',
-    help: 'Cross-node notices that moved a session forward on this node, by kind.',
+    help: 'Cross-node notices that moved a session forward on this node, by kind (head_during_load: a head notice that overtook the first head read of a session here, kept until the read was in).',
     labelNames: ['kind'] as const,
     registers: [this.registry],
   });

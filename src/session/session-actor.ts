@@ -1196,7 +1196,11 @@ export class SessionActor {
         this.#loaded = true;
         const early = this.#noticeWhileLoading;
         this.#noticeWhileLoading = undefined;
-        if (early) this.#onNotice(early);
+        if (early) {
+          if (early.epoch === this.#epoch && early.headSeq > this.#head)
+            this.#deps.metrics.remoteNotices.inc({ kind: 'head_during_load' });
+          this.#onNotice(early);
+        }
       },
       (err: unknown) => {
         this.#loading = undefined;

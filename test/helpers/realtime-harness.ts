@@ -138,7 +138,7 @@ export async function realtimeHarness<E extends MemoryEngine = MemoryEngine>(
     await turnsUntil(() => sink.writes.some((w) => w.includes('replayed')));
     return { conn, sink, handler };
   };
-  return { engine, registry, handler, open, hello, send };
+  return { engine, registry, handler, metrics, open, hello, send };
 }
 
 /** A fresh hello of the harness's agent. */

@@ -36,7 +36,9 @@ class SlowHeadEngine extends MemoryEngine {
 
 describe('a notice that arrives while the actor reads its head', () => {
   it('is applied once the head is read: the event it announces is delivered', async () => {
-    const { engine, open, send } = await realtimeHarness((clock) => new SlowHeadEngine(clock, LIMITS));
+    const { engine, metrics, open, send } = await realtimeHarness(
+      (clock) => new SlowHeadEngine(clock, LIMITS),
+    );
     await engine.append(SESSION, [makeEvent(SESSION, 'before')]);
     engine.holdHeads();
     const { conn, sink } = open();
@@ -54,5 +56,9 @@ describe('a notice that arrives while the actor reads its head', () => {
     assert.equal(welcome?.['after'], 1);
     const delivered = sink.frames.filter((f) => f['op'] === 'ev').map((f) => f['seq']);
     assert.deepEqual(delivered, [2], 'the event announced during the load');
+    const counted = (await metrics.remoteNotices.get()).values.find(
+      (v) => v.labels['kind'] === 'head_during_load',
+    );
+    assert.equal(counted?.value, 1, 'counted as a notice that overtook the head read');
   });
 });
