@@ -1,16 +1,16 @@
 /**
  * Interleavings of concurrent operations on one session's actor, explored with
- * fast-check's scheduler: duplicate resumes, acks of every kind, late checkpoint writes
- * and publishes, all racing each other and the engine's calls, whose completions the
- * scheduler orders. scheduled-harness.ts says how, and lists the checks: every property
+ * fast-check's scheduler: duplicate resumes, acks of every kind, late checkpoint writes,
+ * publishes and other nodes' appends, all racing each other and the engine's calls,
+ * whose completions the scheduler orders. scheduled-harness.ts says how, and lists the checks: every property
  * asserts all of them on every run; the properties differ in the scenarios they draw,
  * each built to stress its own part of the resume / ack / checkpoint logic.
  *
  *   node --import tsx --test test/property/resume-ack.*.property.test.ts
  *
  * This module is the harness; the tests are declared in two files
- * (resume-ack.races.property.test.ts, resume-ack.writes.property.test.ts), two properties
- * each, so neither file comes near the per-file timeout on a loaded machine.
+ * (resume-ack.races.property.test.ts, resume-ack.writes.property.test.ts), two and three
+ * properties, so neither file comes near the per-file timeout on a loaded machine.
  *
  * Each property runs 10 000 times (FC_RUNS overrides), in a worker thread (see inWorker).
  * Two more tests run the properties against deliberately broken engines and require them
@@ -99,6 +99,10 @@ interface Shape {
   c0: fc.Arbitrary<ClientOp[]>;
   p: fc.Arbitrary<ClientOp[]>;
   direct: fc.Arbitrary<number>;
+  /** Appends by another node; default 0 to 2. */
+  remote?: fc.Arbitrary<number>;
+  /** Default false. */
+  cold?: fc.Arbitrary<boolean>;
   pre?: fc.Arbitrary<number>;
   split?: fc.Arbitrary<boolean>;
 }
@@ -113,6 +117,8 @@ function scenarioArb(shape: Shape): fc.Arbitrary<Scenario> {
     resumes: shape.resumes,
     p: shape.p,
     direct: shape.direct,
+    remote: shape.remote ?? fc.nat(2),
+    cold: shape.cold ?? fc.constant(false),
   });
 }
 
@@ -165,9 +171,26 @@ const publishes = scenarioArb({
   direct: fc.nat(3),
 });
 
+/**
+ * 5. S resumes after every connection of the session left this node (so the actor reads
+ * the head anew) while another node appends: each resumed connection ends up holding
+ * every stored event after its start.
+ */
+const coldResumes = scenarioArb({
+  resumes: fc.array(resumeArb(opsArb({ held: 3, behind: 1, pub: 1, close: 0.3 }, 0, 3)), {
+    minLength: 1,
+    maxLength: 3,
+  }),
+  c0: fc.constant([]),
+  p: fc.constant([]),
+  direct: fc.nat(1),
+  remote: fc.integer({ min: 1, max: 3 }),
+  cold: fc.constant(true),
+});
+
 // ── running ──────────────────────────────────────────────────────────────────────────
 
-const properties = { duplicateResumes, ackRaces, lateWrites, publishes } as const;
+const properties = { duplicateResumes, ackRaces, lateWrites, publishes, coldResumes } as const;
 export type PropertyName = keyof typeof properties;
 
 /** What a worker runs, and what it answers. */
@@ -292,6 +315,8 @@ const TITLES: Record<PropertyName, string> = {
     'scheduler: late checkpoint writes of an older generation never win; the checkpoint ends at the max legitimately acked seq of the generations that were current',
   publishes:
     'scheduler: publishes interleaved with resumes: every puback at its seq exactly once, every connected subscriber sees every seq contiguously',
+  coldResumes:
+    "scheduler: resumes to a node left without connections, against another node's appends: the resumed connection holds every stored event after its start",
 };
 
 /** Declares the node:test tests of `properties`, and the broken-engine check of `fault`. */

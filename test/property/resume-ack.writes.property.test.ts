@@ -1,4 +1,4 @@
-/** Scheduler properties, part 2: late checkpoint writes and publishes racing resumes (harness: resume-ack.scheduler.ts). */
+/** Scheduler properties, part 2: late checkpoint writes, publishes and remote appends racing resumes (harness: resume-ack.scheduler.ts). */
 import { declareSchedulerTests } from './resume-ack.scheduler.ts';
 
-await declareSchedulerTests(['lateWrites', 'publishes'], 'drop-write');
+await declareSchedulerTests(['lateWrites', 'publishes', 'coldResumes'], 'drop-write');

@@ -98,7 +98,8 @@ export interface ResumeSpec {
  * One run: a session with `pre` events; subscriber S on connection c0 (fresh, after 0,
  * acked up to `setupAck` before the race); subscriber P on connection p0 (fresh, after 0).
  * Then, all at once and interleaved by the scheduler: c0's ops, each resume of S (its
- * hello, then its ops), P's ops and `direct` server-side publishes.
+ * hello, then its ops), P's ops, `direct` server-side publishes and `remote` appends by
+ * another node.
  */
 export interface Scenario {
   limits: Limits;
@@ -109,6 +110,17 @@ export interface Scenario {
   resumes: ResumeSpec[];
   p: ClientOp[];
   direct: number;
+  /**
+   * Appends by another node, straight to the engine (scheduled like any engine call): this
+   * node hears of them only through their notices.
+   */
+  remote: number;
+  /**
+   * Both set-up connections close (the client's side) before the race: the actor is left
+   * without connections and stops watching, so the first resume of the race watches and
+   * reads the head anew, against the race's remote appends.
+   */
+  cold: boolean;
 }
 
 /** A deliberately broken engine, to show the properties catch what they claim to. */
@@ -504,6 +516,7 @@ export class ScheduledHarness {
   readonly trace: (string | (() => string))[] = [];
   readonly problems: string[] = [];
   readonly direct: { id: string; seq: number }[] = [];
+  readonly remote: { id: string; seq: number }[] = [];
   readonly published = new Set<string>();
   readonly subs = new Map<string, SubMirror>();
   epoch = '';
@@ -865,6 +878,21 @@ export class ScheduledHarness {
       );
   }
 
+  /** Another node appends an event: only its notice tells this node. */
+  publishRemote(): void {
+    const id = `ev.r${++this.#idN}`;
+    this.published.add(id);
+    this.note(`remote append ${id}`);
+    this.engine.append(this.session, [this.envelope(id)]).then(
+      (result) => {
+        const seq = result.outcomes[0]!.seq;
+        this.remote.push({ id, seq });
+        this.note(`remote append ${id} = seq ${seq}`);
+      },
+      (err: unknown) => this.problem(`remote append ${id} failed: ${toGatewayError(err).code}`),
+    );
+  }
+
   // ── running ────────────────────────────────────────────────────────────────────────
 
   /** Lets (real) immediates and engine calls run until nothing moves; for set-up only. */
@@ -906,6 +934,11 @@ export class ScheduledHarness {
     const ack = Math.min(this.scenario.setupAck, c0.held);
     if (ack > 0) this.ackSeq(c0, ack);
     await this.settle();
+    if (this.scenario.cold) {
+      c0.sink.clientClose();
+      p0.sink.clientClose();
+      await this.settle();
+    }
     for (const m of this.subs.values()) m.initial = m.checkpoint;
     this.note('── race ──');
     return { s, p };
@@ -962,6 +995,9 @@ export class ScheduledHarness {
       });
       for (let i = 0; i < sc.direct; i++) {
         running.push(step(`server-side publish #${i + 1}`, () => this.publishDirect()));
+      }
+      for (let i = 0; i < sc.remote; i++) {
+        running.push(step(`remote append #${i + 1}`, () => this.publishRemote()));
       }
       // One task at a time, then one real macrotask, so that every consequence of it
       // (microtask chains, the tasks they schedule) has happened before the scheduler picks
@@ -1052,6 +1088,7 @@ export class ScheduledHarness {
       named.set(id, seq);
     };
     for (const d of this.direct) puback('server-side publish', d.id, d.seq);
+    for (const r of this.remote) puback('remote append', r.id, r.seq);
 
     for (const rec of this.conns) this.#checkConn(rec, head, ids, puback);
 
