@@ -1191,7 +1191,10 @@ export class SessionActor {
       (head) => {
         if (this.#epoch !== '' && head.epoch !== this.#epoch) this.#resetEpoch(head);
         this.#epoch = head.epoch;
-        this.#head = head.headSeq;
+        // Never back within an epoch: an append's reply, or an earlier load's notice, may
+        // have moved the head past what this read saw (a publish's first flush loads the
+        // head too, and a first attach starts a second load while that one is out).
+        if (head.headSeq > this.#head) this.#head = head.headSeq;
         if (head.endedAt !== undefined) this.#endSeq = head.endedAt;
         this.#loaded = true;
         const early = this.#noticeWhileLoading;

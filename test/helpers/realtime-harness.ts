@@ -81,7 +81,12 @@ export async function turnsUntil(done: () => boolean): Promise<void> {
 
 export async function realtimeHarness<E extends MemoryEngine = MemoryEngine>(
   makeEngine?: (clock: ManualClock) => E,
-  opts: { helloTimeoutMs?: number; cacheBudgetBytes?: number; warnings?: WarnSink } = {},
+  opts: {
+    helloTimeoutMs?: number;
+    cacheBudgetBytes?: number;
+    warnings?: WarnSink;
+    cacheEvents?: number;
+  } = {},
 ) {
   const clock = new ManualClock();
   const limits = { historyMaxEvents: 1000, historyTtlAfterEndS: 60 };
@@ -103,7 +108,7 @@ export async function realtimeHarness<E extends MemoryEngine = MemoryEngine>(
       slowConsumerMs: 500,
       replayBatch: 64,
       queueMax: 1000,
-      cacheEvents: 64,
+      cacheEvents: opts.cacheEvents ?? 64,
       resumeWindowMs: 60_000,
       heartbeatMs: 15_000,
       idleMs: 60_000,

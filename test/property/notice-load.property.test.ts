@@ -6,7 +6,10 @@
  * notices (scheduled immediates). Whatever the order, once nothing is left to run the
  * welcomed connection holds every stored event after its start: a notice that overtook
  * the head read's reply must not be lost (test/unit/notice-during-load.test.ts has the
- * one order that lost it before session 22).
+ * one order that lost it before session 22). A publish through this node's actor may
+ * come first: its first append reads the head as well, a second load beside the
+ * hello's, and neither may set the head back below what the other (or the append's
+ * reply) already moved it to. Small caches or none (0 or 64 events).
  *
  *   FC_RUNS=5000 node --import tsx --test test/property/notice-load.property.test.ts
  */
@@ -29,8 +32,13 @@ it('a first hello holds every event other nodes stored meanwhile, in any order',
       fc.nat(3),
       fc.integer({ min: 1, max: 3 }),
       fc.constantFrom<'latest' | 'pre' | 0>('latest', 'pre', 0),
-      async (s, pre, remotes, start) => {
-        const { engine, open, send } = await realtimeHarness((clock) => new ScheduledEngine(clock, LIMITS));
+      fc.nat(1),
+      fc.constantFrom(0, 64),
+      async (s, pre, remotes, start, locals, cacheEvents) => {
+        const { engine, registry, open, send } = await realtimeHarness(
+          (clock) => new ScheduledEngine(clock, LIMITS),
+          { cacheEvents },
+        );
         engine.reset('none', true);
         const raw = engine.raw(SESSION);
         for (let i = 0; i < pre; i++) await raw.append([makeEvent(SESSION, `pre${i}`)]);
@@ -47,6 +55,14 @@ it('a first hello holds every event other nodes stored meanwhile, in any order',
           const running: Promise<unknown>[] = [
             s.schedule(Promise.resolve(), 'hello').then(() => send(conn, freshHello({ after }))),
           ];
+          // A publish through this node's actor: its first append reads the head too.
+          for (let i = 0; i < locals; i++) {
+            running.push(
+              s
+                .schedule(Promise.resolve(), `local publish #${i + 1}`)
+                .then(() => registry.get(SESSION).publish(makeEvent(SESSION, `local${++n}`))),
+            );
+          }
           for (let i = 0; i < remotes; i++) {
             running.push(
               s
@@ -66,7 +82,7 @@ it('a first hello holds every event other nodes stored meanwhile, in any order',
         }
 
         const head = (await raw.read(0)).headSeq;
-        assert.equal(head, pre + remotes);
+        assert.equal(head, pre + remotes + locals);
         const welcome = sink.frames.find((f) => f['op'] === 'welcome');
         assert.ok(welcome, `welcomed (frames: ${JSON.stringify(sink.frames)})`);
         const from = Number(welcome['after']);
