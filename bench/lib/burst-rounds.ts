@@ -70,14 +70,7 @@ export async function burstRounds(o: BurstRoundsOptions): Promise<BurstRoundsRes
       const expected = pubacks + o.burst;
       setTimeout(() => {
         for (let i = 0; i < o.burst; i++) {
-          publisher.send(
-            JSON.stringify({
-              op: 'pub',
-              id: `e${++n}`,
-              type: 'transcript.partial',
-              payload: { segmentId: `g${n}`, revision: 0, text: 'x' },
-            }),
-          );
+          publisher.send(pubFrame(++n));
         }
       }, Math.random() * o.maxDelayMs);
       if (!(await until(() => pubacks >= expected && welcomed, 5000)))
@@ -95,6 +88,16 @@ export async function burstRounds(o: BurstRoundsOptions): Promise<BurstRoundsRes
     publisher.close();
   }
   return { misses, missedAt };
+}
+
+/** The JSON `pub` frame of the n-th publish of a run: eventId `e<n>`, a one-letter partial. */
+export function pubFrame(n: number): string {
+  return JSON.stringify({
+    op: 'pub',
+    id: `e${n}`,
+    type: 'transcript.partial',
+    payload: { segmentId: `g${n}`, revision: 0, text: 'x' },
+  });
 }
 
 async function until(done: () => boolean, ms: number): Promise<boolean> {

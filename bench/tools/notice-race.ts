@@ -13,6 +13,7 @@
 import WebSocket from 'ws';
 import { GatewayProcess, processToken } from '../../chaos/toolkit/gateway-process.ts';
 import { RedisServer } from '../../chaos/toolkit/redis-server.ts';
+import { pubFrame } from '../lib/burst-rounds.ts';
 
 const [roundsArg, windowArg] = process.argv.slice(2);
 const ROUNDS = Number(roundsArg ?? 2000);
@@ -46,14 +47,7 @@ let published = 0;
 let publishing = true;
 const send = (): void => {
   if (!publishing) return;
-  publisher.send(
-    JSON.stringify({
-      op: 'pub',
-      id: `e${++published}`,
-      type: 'transcript.partial',
-      payload: { segmentId: `g${published}`, revision: 0, text: 'x' },
-    }),
-  );
+  publisher.send(pubFrame(++published));
 };
 const publisher = await welcomed(a!, (frame) => {
   if (frame.op === 'puback' || frame.op === 'nack') send();
