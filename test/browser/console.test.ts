@@ -124,6 +124,12 @@ it('shows a session live: events through the SDK, subscribers with node and ack 
   const finalRow = page.locator('#events tbody tr[data-type="transcript.final"]').first();
   assert.match((await finalRow.textContent()) ?? '', /Yes please, nine thirty is perfect\./);
   await until(async () => (await page.textContent('#head-seq')) === String(head), 5000, 'the head seq');
+  // The answering node holds the session's actor (the console's own subscription is on it).
+  await until(
+    async () => (await page.textContent('#node-head')) === `this node: ${head}`,
+    5000,
+    "the node's head",
+  );
 
   // Subscribers: the console itself, the caller's app and the dashboard, all on this node.
   const cell = (id: string, column: number) =>

@@ -329,6 +329,7 @@ function renderView(view) {
   badge.dataset.state = s.state;
   $('answering-node').textContent = `node: ${view.node}`;
   $('head-seq').textContent = String(view.headSeq);
+  renderNodeHead(view);
   $('epoch').textContent = view.epoch;
   $('epoch').title = view.epoch;
   $('owner').textContent = `${s.ownerId} · ${new Date(s.createdAt).toLocaleString()}`;
@@ -354,6 +355,24 @@ function renderView(view) {
     entry.state = s.state;
     renderSessions();
   }
+}
+
+/**
+ * The answering node's own idea of the head, under the stored one. A node that stays
+ * behind the stored head while events keep flowing has missed a notice: its local
+ * subscribers are not being fed (a notice in flight makes it lag for a poll or so).
+ */
+function renderNodeHead(view) {
+  const el = $('node-head');
+  if (view.nodeHeadSeq === null || view.nodeHeadSeq === undefined) {
+    el.textContent = 'no actor on this node';
+    el.className = 'sub dim';
+    return;
+  }
+  const behind = view.headSeq - view.nodeHeadSeq;
+  el.textContent =
+    behind > 0 ? `this node: ${view.nodeHeadSeq} (−${behind})` : `this node: ${view.nodeHeadSeq}`;
+  el.className = `sub mono ${behind > 0 ? 'behind' : ''}`;
 }
 
 function renderSubscribers(view) {
