@@ -14,7 +14,6 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
 import { Packr } from 'msgpackr';
-import { ErrorCodes } from '../../src/errors/codes.ts';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 import type { TestClient } from '../helpers/ws-client.ts';
 import {
@@ -22,22 +21,26 @@ import {
   closeAll,
   hello,
   newSession,
-  publish,
   publisher,
   transcriptPub,
-  waitFor,
-  waitSeq,
-  type Frame,
   type Session,
   type Sub,
 } from '../protocol/support.ts';
+import {
+  anyJson,
+  assertEveryEventOnce,
+  checkAnswers,
+  mostly,
+  othersUnharmed,
+  pongOrClose,
+  RUNS,
+  seqArb,
+  withStrayKey,
+} from './fuzz-support.ts';
 
 const MAX_FRAME_BYTES = 2048;
-const RUNS = Number(process.env.FC_RUNS ?? 200);
 const packr = new Packr({ useRecords: false });
 
-/** What a gateway may send a client (PROTOCOL.md §3, §4). */
-const SERVER_OPS = new Set(['welcome', 'ev', 'replayed', 'puback', 'nack', 'pong', 'error', 'eos']);
 /**
  * What a fuzzed connection may be closed with: 4000 for a bad frame, 1009 for one above
  * MAX_FRAME_BYTES, 1000 after its own `bye` (docs/protocol.md). A text frame that is not
@@ -64,21 +67,6 @@ type Input =
   | { kind: 'other-type'; value: unknown }
   | { kind: 'oversize'; text: string };
 
-const anyJson = fc.jsonValue({ maxDepth: 3 });
-/** Mostly what a client would send, sometimes anything. */
-const mostly = <T>(usual: fc.Arbitrary<T>, odd: fc.Arbitrary<unknown>): fc.Arbitrary<unknown> =>
-  fc.oneof({ weight: 6, arbitrary: usual }, { weight: 1, arbitrary: odd });
-
-const seqArb = mostly(
-  fc.integer({ min: 0, max: 40 }),
-  fc.oneof(
-    fc.integer({ min: -3, max: -1 }),
-    fc.double(),
-    fc.constantFrom(Number.MAX_SAFE_INTEGER, 2 ** 53 + 2, 0.5, -0),
-    fc.string({ maxLength: 4 }),
-    anyJson,
-  ),
-);
 const idArb = mostly(
   fc.stringMatching(/^[A-Za-z0-9._:-]{1,24}$/),
   fc.oneof(fc.string({ maxLength: 140 }), fc.constant(''), fc.constant('x'.repeat(129)), anyJson),
@@ -149,20 +137,14 @@ const otherFrame = fc.record(
   { requiredKeys: ['op'] },
 );
 /** A frame shaped like the protocol's: any op's fields right or wrong, now and then a key too many. */
-const nearFrame = fc
-  .tuple(
-    fc.oneof(
-      { weight: 3, arbitrary: ackFrame },
-      { weight: 4, arbitrary: pubFrame },
-      { weight: 2, arbitrary: pingFrame },
-      { weight: 1, arbitrary: otherFrame },
-    ),
-    fc.oneof(
-      { weight: 7, arbitrary: fc.constant(null) },
-      { weight: 1, arbitrary: fc.tuple(fc.string({ maxLength: 10 }), anyJson) },
-    ),
-  )
-  .map(([frame, extra]): Record<string, unknown> => (extra ? { [extra[0]]: extra[1], ...frame } : frame));
+const nearFrame = withStrayKey(
+  fc.oneof(
+    { weight: 3, arbitrary: ackFrame },
+    { weight: 4, arbitrary: pubFrame },
+    { weight: 2, arbitrary: pingFrame },
+    { weight: 1, arbitrary: otherFrame },
+  ),
+);
 
 /** Most inputs are frames a connection survives (a nack, an error frame); the rest close it. */
 const inputArb: fc.Arbitrary<Input> = fc.oneof(
@@ -201,18 +183,6 @@ function sendInput(victim: TestClient, input: Input): void {
     case 'oversize':
       victim.send(transcriptPub(input.text));
       return;
-  }
-}
-
-/** Resolves with the pong of `n`, or undefined once the socket closed. */
-async function pongOrClose(victim: TestClient, n: string): Promise<Frame | undefined> {
-  if (victim.closeInfo) return undefined;
-  victim.send({ op: 'ping', n });
-  try {
-    return await waitFor(victim, (f) => f.op === 'pong' && f.n === n, 5000);
-  } catch (err) {
-    if (victim.closeInfo) return undefined;
-    throw err;
   }
 }
 
@@ -263,35 +233,14 @@ describe('fuzzed frames after welcome', () => {
               `closed with ${code} (${victim.closeInfo!.reason})`,
             );
           }
-          // Everyone else: a publish still reaches the bystander, after every event before it.
-          // The victim's own publishes were queued before it, so their answers are out too.
-          const { seq } = await publish(pub, transcriptPub(n));
-          await waitSeq(bystander, seq);
-
-          for (const frame of victim.frames) {
-            const key =
-              frame.op === 'nack' || frame.op === 'error'
-                ? `${String(frame.op)}:${String(frame.code)}`
-                : String(frame.op);
-            answers[key] = (answers[key] ?? 0) + 1;
-            assert.ok(SERVER_OPS.has(frame.op), `the gateway sent op ${JSON.stringify(frame.op)}`);
-            if (frame.op === 'nack' || frame.op === 'error') {
-              const code = String(frame.code);
-              assert.ok(code in ErrorCodes, `unknown code ${code}`);
-              assert.notEqual(code, 'internal', `an internal ${String(frame.op)}: ${String(frame.message)}`);
-            }
-          }
+          await othersUnharmed(pub, bystander, n);
+          checkAnswers(victim, answers);
           victim.ws.terminate();
         }),
         { numRuns: RUNS },
       );
 
-      const seqs = bystander.frames.filter((f) => f.op === 'ev').map((f) => f.seq as number);
-      assert.deepEqual(
-        seqs,
-        Array.from({ length: seqs.length }, (_, i) => i + 1),
-        'the bystander got every event once, in order',
-      );
+      assertEveryEventOnce(bystander);
       t.diagnostic(`closes ${JSON.stringify(closes)}; answers ${JSON.stringify(answers)}`);
       // The runs reached both ends: connections closed for a bad frame, and connections
       // that took their bad frames' answers and went on (about 70 % and 35 % of runs).
