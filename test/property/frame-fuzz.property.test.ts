@@ -16,19 +16,11 @@ import fc from 'fast-check';
 import { Packr } from 'msgpackr';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 import type { TestClient } from '../helpers/ws-client.ts';
-import {
-  autoAck,
-  closeAll,
-  hello,
-  newSession,
-  publisher,
-  transcriptPub,
-  type Session,
-  type Sub,
-} from '../protocol/support.ts';
+import { closeAll, hello, newSession, transcriptPub, type Session, type Sub } from '../protocol/support.ts';
 import {
   anyJson,
   assertEveryEventOnce,
+  bystanderOn,
   checkAnswers,
   mostly,
   othersUnharmed,
@@ -199,13 +191,7 @@ describe('fuzzed frames after welcome', () => {
   for (const sub of ['json', 'msgpack'] as Sub[]) {
     it(`[${sub}] get defined answers or a documented close, and hurt no one else`, async (t) => {
       const s: Session = await newSession(gw);
-      const pub = await publisher(gw, s, sub);
-      const { client: bystander } = await hello(gw, sub, {
-        sessionId: s.sessionId,
-        token: s.ownerToken,
-        after: 0,
-      });
-      autoAck(bystander);
+      const { pub, bystander } = await bystanderOn(gw, s, sub);
       let marks = 0;
       const closes: Record<string, number> = {};
       const answers: Record<string, number> = {};

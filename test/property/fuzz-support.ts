@@ -6,8 +6,20 @@
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { ErrorCodes } from '../../src/errors/codes.ts';
+import type { TestGateway } from '../helpers/gateway.ts';
 import type { TestClient } from '../helpers/ws-client.ts';
-import { publish, transcriptPub, waitFor, waitSeq, type Frame } from '../protocol/support.ts';
+import {
+  autoAck,
+  hello,
+  publish,
+  publisher,
+  transcriptPub,
+  waitFor,
+  waitSeq,
+  type Frame,
+  type Session,
+  type Sub,
+} from '../protocol/support.ts';
 
 /** FC_RUNS sets the run count of each fuzz property. */
 export const RUNS = Number(process.env.FC_RUNS ?? 200);
@@ -79,6 +91,25 @@ export async function pongOrClose(client: TestClient, n: string): Promise<Frame 
     if (client.closeInfo) return undefined;
     throw err;
   }
+}
+
+/**
+ * Who a fuzz property watches on `session`: an agent connection to publish with, and the
+ * owner's subscriber from seq 1, which acks everything (so flow control never pauses it).
+ */
+export async function bystanderOn(
+  gw: TestGateway,
+  session: Session,
+  sub: Sub = 'json',
+): Promise<{ pub: TestClient; bystander: TestClient }> {
+  const pub = await publisher(gw, session, sub);
+  const { client: bystander } = await hello(gw, sub, {
+    sessionId: session.sessionId,
+    token: session.ownerToken,
+    after: 0,
+  });
+  autoAck(bystander);
+  return { pub, bystander };
 }
 
 /**

@@ -14,12 +14,10 @@ import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 import {
-  autoAck,
   closeAll,
   connect,
   hello,
   newSession,
-  publisher,
   unsignedToken,
   type Frame,
   type Sub,
@@ -27,6 +25,7 @@ import {
 import {
   anyJson,
   assertEveryEventOnce,
+  bystanderOn,
   checkAnswers,
   mostly,
   othersUnharmed,
@@ -126,13 +125,7 @@ describe('fuzzed hellos', () => {
     it(`[${sub}] are welcomed or refused with a documented code, and hurt no one else`, async (t) => {
       const s = await newSession(gw);
       const other = await newSession(gw);
-      const pub = await publisher(gw, s, sub);
-      const { client: bystander } = await hello(gw, sub, {
-        sessionId: s.sessionId,
-        token: s.ownerToken,
-        after: 0,
-      });
-      autoAck(bystander);
+      const { pub, bystander } = await bystanderOn(gw, s, sub);
       // Subscribers whose resume tokens the fuzz uses: taking one over supersedes only it.
       const resumable = await hello(gw, sub, { sessionId: s.sessionId, token: s.agentToken });
       const otherResumable = await hello(gw, sub, { sessionId: other.sessionId, token: other.ownerToken });

@@ -13,18 +13,11 @@ import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
 import { ErrorCodes } from '../../src/errors/codes.ts';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
-import {
-  autoAck,
-  closeAll,
-  hello,
-  history,
-  newSession,
-  publisher,
-  unsignedToken,
-} from '../protocol/support.ts';
+import { closeAll, history, newSession, unsignedToken } from '../protocol/support.ts';
 import {
   anyJson,
   assertEveryEventOnce,
+  bystanderOn,
   mostly,
   othersUnharmed,
   RUNS,
@@ -238,13 +231,7 @@ after(async () => {
 describe('fuzzed HTTP requests', () => {
   it('get a success or a registered error in the documented shape, and hurt no one else', async (t) => {
     const bystanderSession = await newSession(gw);
-    const pub = await publisher(gw, bystanderSession);
-    const { client: bystander } = await hello(gw, 'json', {
-      sessionId: bystanderSession.sessionId,
-      token: bystanderSession.ownerToken,
-      after: 0,
-    });
-    autoAck(bystander);
+    const { pub, bystander } = await bystanderOn(gw, bystanderSession);
     const target = await newSession(gw);
     const otherTenantToken = await gw.token('user-elsewhere', 'user', 'globex');
     const names: Names = {

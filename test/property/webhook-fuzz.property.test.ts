@@ -17,8 +17,16 @@ import { ErrorCodes } from '../../src/errors/codes.ts';
 import { normalizeEnvelope, validateEventBody } from '../../src/protocol/envelope.ts';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 import { LK_ENV, postWebhook, signWebhook } from '../helpers/livekit.ts';
-import { api, autoAck, closeAll, hello, newSession, publisher } from '../protocol/support.ts';
-import { anyJson, assertEveryEventOnce, mostly, othersUnharmed, RUNS, withStrayKey } from './fuzz-support.ts';
+import { api, closeAll, newSession } from '../protocol/support.ts';
+import {
+  anyJson,
+  assertEveryEventOnce,
+  bystanderOn,
+  mostly,
+  othersUnharmed,
+  RUNS,
+  withStrayKey,
+} from './fuzz-support.ts';
 
 const EVENTS = [
   'room_started',
@@ -143,13 +151,7 @@ describe('fuzzed LiveKit webhooks', () => {
     );
     assert.equal(token.status, 200, JSON.stringify(token.body));
     const room = token.body.room as string;
-    const pub = await publisher(gw, session);
-    const { client: subscriber } = await hello(gw, 'json', {
-      sessionId: session.sessionId,
-      token: session.ownerToken,
-      after: 0,
-    });
-    autoAck(subscriber);
+    const { pub, bystander: subscriber } = await bystanderOn(gw, session);
     let marks = 0;
     const outcomes: Record<string, number> = {};
 
