@@ -4,6 +4,7 @@ import WebSocket from 'ws';
 import { connect, type ConnectOptions, type Client, type Subscription } from '../../client/index.ts';
 import type { TestGateway } from '../helpers/gateway.ts';
 import { until } from '../helpers/until.ts';
+import { history } from '../protocol/support.ts';
 
 export { until };
 
@@ -50,18 +51,8 @@ export async function postEvents(gw: TestGateway, s: Session, count: number): Pr
   return seqs;
 }
 
-/** The stream as stored, over HTTP. */
-export async function history(gw: TestGateway, s: Session): Promise<Array<{ seq: number; event: any }>> {
-  const res = await gw.http(
-    'GET',
-    `/v1/call/sessions/${s.sessionId}/events?after=0&limit=1000`,
-    s.ownerToken,
-    undefined,
-    { connection: 'close' },
-  );
-  assert.equal(res.status, 200, JSON.stringify(res.body));
-  return res.body.events;
-}
+/** The stream as stored, over HTTP (every page). */
+export { history };
 
 /** Ends the call (connecting → active → ended) and returns the seq of `call.ended`. */
 export async function endSession(gw: TestGateway, s: Session): Promise<number> {

@@ -22,6 +22,7 @@ import {
   assertEveryEventOnce,
   bystanderOn,
   checkAnswers,
+  count,
   mostly,
   othersUnharmed,
   pongOrClose,
@@ -213,7 +214,7 @@ describe('fuzzed frames after welcome', () => {
           const pong = await pongOrClose(victim, n);
           if (!pong) {
             const code = victim.closeInfo!.code;
-            closes[code] = (closes[code] ?? 0) + 1;
+            count(closes, code);
             assert.ok(
               CLOSES.has(code) || (code === 1006 && sentInvalidText),
               `closed with ${code} (${victim.closeInfo!.reason})`,

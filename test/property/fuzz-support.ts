@@ -59,6 +59,11 @@ export function withStrayKey<T extends object>(
     );
 }
 
+/** Counts one more `key` in `tally`: what a property's runs reached, for its diagnostic. */
+export function count(tally: Record<string, number>, key: string | number): void {
+  tally[key] = (tally[key] ?? 0) + 1;
+}
+
 /** What a gateway may send a client (PROTOCOL.md §3, §4). */
 const SERVER_OPS = new Set(['welcome', 'ev', 'replayed', 'puback', 'nack', 'pong', 'error', 'eos']);
 
@@ -71,7 +76,7 @@ export function checkAnswers(client: TestClient, answers: Record<string, number>
   for (const frame of client.frames) {
     const failed = frame.op === 'nack' || frame.op === 'error';
     const key = failed ? `${String(frame.op)}:${String(frame.code)}` : String(frame.op);
-    answers[key] = (answers[key] ?? 0) + 1;
+    count(answers, key);
     assert.ok(SERVER_OPS.has(frame.op), `the gateway sent op ${JSON.stringify(frame.op)}`);
     if (failed) {
       const code = String(frame.code);

@@ -27,6 +27,7 @@ import {
   assertEveryEventOnce,
   bystanderOn,
   checkAnswers,
+  count,
   mostly,
   othersUnharmed,
   pongOrClose,
@@ -158,7 +159,7 @@ describe('fuzzed hellos', () => {
           // A ping right behind the hello is answered after the welcome (pipelining).
           const pong = await pongOrClose(victim, n);
           const outcome = pong ? 'welcomed' : String(victim.closeInfo!.code);
-          outcomes[outcome] = (outcomes[outcome] ?? 0) + 1;
+          count(outcomes, outcome);
           if (pong) {
             assert.ok(
               victim.frames.some((f) => f.op === 'welcome'),

@@ -18,6 +18,7 @@ import {
   anyJson,
   assertEveryEventOnce,
   bystanderOn,
+  count,
   mostly,
   othersUnharmed,
   RUNS,
@@ -262,8 +263,7 @@ describe('fuzzed HTTP requests', () => {
           body = undefined;
         }
         const code = status >= 400 ? String(body?.error?.code) : undefined;
-        statuses[code ? `${status} ${code}` : String(status)] =
-          (statuses[code ? `${status} ${code}` : String(status)] ?? 0) + 1;
+        count(statuses, code ? `${status} ${code}` : status);
         assert.ok(status >= 200 && status < 600, `status ${status}`);
         if (status >= 400) {
           assert.ok(code !== undefined && code in ErrorCodes, `${status} with body ${text.slice(0, 200)}`);

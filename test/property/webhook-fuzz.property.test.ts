@@ -17,11 +17,12 @@ import { ErrorCodes } from '../../src/errors/codes.ts';
 import { normalizeEnvelope, validateEventBody } from '../../src/protocol/envelope.ts';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 import { LK_ENV, postWebhook, signWebhook } from '../helpers/livekit.ts';
-import { api, closeAll, newSession } from '../protocol/support.ts';
+import { api, closeAll, history, newSession } from '../protocol/support.ts';
 import {
   anyJson,
   assertEveryEventOnce,
   bystanderOn,
+  count,
   mostly,
   othersUnharmed,
   RUNS,
@@ -172,7 +173,7 @@ describe('fuzzed LiveKit webhooks', () => {
           res.status === 200
             ? `200 ${String(res.body?.status)}${res.body?.reason ? ` (${String(res.body.reason).replace(/^event .* is not translated$/s, 'event not translated')})` : ''}`
             : `${res.status} ${String(res.body?.error?.code)}`;
-        outcomes[key] = (outcomes[key] ?? 0) + 1;
+        count(outcomes, key);
         if (res.status !== 200) {
           const code = String(res.body?.error?.code);
           assert.ok(code in ErrorCodes, `${res.status}: ${JSON.stringify(res.body)}`);
@@ -196,18 +197,7 @@ describe('fuzzed LiveKit webhooks', () => {
     );
 
     assertEveryEventOnce(subscriber);
-    const stored: Array<{ seq: number; event: unknown }> = [];
-    for (;;) {
-      const page = await api(
-        gw,
-        'GET',
-        `/v1/call/sessions/${session.sessionId}/events?after=${stored.length}&limit=1000`,
-        session.ownerToken,
-      );
-      assert.equal(page.status, 200, JSON.stringify(page.body));
-      if (page.body.events.length === 0) break;
-      stored.push(...page.body.events);
-    }
+    const stored = await history(gw, session);
     assert.equal(stored.at(-1)?.seq, stored.length, 'the history is contiguous');
     for (const { seq, event } of stored) {
       const normalized = normalizeEnvelope(event);

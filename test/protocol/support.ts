@@ -288,19 +288,24 @@ export async function publisher(gw: TestGateway, session: Session, sub: Sub = 'j
   return client;
 }
 
-/** GET the whole stream over HTTP. */
+/** GET the whole stream over HTTP, a page of 1,000 at a time. */
 export async function history(
   gw: TestGateway,
   session: Session,
 ): Promise<Array<{ seq: number; event: any }>> {
-  const res = await api(
-    gw,
-    'GET',
-    `/v1/call/sessions/${session.sessionId}/events?after=0&limit=1000`,
-    session.ownerToken,
-  );
-  assert.equal(res.status, 200, JSON.stringify(res.body));
-  return res.body.events;
+  const events: Array<{ seq: number; event: any }> = [];
+  for (;;) {
+    const after = events.at(-1)?.seq ?? 0;
+    const res = await api(
+      gw,
+      'GET',
+      `/v1/call/sessions/${session.sessionId}/events?after=${after}&limit=1000`,
+      session.ownerToken,
+    );
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    if (res.body.events.length === 0) return events;
+    events.push(...res.body.events);
+  }
 }
 
 /**
