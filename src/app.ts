@@ -18,6 +18,7 @@ import { LogThrottle } from './observability/log-throttle.ts';
 import { Metrics } from './observability/metrics.ts';
 import { CloseCodes } from './protocol/close-codes.ts';
 import { ActorRegistry } from './session/actor-registry.ts';
+import { HeadAudit } from './session/head-audit.ts';
 import { RealtimeHandler } from './session/realtime-handler.ts';
 import { CacheBudget } from './session/cache-budget.ts';
 import { foreignListeners, PortInUseError } from './transport/port.ts';
@@ -48,6 +49,8 @@ export interface Gateway {
   readonly engine: Engine;
   readonly metrics: Metrics;
   readonly registry: ActorRegistry;
+  /** The anti-entropy head audit (HEAD_AUDIT_MS; not started when 0). */
+  readonly headAudit: HeadAudit;
   readonly jwt: JwtVerifier;
   /** The LiveKit bridge, when LIVEKIT_API_KEY is set. */
   readonly livekit: LiveKit | undefined;
@@ -156,6 +159,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
 
   const cacheBudget = new CacheBudget(config.NODE_CACHE_BYTES);
   metrics.cacheBudget = cacheBudget;
+  const warnings = new LogThrottle(logger);
   const registry = new ActorRegistry({
     engine,
     clock,
@@ -163,7 +167,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     logger,
     issueResumeToken: (claims) => resumeTokens.issue(claims),
     nodeId,
-    warnings: new LogThrottle(logger),
+    warnings,
     cacheBudget,
     limits: {
       maxInFlight: config.MAX_IN_FLIGHT,
@@ -176,6 +180,14 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       heartbeatMs: config.HEARTBEAT_MS,
       idleMs: config.ACTOR_IDLE_MS,
     },
+  });
+  const headAudit = new HeadAudit({
+    registry,
+    engine,
+    clock,
+    metrics,
+    warnings,
+    quietMs: config.HEAD_AUDIT_MS,
   });
   const calls = new CallService({ engine, clock, metrics, logger });
   const inspector = consoleAssets
@@ -252,6 +264,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       server.stopAccepting();
       server.closeUnattached(CloseCodes.going_away, 'going_away');
       await livekit?.reconciler?.stop();
+      await headAudit.stop();
       await registry.stopAll(CloseCodes.going_away, 'going_away');
       await engine.close();
       await livekit?.stop();
@@ -265,6 +278,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     await shutdown();
     throw new PortInUseError(config.HOST, port, 'another listen socket appeared beside ours');
   }
+  headAudit.start();
   logger.info(
     {
       port,
@@ -276,5 +290,5 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     'listening',
   );
 
-  return { port, nodeId, engine, metrics, registry, jwt, livekit, shutdown };
+  return { port, nodeId, engine, metrics, registry, headAudit, jwt, livekit, shutdown };
 }

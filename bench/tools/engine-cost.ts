@@ -25,6 +25,9 @@
  *     one checkpoint per subscriber (over 100 sessions) per round, alternately as one
  *     saveCheckpoint each and as one saveCheckpoints per session (what a session actor
  *     sends per tick)
+ *   npx tsx bench/tools/engine-cost.ts peek [SESSIONS=5000] [ROUNDS=40]
+ *     the head of each of SESSIONS sessions (ten events each) per round, as the head
+ *     audit reads it (peekHeads in batches of AUDIT_BATCH) and as one head call each
  */
 import { PerformanceObserver } from 'node:perf_hooks';
 import { cpuSeconds } from '../lib/proc.ts';
@@ -35,6 +38,7 @@ import type { CheckpointWrite } from '../../src/engine/engine.ts';
 import { ManualClock } from '../../src/util/clock.ts';
 import { RedisServer } from '../../chaos/toolkit/redis-server.ts';
 import { CONTRACT_LIMITS, makeEvent } from '../../test/engine/contract.ts';
+import { AUDIT_BATCH } from '../../src/session/head-audit.ts';
 
 type Round = (round: number) => Promise<unknown>;
 
@@ -55,9 +59,13 @@ const watchAll = flag('--watch');
 const wait = flag('--wait');
 const replicaCount = Number(option('--replicas') ?? 0);
 const [mode, countArg, roundsArg] = argv;
-if ((mode !== 'append' && mode !== 'checkpoint') || !Number.isInteger(replicaCount) || replicaCount < 0) {
+if (
+  (mode !== 'append' && mode !== 'checkpoint' && mode !== 'peek') ||
+  !Number.isInteger(replicaCount) ||
+  replicaCount < 0
+) {
   console.error(
-    'usage: engine-cost.ts append|checkpoint [COUNT] [ROUNDS] [--aof] [--watch] [--replicas N [--wait]]',
+    'usage: engine-cost.ts append|checkpoint|peek [COUNT] [ROUNDS] [--aof] [--watch] [--replicas N [--wait]]',
   );
   process.exit(2);
 }
@@ -81,7 +89,9 @@ try {
   const ways =
     mode === 'append'
       ? appendWays(Number(countArg ?? 5000))
-      : await checkpointWays(Number(countArg ?? 10_000));
+      : mode === 'peek'
+        ? await peekWays(Number(countArg ?? 5000))
+        : await checkpointWays(Number(countArg ?? 10_000));
   const samples = new Map<string, number[]>([...ways.runs.keys()].map((name) => [name, []]));
   const walls = new Map<string, number[]>([...ways.runs.keys()].map((name) => [name, []]));
   const warmRounds = Math.floor(rounds / 4);
@@ -190,6 +200,26 @@ async function checkpointWays(subscribers: number): Promise<{ items: number; run
     runs: new Map([
       ['saveCheckpoint', single],
       ['saveCheckpoints', grouped],
+    ]),
+  };
+}
+
+async function peekWays(sessions: number): Promise<{ items: number; runs: Map<string, Round> }> {
+  const sids = Array.from({ length: sessions }, (_, i) => `session-${i}`);
+  for (let n = 0; n < 10; n++)
+    await Promise.all(sids.map((sid) => engine.append(sid, [makeEvent(sid, `e${n}`)])));
+  // what one audit round sends: batches one after another
+  const peek: Round = async () => {
+    for (let at = 0; at < sids.length; at += AUDIT_BATCH)
+      await engine.peekHeads(sids.slice(at, at + AUDIT_BATCH));
+  };
+  // what a resync of each session sends
+  const head: Round = () => Promise.all(sids.map((sid) => engine.head(sid)));
+  return {
+    items: sessions,
+    runs: new Map([
+      ['peekHeads', peek],
+      ['head', head],
     ]),
   };
 }

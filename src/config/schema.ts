@@ -132,6 +132,12 @@ export const ConfigSchema = Type.Object(
       description:
         'Memory the cached events of all session actors may take together (estimated: their encoded frames plus about 0.3 KB each); past it the least recently cached go first.',
     }),
+    HEAD_AUDIT_MS: Int({
+      minimum: 0,
+      default: 10_000,
+      description:
+        'A session with connections on this node that has heard nothing of its head for this long has it read again, in batches: a lost cross-node notice delays its subscribers by at most about this. 0: off.',
+    }),
     ACTOR_IDLE_MS: Int({
       minimum: 1000,
       default: 60_000,

@@ -85,6 +85,15 @@ export interface Engine {
   head(sessionId: string, seen?: SeenPosition): Promise<StreamHead>;
 
   /**
+   * The stored heads of many streams, read only, in the order asked; undefined for a
+   * stream with nothing stored (no epoch yet, or its data gone). A hint for the
+   * anti-entropy audit (HeadAudit): unlike `head` it never starts an epoch nor checks a
+   * seen position, so a caller that finds an epoch or a head it does not expect calls
+   * `head` for the truth. One round trip for the lot on one Redis.
+   */
+  peekHeads(sessionIds: readonly string[]): Promise<Array<StreamHead | undefined>>;
+
+  /**
    * Marks the stream ended at its current head and schedules its data, the session
    * record included, to expire after the retention TTL. Idempotent.
    */

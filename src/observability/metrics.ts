@@ -15,6 +15,9 @@ export type LiveKitWebhookOutcome = (typeof LIVEKIT_WEBHOOK_OUTCOMES)[number];
 export const LIVEKIT_ROOM_SERVICE_OPS = ['createRoom', 'listRooms', 'listParticipants'] as const;
 export type LiveKitRoomServiceOp = (typeof LIVEKIT_ROOM_SERVICE_OPS)[number];
 
+/** Kinds of `lifeos_remote_notices_total`: exported at 0 from the start, so alerts on them have a series. */
+export const REMOTE_NOTICE_KINDS = ['head', 'head_during_load', 'anti_entropy'] as const;
+
 /** Longest a scrape waits for the readiness probe (see Metrics#collectReady). */
 const READY_PROBE_WAIT_MS = 250;
 
@@ -71,8 +74,13 @@ export class Metrics {
   });
   readonly remoteNotices = new Counter({
     name: 'lifeos_remote_notices_total',
-    help: 'Cross-node notices that moved a session forward on this node, by kind (head_during_load: a head notice that overtook the first head read of a session here, kept until the read was in).',
+    help: 'Cross-node notices that moved a session forward on this node, by kind (head_during_load: a head notice that overtook the first head read of a session here, kept until the read was in; anti_entropy: a head the audit found past what the node had heard, i.e. a lost notice).',
     labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
+  readonly headAudits = new Counter({
+    name: 'lifeos_head_audits_total',
+    help: 'Session heads read by the anti-entropy audit (HEAD_AUDIT_MS): sessions with connections here that heard nothing of their head for that long. The ones found behind count in lifeos_remote_notices_total{kind="anti_entropy"}.',
     registers: [this.registry],
   });
   readonly gapFills = new Counter({
@@ -197,6 +205,7 @@ export class Metrics {
     for (const outcome of LIVEKIT_WEBHOOK_OUTCOMES) this.livekitWebhooks.labels({ outcome }).inc(0);
     for (const kind of ['joined', 'left']) this.livekitReconcileCorrections.labels({ kind }).inc(0);
     for (const op of LIVEKIT_ROOM_SERVICE_OPS) this.livekitRoomServiceErrors.labels({ op }).inc(0);
+    for (const kind of REMOTE_NOTICE_KINDS) this.remoteNotices.labels({ kind }).inc(0);
   }
 
   /**

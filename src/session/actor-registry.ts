@@ -30,6 +30,11 @@ export class ActorRegistry {
     return this.#actors.get(sessionId);
   }
 
+  /** Every actor of this node, in the order they were created. */
+  actors(): IterableIterator<SessionActor> {
+    return this.#actors.values();
+  }
+
   #evict(actor: SessionActor): void {
     if (this.#actors.get(actor.sessionId) === actor) this.#actors.delete(actor.sessionId);
     this.#deps.metrics.actors.set(this.#actors.size);

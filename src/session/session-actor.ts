@@ -192,6 +192,13 @@ export class SessionActor {
   #noticedHead = 0;
   /** Attaches under way (fresh or resume): they keep the actor and its watch alive. */
   #attaching = 0;
+  /**
+   * When this node last heard of the stream's head from Redis (a head notice, a load, a
+   * resync or an audit). A session quiet for HEAD_AUDIT_MS has its head read again by
+   * HeadAudit: a lost notice of its last append would otherwise hold its subscribers
+   * here back until the session's next event.
+   */
+  #heardAt = 0;
   #head = 0;
   #epoch = '';
   /** Seq of the stream's last event once it ended; undefined while it is open. */
@@ -1048,6 +1055,7 @@ export class SessionActor {
     if (this.#stopped) return;
     switch (notice.kind) {
       case 'head':
+        this.#heardAt = this.#deps.clock.now();
         if (!this.#loaded) {
           if (this.#loading && notice.headSeq > (this.#noticeWhileLoading?.headSeq ?? -1))
             this.#noticeWhileLoading = notice;
@@ -1095,6 +1103,7 @@ export class SessionActor {
     try {
       const seen = { epoch: this.#epoch, headSeq: this.#head };
       const head = await this.#time('head', () => this.#deps.engine.head(this.sessionId, seen));
+      this.#heardAt = this.#deps.clock.now();
       if (head.epoch !== this.#epoch) {
         this.#resetEpoch(head);
         this.#advanceHead(head);
@@ -1113,6 +1122,50 @@ export class SessionActor {
       const delay = Math.min(RESYNC_RETRY_MS * 2 ** attempt, RESYNC_RETRY_MAX_MS);
       setTimeout(() => void this.#resync(attempt + 1), delay).unref();
     }
+  }
+
+  /**
+   * Whether HeadAudit should read this stream's head: the actor watches (it has local
+   * connections), knows its head, and has heard nothing of it for `quietMs`. Busy
+   * sessions are never due: their next notice carries every head a lost one announced.
+   */
+  auditDue(now: number, quietMs: number): boolean {
+    return (
+      this.#watch !== undefined &&
+      this.#loaded &&
+      !this.#stopped &&
+      !this.#appending &&
+      !this.#filling &&
+      now - this.#heardAt >= quietMs
+    );
+  }
+
+  /**
+   * What HeadAudit read of the stream's head (Engine.peekHeads): treated like a head
+   * notice that arrived late. A head past ours is filled; an epoch that is not ours, or
+   * no stream at all, is left to #resync, which asks the engine for the truth. A head
+   * behind ours is a stale read (a notice overtook it), not news; so is no stream once
+   * ours ended (its retention ran out: a resync would only start an empty one).
+   */
+  audited(peek: StreamHead | undefined): void {
+    this.#heardAt = this.#deps.clock.now();
+    if (this.#stopped || !this.#watch || !this.#loaded) return;
+    if (peek === undefined && this.#endSeq !== undefined) return;
+    if (peek === undefined || peek.epoch !== this.#epoch) {
+      this.#deps.metrics.remoteNotices.inc({ kind: 'anti_entropy' });
+      return void this.#resync();
+    }
+    const ended = peek.endedAt !== undefined && this.#endSeq === undefined;
+    if (peek.headSeq <= this.#head && !ended) return;
+    this.#deps.metrics.remoteNotices.inc({ kind: 'anti_entropy' });
+    if (this.#appending) {
+      // the append's reply or #afterAppend brings the rest, as for a notice meanwhile
+      if (peek.headSeq > this.#noticedHead) this.#noticedHead = peek.headSeq;
+      return;
+    }
+    this.#head = Math.max(this.#head, peek.headSeq);
+    if (ended) this.#endSeq = peek.endedAt;
+    void this.#fillGap();
   }
 
   /**
@@ -1197,6 +1250,7 @@ export class SessionActor {
         if (head.headSeq > this.#head) this.#head = head.headSeq;
         if (head.endedAt !== undefined) this.#endSeq = head.endedAt;
         this.#loaded = true;
+        this.#heardAt = this.#deps.clock.now();
         const early = this.#noticeWhileLoading;
         this.#noticeWhileLoading = undefined;
         if (early) {

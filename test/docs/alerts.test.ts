@@ -10,7 +10,11 @@ import { parse } from 'yaml';
 import { MemoryEngine } from '../../src/engine/memory/memory-engine.ts';
 import { EngineUnavailableError } from '../../src/errors/gateway-error.ts';
 import { ErrorCodes } from '../../src/errors/codes.ts';
-import { LIVEKIT_ROOM_SERVICE_OPS, LIVEKIT_WEBHOOK_OUTCOMES } from '../../src/observability/metrics.ts';
+import {
+  LIVEKIT_ROOM_SERVICE_OPS,
+  LIVEKIT_WEBHOOK_OUTCOMES,
+  REMOTE_NOTICE_KINDS,
+} from '../../src/observability/metrics.ts';
 import { CloseCodes } from '../../src/protocol/close-codes.ts';
 import { TRY_AGAIN_LATER } from '../../src/session/close-reason.ts';
 import { systemClock } from '../../src/util/clock.ts';
@@ -191,6 +195,7 @@ const KNOWN_VALUES: Record<string, Record<string, string[]>> = {
   lifeos_livekit_webhooks_total: { outcome: [...LIVEKIT_WEBHOOK_OUTCOMES] },
   lifeos_livekit_reconcile_corrections_total: { kind: ['joined', 'left'] },
   lifeos_livekit_room_service_errors_total: { op: [...LIVEKIT_ROOM_SERVICE_OPS] },
+  lifeos_remote_notices_total: { kind: [...REMOTE_NOTICE_KINDS] },
 };
 /** Labels Prometheus adds to every scraped series (not exported by the gateway). */
 const TARGET_LABELS = new Set(['job', 'instance']);
@@ -405,6 +410,8 @@ describe('deploy/prometheus/alerts.yml', () => {
       assert.equal(value(metrics, 'lifeos_resumes_total', { outcome: 'unavailable' }), 1);
       assert.equal(value(metrics, 'lifeos_engine_errors_total', { op: 'takeover', code: 'unavailable' }), 1);
       assert.equal(value(metrics, 'lifeos_epoch_changes_total'), 0);
+      // one node: nothing to hear from others, nothing lost
+      assert.equal(value(metrics, 'lifeos_remote_notices_total', { kind: 'anti_entropy' }), 0);
       // /readyz while the engine was down, and now that it is back.
       assert.equal(value(metrics, 'lifeos_ready'), 0);
       assert.equal(value(await scrape(), 'lifeos_ready'), 1);

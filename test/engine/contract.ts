@@ -287,6 +287,20 @@ export function engineContract(name: string, makeEngine: EngineFactory): void {
         assert.equal(head.endedAt, undefined);
       });
 
+      test('peekHeads reads many heads in one call, in the order asked, and starts nothing', async (engine) => {
+        const [a, b, never] = [uniqueId('s'), uniqueId('s'), uniqueId('s')];
+        assert.deepEqual(await engine.peekHeads([]), []);
+        const appended = await engine.append(a, events(a, 'a1', 'a2'));
+        await engine.append(b, events(b, 'b1'));
+        const ended = await engine.endStream(b);
+        const headOfA = { headSeq: 2, epoch: appended.epoch };
+        assert.deepEqual(await engine.peekHeads([b, never, a, a]), [ended, undefined, headOfA, headOfA]);
+        // read only: a stream never written has no epoch after a peek either
+        assert.deepEqual(await engine.peekHeads([never]), [undefined]);
+        await engine.append(a, events(a, 'a3'));
+        assert.deepEqual(await engine.peekHeads([a]), [{ headSeq: 3, epoch: appended.epoch }]);
+      });
+
       test('the epoch is stable across head, append, read and endStream', async (engine) => {
         const sid = uniqueId('s');
         const seen = new Set<string>();

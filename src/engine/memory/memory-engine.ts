@@ -194,6 +194,14 @@ export class MemoryEngine implements Engine {
     return headOf(this.#stream(sessionId), this.#epoch);
   }
 
+  async peekHeads(sessionIds: readonly string[]): Promise<Array<StreamHead | undefined>> {
+    await tick();
+    return sessionIds.map((id) => {
+      const stream = this.#streams.get(id);
+      return stream && headOf(stream, this.#epoch);
+    });
+  }
+
   async endStream(sessionId: string): Promise<StreamHead> {
     await tick();
     const stream = this.#stream(sessionId);

@@ -833,6 +833,32 @@ export class RedisEngine implements Engine {
     return parseHead(reply);
   }
 
+  /**
+   * HMGET of each stream's meta: one pipeline on one Redis; on a cluster one command per
+   * session (a pipeline there must stay in one slot), sent in the same turn. Read only,
+   * and not confirmed with WAIT: a caller acts on what it finds through `head` and `read`,
+   * which are.
+   */
+  async peekHeads(sessionIds: readonly string[]): Promise<Array<StreamHead | undefined>> {
+    if (sessionIds.length === 0) return [];
+    const redis = this.#redis;
+    const metas = sessionIds.map((id) => this.#keys(id).meta);
+    const replies = await this.#call('peekHeads', async () => {
+      if (isCluster(redis))
+        return Promise.all(metas.map((meta) => redis.hmget(meta, 'epoch', 'head', 'endedAt')));
+      const pipeline = redis.pipeline();
+      for (const meta of metas) pipeline.hmget(meta, 'epoch', 'head', 'endedAt');
+      const results = (await pipeline.exec()) ?? [];
+      return results.map(([err, reply]) => {
+        if (err) throw err;
+        return reply as Array<string | null>;
+      });
+    });
+    return replies.map((reply) =>
+      reply[0] === null || reply[0] === undefined ? undefined : parseHead(reply),
+    );
+  }
+
   async endStream(sessionId: string): Promise<StreamHead> {
     const k = this.#keys(sessionId);
     const epoch = newEpoch();
