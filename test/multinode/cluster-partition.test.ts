@@ -1,0 +1,201 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { FaultProxy } from '../../chaos/toolkit/fault-proxy.ts';
+import { sessionKeys } from '../../src/engine/redis/keys.ts';
+import type { PublishResult, Subscription } from '../../client/index.ts';
+import {
+  assertExactlyOnce,
+  closeClients,
+  history,
+  record,
+  recordingWebSocket,
+  testClient,
+  until,
+  type Record,
+  type Wire,
+} from '../client/support.ts';
+import { RedisCluster } from '../helpers/redis-cluster.ts';
+import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
+
+/**
+ * A network partition between the gateway nodes and one master of a Redis Cluster, while
+ * the cluster itself stays whole: each master announces a fault proxy as its address
+ * (the cluster bus stays direct), so the gateways reach the masters only through the
+ * proxies, and stalling one proxy cuts both gateways off that master and nothing else.
+ *
+ * Meanwhile the sessions on the other masters are served, and the cut-off master's
+ * publishes are refused as `unavailable` (retryable), never `internal`. The SDK clients
+ * retry and resume on their own; once the link heals, every publish is stored once, each
+ * subscriber gets every event once and in order, and nobody starts over. Commands the
+ * stall held may reach Redis after their callers gave up on them: the retried append is
+ * deduplicated by its event id.
+ */
+const PREFIX = 'cpt:';
+const COMMAND_TIMEOUT_MS = 1000;
+let cluster: RedisCluster;
+/** By the port each master announces. */
+const proxies = new Map<number, FaultProxy>();
+const nodes: TestGateway[] = [];
+
+before(async () => {
+  cluster = await RedisCluster.start({ masters: 3, replicas: 0 });
+  const announced = new Map<number, number>();
+  for (const port of cluster.ports) {
+    const proxy = await FaultProxy.start({
+      target: { host: '127.0.0.1', port },
+      name: `gateways↔redis:${port}`,
+    });
+    proxies.set(proxy.port, proxy);
+    announced.set(port, proxy.port);
+  }
+  await cluster.announce(announced);
+  const env = {
+    REDIS_CLUSTER_NODES: [...proxies.keys()].map((port) => `127.0.0.1:${port}`).join(','),
+    REDIS_KEY_PREFIX: PREFIX,
+    REDIS_COMMAND_TIMEOUT_MS: String(COMMAND_TIMEOUT_MS),
+  };
+  nodes.push(...(await Promise.all([0, 1].map((i) => startTestGateway({ ...env, NODE_ID: `p${i}` })))));
+});
+after(async () => {
+  await closeClients();
+  await Promise.allSettled(nodes.map((n) => n.stop()));
+  await Promise.allSettled([...proxies.values()].map((p) => p.close()));
+  await cluster.stop();
+});
+
+interface Watched {
+  sessionId: string;
+  /** The announced port (its proxy's) of the master holding the session. */
+  master: number;
+  watcher: Subscription;
+  seen: Record;
+  /** The watcher's frames, both ways. */
+  watcherWire: Wire;
+  publisher: Subscription;
+  /** The publisher's frames, both ways. */
+  wire: Wire;
+}
+
+function publish(w: Watched, n: number): Promise<PublishResult> {
+  return w.publisher.publish(
+    'transcript.final',
+    { segmentId: `s${n}`, revision: 0, text: `t${n}` },
+    { id: `${w.sessionId}-${n}` },
+  );
+}
+
+/** Sessions until every master holds one, each watched on node a and published to from node b. */
+async function watchOnEveryMaster(a: TestGateway, b: TestGateway): Promise<Watched[]> {
+  const owner = await a.token('alice');
+  const agent = await a.token('bot', 'agent');
+  const out: Watched[] = [];
+  while (out.length < proxies.size) {
+    const sessionId = await a.createSession(owner);
+    const master = await cluster.masterOf(await cluster.keyslot(sessionKeys(PREFIX, sessionId).meta));
+    if (out.some((w) => w.master === master)) continue;
+    const watcherWire: Wire = { sockets: [] };
+    const watcher = testClient(a, { token: owner, WebSocket: recordingWebSocket(watcherWire) }).subscribe(
+      sessionId,
+      { after: 0 },
+    );
+    const wire: Wire = { sockets: [] };
+    const publisher = testClient(b, { token: agent, WebSocket: recordingWebSocket(wire) }).subscribe(
+      sessionId,
+    );
+    out.push({ sessionId, master, watcher, seen: record(watcher), watcherWire, publisher, wire });
+  }
+  return out;
+}
+
+/** Every nack and error frame a client received. */
+function refusals(wire: Wire): Array<{ op: string; code: string }> {
+  return wire.sockets.flatMap((s) =>
+    s.log
+      .filter((l) => l.dir === 'in' && (l.frame.op === 'nack' || l.frame.op === 'error'))
+      .map((l) => l.frame),
+  );
+}
+
+describe('a partition between the gateways and one Redis Cluster master', () => {
+  it('serves the other masters meanwhile and refuses the cut-off one as unavailable; after the heal every publish is stored once and delivered once, in order', async () => {
+    const [a, b] = nodes as [TestGateway, TestGateway];
+    const watched = await watchOnEveryMaster(a, b);
+    for (const w of watched) for (let n = 1; n <= 3; n++) await publish(w, n);
+    for (const w of watched) await until(() => w.seen.seqs.length === 4, 5000, 'events before the cut');
+
+    const [victim, ...others] = watched as [Watched, ...Watched[]];
+    const link = proxies.get(victim.master)!;
+    const acceptedBefore = link.stats().connectionsAccepted;
+    link.blackhole('stall');
+    const stuck = [4, 5, 6].map((n) => publish(victim, n));
+    let stuckSettled = false;
+    void Promise.allSettled(stuck).then(() => (stuckSettled = true));
+    // A client that joins while the session's master is out of reach.
+    const lateWire: Wire = { sockets: [] };
+    const late = testClient(a, {
+      token: await a.token('alice'),
+      WebSocket: recordingWebSocket(lateWire),
+    }).subscribe(victim.sessionId, { after: 0 });
+    const lateSeen = record(late);
+
+    for (const w of others) for (let n = 4; n <= 6; n++) await publish(w, n);
+    for (const w of others) await until(() => w.seen.seqs.length === 7, 10_000, 'the others served');
+    await until(
+      () => refusals(victim.wire).some((f) => f.op === 'nack' && f.code === 'unavailable'),
+      10_000,
+      () => `a publish refused as unavailable: ${JSON.stringify(refusals(victim.wire))}`,
+    );
+    // Stalled connections are given up (socketTimeout) and made again, into the stall.
+    await until(
+      () => link.stats().connectionsAccepted > acceptedBefore,
+      10_000,
+      'a gateway reconnecting to the cut-off master',
+    );
+    assert.equal(stuckSettled, false, "the victim's publishes wait for its master");
+    assert.deepEqual(victim.seen.seqs, [1, 2, 3, 4], 'nothing half-stored reached the subscriber');
+    // The late joiner's hellos are turned away with "try again later" (it backs off and retries).
+    await until(
+      () => lateWire.sockets.some((socket) => socket.closeCode === 1013),
+      10_000,
+      () => `the late joiner turned away: ${JSON.stringify(lateWire.sockets.map((x) => x.closeCode))}`,
+    );
+    for (const socket of lateWire.sockets)
+      assert.ok(
+        [undefined, 1013].includes(socket.closeCode),
+        `late joiner closed with ${String(socket.closeCode)}`,
+      );
+
+    link.heal();
+    const results = await Promise.all(stuck);
+    assert.deepEqual(
+      results.map((r) => r.seq),
+      [5, 6, 7],
+    );
+    await until(
+      () => victim.seen.seqs.length === 7,
+      15_000,
+      () => `victim's events (${victim.seen.seqs.join(',')})`,
+    );
+    await until(
+      () => lateSeen.seqs.length === 7,
+      15_000,
+      () => `the late joiner's (${lateSeen.seqs.join(',')})`,
+    );
+    assertExactlyOnce(lateSeen.seqs, 1, 7);
+    assert.equal(late.stats.freshStarts, 1);
+    for (const f of refusals(lateWire)) assert.notEqual(f.code, 'internal', JSON.stringify(f));
+    for (const w of watched) {
+      assertExactlyOnce(w.seen.seqs, 1, 7);
+      assert.equal(w.watcher.stats.freshStarts, 1, 'resumed, never started over');
+      for (const f of [...refusals(w.wire), ...refusals(w.watcherWire)])
+        assert.notEqual(f.code, 'internal', `a client was told: ${JSON.stringify(f)}`);
+    }
+    for (const w of others) assert.deepEqual(refusals(w.wire), [], 'the other masters never refused');
+    assert.deepEqual(
+      (
+        await history(a, { sessionId: victim.sessionId, ownerToken: await a.token('alice'), agentToken: '' })
+      ).map((e) => e.seq),
+      [1, 2, 3, 4, 5, 6, 7],
+    );
+  });
+});
