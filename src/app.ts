@@ -62,6 +62,15 @@ export function nodeIdFrom(config: Config): string {
   return config.NODE_ID || `${hostname()}-${process.pid}`;
 }
 
+/** Which Redis the engine and the LiveKit store connect to: one, or a cluster. */
+function redisTarget(config: Config): { url: string; clusterNodes: string[]; clusterNatMap: string } {
+  return {
+    url: config.REDIS_URL,
+    clusterNodes: config.REDIS_CLUSTER_NODES.split(',').filter((seed) => seed.trim() !== ''),
+    clusterNatMap: config.REDIS_CLUSTER_NAT_MAP,
+  };
+}
+
 /** Builds the engine the configuration asks for. */
 export async function createEngine(config: Config, clock: Clock, logger: Logger): Promise<Engine> {
   const limits = {
@@ -72,8 +81,7 @@ export async function createEngine(config: Config, clock: Clock, logger: Logger)
   // Loaded only when asked for: the memory engine needs no Redis client at all.
   const { RedisEngine } = await import('./engine/redis/redis-engine.ts');
   return RedisEngine.connect({
-    url: config.REDIS_URL,
-    clusterNodes: config.REDIS_CLUSTER_NODES.split(',').filter((seed) => seed.trim() !== ''),
+    ...redisTarget(config),
     clock,
     limits,
     logger,
@@ -100,8 +108,7 @@ async function createLiveKitStore(
   }
   const { RedisLiveKitStore } = await import('./engine/redis/livekit-store.ts');
   return RedisLiveKitStore.connect({
-    url: config.REDIS_URL,
-    clusterNodes: config.REDIS_CLUSTER_NODES.split(',').filter((seed) => seed.trim() !== ''),
+    ...redisTarget(config),
     keyPrefix: config.REDIS_KEY_PREFIX,
     commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
     logger,

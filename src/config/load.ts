@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { ConfigKeys, ConfigSchema, type Config, type ConfigKey } from './schema.ts';
+import { parseNatMap } from '../engine/redis/nat-map.ts';
 
 export class ConfigError extends Error {
   readonly problems: string[];
@@ -68,6 +69,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LoadedConfig {
     }
     if (config.REDIS_URL !== '' && config.REDIS_CLUSTER_NODES !== '') {
       problems.push('REDIS_URL and REDIS_CLUSTER_NODES: set one of them, not both');
+    }
+    if (config.REDIS_CLUSTER_NAT_MAP !== '') {
+      if (config.REDIS_CLUSTER_NODES === '')
+        problems.push('REDIS_CLUSTER_NAT_MAP: needs REDIS_CLUSTER_NODES');
+      try {
+        parseNatMap(config.REDIS_CLUSTER_NAT_MAP);
+      } catch (err) {
+        problems.push((err as Error).message);
+      }
     }
     if (config.REDIS_WAIT_REPLICAS > 0 && config.REDIS_URL === '' && config.REDIS_CLUSTER_NODES === '') {
       problems.push('REDIS_WAIT_REPLICAS: needs Redis (REDIS_URL or REDIS_CLUSTER_NODES)');

@@ -51,6 +51,11 @@ export const ConfigSchema = Type.Object(
       description:
         'Redis Cluster seed nodes, comma-separated `host:port` (or `redis://[user:pass@]host:port`, `rediss://…`): the redis engine on a cluster. Set this or `REDIS_URL`, not both.',
     }),
+    REDIS_CLUSTER_NAT_MAP: Type.String({
+      default: '',
+      description:
+        'With `REDIS_CLUSTER_NODES`, for nodes that announce addresses the gateway cannot reach as they are (Docker or Kubernetes port mapping, NAT): comma-separated `announced=reachable` pairs, each `host:port`, e.g. `10.0.0.5:6379=127.0.0.1:7001`. Addresses not listed are used as announced.',
+    }),
     REDIS_KEY_PREFIX: Type.String({ default: 'lo:', description: 'Prefix of every Redis key.' }),
     REDIS_WAIT_REPLICAS: Int({
       minimum: 0,

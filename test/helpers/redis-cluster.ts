@@ -164,36 +164,6 @@ export class RedisCluster {
     }
   }
 
-  /**
-   * Has each node announce another client port (`cluster-announce-port`, by node port), so
-   * that clients reach it through a proxy there while the cluster bus stays direct: the
-   * nodes keep seeing each other when a client's path to one of them is cut. Resolves once
-   * every node's CLUSTER SLOTS names the announced ports only. From then on the ports that
-   * `masterOf` and `topology` return are the announced ones; other methods still take the
-   * node ports.
-   */
-  async announce(ports: ReadonlyMap<number, number>): Promise<void> {
-    for (const [port, announced] of ports)
-      await this.command(port, 'CONFIG', 'SET', 'cluster-announce-port', String(announced));
-    const wanted = new Set(ports.values());
-    const deadline = Date.now() + START_TIMEOUT_MS;
-    for (;;) {
-      const views = await Promise.all(
-        this.#nodes.map(async (n) => (await this.command(n.port, 'CLUSTER', 'SLOTS')) as RespValue[][]),
-      );
-      // every range's master and replicas: [start, end, [host, port, id], …]
-      if (
-        views.every((ranges) =>
-          ranges.every((r) => r.slice(2).every((n) => wanted.has(Number((n as RespValue[])[1])))),
-        )
-      )
-        return;
-      if (Date.now() > deadline)
-        throw new Error(`the announced ports did not spread within ${START_TIMEOUT_MS} ms`);
-      await sleep(50);
-    }
-  }
-
   async #stopNode(port: number, signal: NodeJS.Signals): Promise<void> {
     const node = this.#node(port);
     node.child.ref();

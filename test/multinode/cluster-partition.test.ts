@@ -19,9 +19,9 @@ import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 
 /**
  * A network partition between the gateway nodes and one master of a Redis Cluster, while
- * the cluster itself stays whole: each master announces a fault proxy as its address
- * (the cluster bus stays direct), so the gateways reach the masters only through the
- * proxies, and stalling one proxy cuts both gateways off that master and nothing else.
+ * the cluster itself stays whole: the gateways reach each master through a fault proxy
+ * (REDIS_CLUSTER_NAT_MAP maps the address it announces to its proxy; the cluster bus
+ * stays direct), so stalling one proxy cuts both gateways off that master and nothing else.
  *
  * Meanwhile the sessions on the other masters are served, and the cut-off master's
  * publishes are refused as `unavailable` (retryable), never `internal`. The SDK clients
@@ -33,24 +33,26 @@ import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 const PREFIX = 'cpt:';
 const COMMAND_TIMEOUT_MS = 1000;
 let cluster: RedisCluster;
-/** By the port each master announces. */
+/** By the port of the master behind each. */
 const proxies = new Map<number, FaultProxy>();
 const nodes: TestGateway[] = [];
 
 before(async () => {
   cluster = await RedisCluster.start({ masters: 3, replicas: 0 });
-  const announced = new Map<number, number>();
   for (const port of cluster.ports) {
     const proxy = await FaultProxy.start({
       target: { host: '127.0.0.1', port },
       name: `gateways↔redis:${port}`,
     });
-    proxies.set(proxy.port, proxy);
-    announced.set(port, proxy.port);
+    proxies.set(port, proxy);
   }
-  await cluster.announce(announced);
+  const reachable = [...proxies].map(([port, proxy]) => ({
+    announced: `127.0.0.1:${port}`,
+    via: `127.0.0.1:${proxy.port}`,
+  }));
   const env = {
-    REDIS_CLUSTER_NODES: [...proxies.keys()].map((port) => `127.0.0.1:${port}`).join(','),
+    REDIS_CLUSTER_NODES: reachable.map((r) => r.via).join(','),
+    REDIS_CLUSTER_NAT_MAP: reachable.map((r) => `${r.announced}=${r.via}`).join(','),
     REDIS_KEY_PREFIX: PREFIX,
     REDIS_COMMAND_TIMEOUT_MS: String(COMMAND_TIMEOUT_MS),
   };
@@ -65,7 +67,7 @@ after(async () => {
 
 interface Watched {
   sessionId: string;
-  /** The announced port (its proxy's) of the master holding the session. */
+  /** The port of the master holding the session. */
   master: number;
   watcher: Subscription;
   seen: Record;

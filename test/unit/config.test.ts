@@ -2,6 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { ConfigError, loadConfig } from '../../src/config/load.ts';
 import { ConfigKeys } from '../../src/config/schema.ts';
+import { parseNatMap } from '../../src/engine/redis/nat-map.ts';
 
 const SECRET = 'x'.repeat(32);
 
@@ -52,6 +53,31 @@ describe('config', () => {
       () => loadConfig({ AUTH_JWT_SECRET: SECRET, REDIS_URL: 'redis://a:1', REDIS_CLUSTER_NODES: 'b:2' }),
       /set one of them, not both/,
     );
+  });
+
+  it('REDIS_CLUSTER_NAT_MAP: announced=reachable pairs, with a cluster only', () => {
+    const cluster = { AUTH_JWT_SECRET: SECRET, REDIS_CLUSTER_NODES: '127.0.0.1:7001' };
+    const map = '10.0.0.5:6379=127.0.0.1:7001, [fd00::5]:6379=[::1]:7002';
+    assert.equal(loadConfig({ ...cluster, REDIS_CLUSTER_NAT_MAP: map }).config.REDIS_CLUSTER_NAT_MAP, map);
+    assert.deepEqual(parseNatMap(map), {
+      '10.0.0.5:6379': { host: '127.0.0.1', port: 7001 },
+      'fd00::5:6379': { host: '::1', port: 7002 },
+    });
+    assert.deepEqual(parseNatMap(' , '), {});
+    assert.throws(
+      () => loadConfig({ AUTH_JWT_SECRET: SECRET, REDIS_CLUSTER_NAT_MAP: 'a:1=b:2' }),
+      /REDIS_CLUSTER_NAT_MAP: needs REDIS_CLUSTER_NODES/,
+    );
+    for (const [bad, why] of [
+      ['a:1', /not announced=reachable/],
+      ['a:1=b:2=c:3', /not announced=reachable/],
+      ['a=b:2', /host:port on both sides/],
+      ['a:1=b:70000', /host:port on both sides/],
+      ['a:0=b:1', /host:port on both sides/],
+      ['fd00::5:1=b:2', /host:port on both sides/],
+      ['a:1=b:2,a:1=c:3', /a:1 is mapped twice/],
+    ] as const)
+      assert.throws(() => loadConfig({ ...cluster, REDIS_CLUSTER_NAT_MAP: bad }), why, bad);
   });
 
   it('REDIS_WAIT_REPLICAS: a count of replicas, with Redis only; PORT_SHARING: refuse or allow', () => {

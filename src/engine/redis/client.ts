@@ -1,4 +1,5 @@
 import { Cluster, Redis, type ClusterNode } from 'ioredis';
+import { parseNatMap } from './nat-map.ts';
 import { SCRIPTS, scriptsFor, type ScriptDefinitions, type ScriptName } from './scripts/index.ts';
 
 export interface ClientOptions {
@@ -11,6 +12,11 @@ export interface ClientOptions {
 export interface ClusterClientOptions {
   /** Seed nodes: `host:port`, or `redis://[user:pass@]host:port` / `rediss://…` (see parseClusterNodes). */
   nodes: readonly string[];
+  /**
+   * Where to reach the nodes at the addresses the cluster announces:
+   * `announced=reachable,…` (see parseNatMap). Unset or '': as announced.
+   */
+  natMap?: string;
   commandTimeoutMs: number;
   /** As ClientOptions.headNotices. */
   headNotices?: boolean;
@@ -112,7 +118,7 @@ export function createClient(options: ClientOptions): Redis {
 export function createClusterClient(options: ClusterClientOptions): Cluster {
   const { nodes, auth } = parseClusterNodes(options.nodes);
   const cluster = new Cluster(nodes, {
-    ...clusterOptions(options.commandTimeoutMs, auth),
+    ...clusterOptions(options, auth),
     lazyConnect: true,
     enableOfflineQueue: false,
   });
@@ -143,8 +149,10 @@ export interface NodeAuth {
   tls?: Record<string, never>;
 }
 
-function clusterOptions(commandTimeoutMs: number, auth: NodeAuth) {
+function clusterOptions({ commandTimeoutMs, natMap = '' }: ClusterClientOptions, auth: NodeAuth) {
   return {
+    // ioredis maps every address the cluster names (CLUSTER SLOTS, MOVED, ASK) through it
+    ...(natMap.trim() !== '' && { natMap: parseNatMap(natMap) }),
     enableReadyCheck: true,
     maxRedirections: 16,
     retryDelayOnFailover: 0,
@@ -259,7 +267,7 @@ export function subscriberClient(commands: Redis): Redis {
  */
 export function clusterSubscriberClient(options: ClusterClientOptions): Cluster {
   const { nodes, auth } = parseClusterNodes(options.nodes);
-  const base = clusterOptions(options.commandTimeoutMs, auth);
+  const base = clusterOptions(options, auth);
   const cluster = new Cluster(nodes, {
     ...base,
     redisOptions: { ...base.redisOptions, connectionName: 'lifeos-gateway-notices' },

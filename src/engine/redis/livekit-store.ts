@@ -36,6 +36,7 @@ export class RedisLiveKitStore implements LiveKitStore {
   static async connect(options: {
     url?: string;
     clusterNodes?: readonly string[];
+    clusterNatMap?: string;
     keyPrefix?: string;
     commandTimeoutMs: number;
     logger?: EngineLogger;
@@ -43,7 +44,11 @@ export class RedisLiveKitStore implements LiveKitStore {
     const clusterNodes = options.clusterNodes ?? [];
     const redis =
       clusterNodes.length > 0
-        ? createClusterClient({ nodes: clusterNodes, commandTimeoutMs: options.commandTimeoutMs })
+        ? createClusterClient({
+            nodes: clusterNodes,
+            natMap: options.clusterNatMap ?? '',
+            commandTimeoutMs: options.commandTimeoutMs,
+          })
         : createClient({ url: options.url ?? '', commandTimeoutMs: options.commandTimeoutMs });
     const store = new RedisLiveKitStore(redis, options.keyPrefix ?? DEFAULT_KEY_PREFIX, options.logger);
     try {

@@ -71,6 +71,8 @@ export interface RedisEngineOptions {
    * (`rediss://` for TLS), see parseClusterNodes. Give this or url, not both.
    */
   clusterNodes?: readonly string[];
+  /** With clusterNodes: `announced=reachable` address pairs, see parseNatMap. */
+  clusterNatMap?: string;
   clock: Clock;
   limits: EngineLimits;
   logger?: EngineLogger;
@@ -344,13 +346,14 @@ export class RedisEngine implements Engine {
     const headNotices = waitReplicas === 0;
     let engine: RedisEngine;
     if (clusterNodes.length > 0) {
-      const cluster = createClusterClient({ nodes: clusterNodes, commandTimeoutMs, headNotices });
+      const natMap = options.clusterNatMap ?? '';
+      const cluster = createClusterClient({ nodes: clusterNodes, natMap, commandTimeoutMs, headNotices });
       engine = new RedisEngine(
         cluster,
         options,
         (onError) =>
           new Notifications(
-            clusterSubscriberClient({ nodes: clusterNodes, commandTimeoutMs }),
+            clusterSubscriberClient({ nodes: clusterNodes, natMap, commandTimeoutMs }),
             onError,
             'sharded',
           ),
