@@ -11,7 +11,7 @@ import { sessionKeys } from '../../src/engine/redis/keys.ts';
 import { RedisEngine } from '../../src/engine/redis/redis-engine.ts';
 import { ManualClock } from '../../src/util/clock.ts';
 import { unconfirmedWithin } from '../helpers/unconfirmed.ts';
-import { RedisCluster } from '../helpers/redis-cluster.ts';
+import { RedisCluster } from '../../chaos/toolkit/redis-cluster.ts';
 import { RespClient } from '../../chaos/toolkit/resp.ts';
 import { CONTRACT_LIMITS, makeEvent, uniqueId } from './contract.ts';
 

@@ -9,7 +9,7 @@ import { scriptsFor } from '../../src/engine/redis/scripts/index.ts';
 import { EngineUnavailableError } from '../../src/errors/gateway-error.ts';
 import { ManualClock } from '../../src/util/clock.ts';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
-import { RedisCluster } from '../helpers/redis-cluster.ts';
+import { RedisCluster } from '../../chaos/toolkit/redis-cluster.ts';
 import { freePort } from '../../chaos/toolkit/ports.ts';
 import { subscribe } from '../helpers/ws-client.ts';
 import { CONTRACT_LIMITS, engineContract, makeEvent, uniqueId } from './contract.ts';

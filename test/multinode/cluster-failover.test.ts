@@ -13,7 +13,7 @@ import {
   type Record,
   type Wire,
 } from '../client/support.ts';
-import { RedisCluster } from '../helpers/redis-cluster.ts';
+import { RedisCluster } from '../../chaos/toolkit/redis-cluster.ts';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 
 /**

@@ -1,6 +1,6 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { RedisCluster } from '../helpers/redis-cluster.ts';
+import { RedisCluster } from '../../chaos/toolkit/redis-cluster.ts';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 import { TestClient, subscribe, type Frame } from '../helpers/ws-client.ts';
 

@@ -8,7 +8,7 @@ import {
   stopAllGatewayProcesses,
 } from '../../chaos/toolkit/gateway-process.ts';
 import { sessionKeys } from '../../src/engine/redis/keys.ts';
-import { RedisCluster } from '../helpers/redis-cluster.ts';
+import { RedisCluster } from '../../chaos/toolkit/redis-cluster.ts';
 import { TestClient, subscribe, type Frame } from '../helpers/ws-client.ts';
 import { until } from '../helpers/until.ts';
 

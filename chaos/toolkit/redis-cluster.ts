@@ -1,16 +1,16 @@
-import { forget, killOnExit, unrefChild } from '../../chaos/toolkit/child-cleanup.ts';
+import { forget, killOnExit, unrefChild } from './child-cleanup.ts';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { freePort } from '../../chaos/toolkit/ports.ts';
-import { replicasConfirm } from '../../chaos/toolkit/redis-server.ts';
-import { RespClient, type RespValue } from '../../chaos/toolkit/resp.ts';
+import { freePort } from './ports.ts';
+import { replicasConfirm } from './redis-server.ts';
+import { RespClient, type RespValue } from './resp.ts';
 
 /**
- * A private Redis Cluster for one test file: `masters` redis-server processes (and
+ * A private Redis Cluster for one test file or chaos run: `masters` redis-server processes (and
  * `replicas` per master) started with `--cluster-enabled yes` on free ports in one temp
  * dir (no RDB, no AOF), joined by `redis-cli --cluster create … --cluster-replicas R`, and
  * ready once every node reports `cluster_state:ok` (and every replica confirms a write). Killed (and its dir removed) when the process exits, even if a test
