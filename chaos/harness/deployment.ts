@@ -1,14 +1,15 @@
 import { FaultProxy } from '../toolkit/fault-proxy.ts';
 import { GatewayProcess } from '../toolkit/gateway-process.ts';
 import { freePort } from '../toolkit/ports.ts';
+import { RedisCluster } from '../toolkit/redis-cluster.ts';
 import { RedisServer } from '../toolkit/redis-server.ts';
 import type { Rng } from '../swarm/rng.ts';
 
 /**
- * The system under test for a chaos run: one private redis-server and N gateway nodes,
- * each started through the real entry point, with our own TCP fault proxies where a
- * scenario needs to break the network (between the gateways and Redis, and between the
- * clients and each gateway).
+ * The system under test for a chaos run: one private redis-server (or a Redis Cluster) and
+ * N gateway nodes, each started through the real entry point, with our own TCP fault
+ * proxies where a scenario needs to break the network (between the gateways and Redis,
+ * and between the clients and each gateway).
  *
  * A killed node is restarted on the same port, as a process supervisor would do, so the
  * clients' list of addresses stays valid.
@@ -25,6 +26,13 @@ export interface DeploymentOptions {
    * (so it can be made to lag), for `failover()`. Needs `redisProxy`.
    */
   redisReplica: boolean;
+  /**
+   * Masters of a Redis Cluster (no replicas, no persistence) instead of the one
+   * redis-server; the gateways reach each through a fault proxy of its own
+   * (REDIS_CLUSTER_NAT_MAP), so one master can be cut off while the cluster stays whole.
+   * 0: one redis-server.
+   */
+  redisClusterMasters: number;
   /** Put a fault proxy in front of every gateway node (clients connect through it). */
   clientProxies: boolean;
   /**
@@ -61,10 +69,16 @@ export const CHAOS_GATEWAY_ENV: Record<string, string> = {
   CONSOLE_ENABLED: 'true',
 };
 
+/** A Redis Cluster and, by master port, the proxy the gateways reach it through. */
+export interface ClusterDeployment {
+  readonly cluster: RedisCluster;
+  readonly links: ReadonlyMap<number, FaultProxy>;
+}
+
 export class Deployment {
-  /** The master (after a failover, the replica that took over). */
-  redis: RedisServer;
   readonly redisProxy: FaultProxy | undefined;
+  /** With `redisClusterMasters`: the cluster instead of `redis`. */
+  readonly redisCluster: ClusterDeployment | undefined;
   /** With `redisReplica`: the replica, and the proxy its replication link goes through. */
   replica: RedisServer | undefined;
   replicaLink: FaultProxy | undefined;
@@ -79,28 +93,42 @@ export class Deployment {
   readonly #options: DeploymentOptions;
   /** Processes that were killed or exited, kept for their logs (the report). */
   readonly #retired: Array<{ node: string; process: GatewayProcess }> = [];
+  #redis: RedisServer | undefined;
 
   private constructor(
     options: DeploymentOptions,
-    redis: RedisServer,
+    redis: RedisServer | ClusterDeployment,
     redisProxy: FaultProxy | undefined,
     nodes: NodeSlot[],
   ) {
     this.#options = options;
-    this.redis = redis;
+    if (redis instanceof RedisServer) this.#redis = redis;
+    else this.redisCluster = redis;
     this.redisProxy = redisProxy;
     this.nodes = nodes;
   }
 
+  /** The master (after a failover, the replica that took over). Not on a cluster. */
+  get redis(): RedisServer {
+    if (!this.#redis) throw new Error('this deployment runs a Redis Cluster, not one redis-server');
+    return this.#redis;
+  }
+
   static async start(options: DeploymentOptions): Promise<Deployment> {
-    const redis = await RedisServer.start({ aof: options.redisAof, appendfsync: options.appendfsync });
-    const redisProxy = options.redisProxy
-      ? await FaultProxy.start({
-          target: { host: '127.0.0.1', port: redis.port },
-          name: 'redis',
-          random: () => options.rng.next(),
-        })
-      : undefined;
+    if (options.redisClusterMasters > 0 && (options.redisProxy || options.redisReplica))
+      throw new Error('redisProxy and redisReplica are for one redis-server, not a cluster');
+    const redis =
+      options.redisClusterMasters > 0
+        ? await startCluster(options)
+        : await RedisServer.start({ aof: options.redisAof, appendfsync: options.appendfsync });
+    const redisProxy =
+      options.redisProxy && redis instanceof RedisServer
+        ? await FaultProxy.start({
+            target: { host: '127.0.0.1', port: redis.port },
+            name: 'redis',
+            random: () => options.rng.next(),
+          })
+        : undefined;
     const nodes: NodeSlot[] = Array.from({ length: options.nodes }, (_, i) => ({
       name: `n${i + 1}`,
       process: undefined,
@@ -149,8 +177,29 @@ export class Deployment {
     return this.nodes.flatMap((slot) => (slot.slowLane ? [`http://127.0.0.1:${slot.slowLane.port}`] : []));
   }
 
-  get redisUrl(): string {
-    return `redis://127.0.0.1:${this.redisProxy ? this.redisProxy.port : this.redis.port}`;
+  /** How the gateways find Redis: REDIS_URL, or the cluster's seeds and NAT map. */
+  redisEnv(): Record<string, string> {
+    if (this.redisCluster) {
+      const links = [...this.redisCluster.links].map(([port, link]) => ({
+        announced: `127.0.0.1:${port}`,
+        via: `127.0.0.1:${link.port}`,
+      }));
+      return {
+        REDIS_CLUSTER_NODES: links.map((l) => l.via).join(','),
+        REDIS_CLUSTER_NAT_MAP: links.map((l) => `${l.announced}=${l.via}`).join(','),
+      };
+    }
+    return { REDIS_URL: `redis://127.0.0.1:${this.redisProxy ? this.redisProxy.port : this.redis.port}` };
+  }
+
+  /** Redis answering and reachable again: thawed, every proxy to it healed and open. */
+  healRedis(): void {
+    this.#redis?.resume();
+    for (const link of [this.redisProxy, ...(this.redisCluster?.links.values() ?? [])]) {
+      link?.heal();
+      link?.refuse(false);
+      link?.clearFaults();
+    }
   }
 
   /** kill -9; the node is started again on the same port after `downMs`. */
@@ -233,8 +282,12 @@ export class Deployment {
     await this.redisProxy?.close();
     await this.replicaLink?.close();
     await this.replica?.stop();
-    this.redis.resume();
-    await this.redis.stop();
+    this.#redis?.resume();
+    await this.#redis?.stop();
+    if (this.redisCluster) {
+      await Promise.allSettled([...this.redisCluster.links.values()].map((link) => link.close()));
+      await this.redisCluster.cluster.stop();
+    }
   }
 
   /**
@@ -244,13 +297,13 @@ export class Deployment {
    * comes back, empty of what it alone had, as the new one's replica.
    */
   async failover(): Promise<void> {
-    const [old, promoted, link, proxy] = [this.redis, this.replica, this.replicaLink, this.redisProxy];
-    if (!promoted || !link || !proxy) throw new Error('failover needs redisReplica and redisProxy');
+    const [old, promoted, link, proxy] = [this.#redis, this.replica, this.replicaLink, this.redisProxy];
+    if (!old || !promoted || !link || !proxy) throw new Error('failover needs redisReplica and redisProxy');
     await old.kill();
     await promoted.command('REPLICAOF', 'NO', 'ONE');
     proxy.retarget({ host: '127.0.0.1', port: promoted.port });
     await proxy.closeAll();
-    this.redis = promoted;
+    this.#redis = promoted;
     this.replica = old;
     link.retarget({ host: '127.0.0.1', port: promoted.port });
     await link.closeAll();
@@ -300,11 +353,34 @@ export class Deployment {
       {
         ...CHAOS_GATEWAY_ENV,
         ...this.#options.gatewayEnv,
-        REDIS_URL: this.redisUrl,
+        ...this.redisEnv(),
         NODE_ID: slot.name,
         PORT: String(slot.port),
       },
       { name: slot.name, build: this.#options.build },
     );
   }
+}
+
+/** A cluster of `redisClusterMasters` masters, each behind a fault proxy of its own. */
+async function startCluster(options: DeploymentOptions): Promise<ClusterDeployment> {
+  const cluster = await RedisCluster.start({ masters: options.redisClusterMasters, replicas: 0 });
+  const links = new Map<number, FaultProxy>();
+  try {
+    for (const port of cluster.ports) {
+      links.set(
+        port,
+        await FaultProxy.start({
+          target: { host: '127.0.0.1', port },
+          name: `redis:${port}`,
+          random: () => options.rng.next(),
+        }),
+      );
+    }
+  } catch (err) {
+    await Promise.allSettled([...links.values()].map((link) => link.close()));
+    await cluster.stop();
+    throw err;
+  }
+  return { cluster, links };
 }

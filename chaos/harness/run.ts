@@ -70,6 +70,7 @@ export async function runScenario(options: RunOptions): Promise<RunResult> {
         appendfsync: 'always',
         redisProxy: false,
         redisReplica: false,
+        redisClusterMasters: 0,
         clientProxies: false,
         slowLaneBytesPerSec: 0,
         build: 'source',
@@ -182,9 +183,7 @@ const noDeployment = new Proxy({} as Deployment, {
 
 /** Leaves nothing broken for the finish phase: nodes thawed, Redis answering, proxies open. */
 async function heal(deployment: Deployment): Promise<void> {
-  deployment.redis.resume();
-  deployment.redisProxy?.heal();
-  deployment.redisProxy?.clearFaults();
+  deployment.healRedis();
   for (const slot of deployment.nodes) {
     deployment.resumeNode(slot);
     slot.proxy?.heal();

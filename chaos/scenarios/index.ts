@@ -7,7 +7,13 @@ import {
   slowConsumers,
 } from './client-faults.ts';
 import { nodeKill, zombieNode } from './node-faults.ts';
-import { redisFailover, redisHistoryLoss, redisKill, redisStall } from './redis-faults.ts';
+import {
+  redisClusterPartition,
+  redisFailover,
+  redisHistoryLoss,
+  redisKill,
+  redisStall,
+} from './redis-faults.ts';
 import type { Scenario } from './scenario.ts';
 import { mixedSoak } from './soak.ts';
 
@@ -23,6 +29,7 @@ export const SCENARIOS: readonly Scenario[] = [
   redisHistoryLoss,
   redisStall,
   redisFailover,
+  redisClusterPartition,
   clientNetwork,
   slowConsumers,
   mixedSoak,

@@ -111,3 +111,36 @@ export const redisFailover: Scenario = {
     }
   },
 };
+
+export const redisClusterPartition: Scenario = {
+  name: 'redis-cluster-partition',
+  summary:
+    'a Redis Cluster of 3 masters, the gateways cut off from one of them at a time (stalled, or refused with resets) while the cluster stays whole: nothing acknowledged lost, every event once and in order',
+  quickSeconds: 10,
+  deployment: { redisClusterMasters: 3 },
+  // sessions spread over the masters by their hash slots: more of them than masters
+  shape: { sessions: 6 },
+  async faults(control) {
+    const links = [...control.deployment.redisCluster!.links.values()];
+    while (active(control)) {
+      await pause(control, control.rng.int(1000, 2000));
+      if (!active(control)) break;
+      const link = control.rng.pick(links);
+      const ms = control.rng.int(1500, 4000);
+      // A partition that heals before TCP gives up holds the bytes; one where the far
+      // side's host answers with resets (or is restarting behind a load balancer) refuses.
+      const stall = control.rng.chance(0.5);
+      note(control, stall ? 'redis_partition_stall' : 'redis_partition_refuse', link.name, `${ms} ms`);
+      if (stall) link.blackhole('stall');
+      else {
+        link.refuse();
+        link.resetAll();
+      }
+      // Some subscribers come back meanwhile: their hellos meet the cut, some of them.
+      for (const sub of control.swarm.subscribers) if (control.rng.chance(0.2)) sub.dropConnections();
+      await new Promise((r) => setTimeout(r, ms));
+      if (stall) link.heal();
+      else link.refuse(false);
+    }
+  },
+};
