@@ -265,6 +265,49 @@ export class RedisCluster {
     return out;
   }
 
+  /**
+   * Moves `slot` from the master that serves it to the master on port `to`, as
+   * `redis-cli --cluster reshard` does: the target IMPORTING, the source MIGRATING, its
+   * keys MIGRATEd one at a time (`afterKey` runs after each, so a test can act while the
+   * slot is split between the two: ASK and TRYAGAIN), then every master told the new
+   * owner. Resolves once every node's slot map names `to`.
+   */
+  async migrateSlot(slot: number, to: number, afterKey?: (moved: number) => Promise<void>): Promise<void> {
+    const from = await this.masterOf(slot);
+    if (from === to) throw new Error(`slot ${slot} is served by :${to} already`);
+    const [fromId, toId] = await Promise.all(
+      [from, to].map(async (p) => String(await this.command(p, 'CLUSTER', 'MYID'))),
+    );
+    await this.command(to, 'CLUSTER', 'SETSLOT', slot, 'IMPORTING', fromId!);
+    await this.command(from, 'CLUSTER', 'SETSLOT', slot, 'MIGRATING', toId!);
+    for (let moved = 0; ;) {
+      const keys = (await this.command(from, 'CLUSTER', 'GETKEYSINSLOT', slot, 1)) as string[];
+      if (keys.length === 0) break;
+      await this.command(from, 'MIGRATE', '127.0.0.1', to, '', 0, 5000, 'KEYS', ...keys);
+      await afterKey?.(++moved);
+    }
+    // the target first, so that the source's redirections point at a node that owns it
+    await this.command(to, 'CLUSTER', 'SETSLOT', slot, 'NODE', toId!);
+    await this.command(from, 'CLUSTER', 'SETSLOT', slot, 'NODE', toId!);
+    for (const { master } of await this.topology())
+      if (master !== from && master !== to)
+        await this.command(master, 'CLUSTER', 'SETSLOT', slot, 'NODE', toId!);
+    const deadline = Date.now() + START_TIMEOUT_MS;
+    for (;;) {
+      const owners = await Promise.all(
+        this.ports.map(async (port) => {
+          const ranges = (await this.command(port, 'CLUSTER', 'SLOTS')) as RespValue[][];
+          const range = ranges.find((r) => slot >= Number(r[0]) && slot <= Number(r[1]));
+          return range ? Number((range[2] as RespValue[])[1]) : undefined;
+        }),
+      );
+      if (owners.every((owner) => owner === to)) return;
+      if (Date.now() > deadline)
+        throw new Error(`slot ${slot} not on :${to} everywhere within ${START_TIMEOUT_MS} ms`);
+      await sleep(50);
+    }
+  }
+
   #node(port: number): Node {
     const node = this.#nodes.find((n) => n.port === port);
     if (!node) throw new Error(`no node on port ${port}`);
