@@ -7,13 +7,7 @@ import {
   slowConsumers,
 } from './client-faults.ts';
 import { nodeKill, zombieNode } from './node-faults.ts';
-import {
-  redisClusterPartition,
-  redisFailover,
-  redisHistoryLoss,
-  redisKill,
-  redisStall,
-} from './redis-faults.ts';
+import { redisCluster, redisFailover, redisHistoryLoss, redisKill, redisStall } from './redis-faults.ts';
 import type { Scenario } from './scenario.ts';
 import { mixedSoak } from './soak.ts';
 
@@ -29,7 +23,7 @@ export const SCENARIOS: readonly Scenario[] = [
   redisHistoryLoss,
   redisStall,
   redisFailover,
-  redisClusterPartition,
+  redisCluster,
   clientNetwork,
   slowConsumers,
   mixedSoak,

@@ -1,5 +1,7 @@
 import { readdirSync, statSync, truncateSync } from 'node:fs';
 import path from 'node:path';
+import type { ClusterDeployment } from '../harness/deployment.ts';
+import { sessionKeys } from '../../src/engine/redis/keys.ts';
 import { active, note, pause, type FaultControl, type Scenario } from './scenario.ts';
 
 /** Redis crashing, losing history and stalling under the swarm. */
@@ -112,35 +114,52 @@ export const redisFailover: Scenario = {
   },
 };
 
-export const redisClusterPartition: Scenario = {
-  name: 'redis-cluster-partition',
+/** Cuts the gateways off one master for 1.5–4 s: its bytes held, or reset and refused. */
+async function cutMaster(control: FaultControl, cluster: ClusterDeployment): Promise<void> {
+  const link = control.rng.pick([...cluster.links.values()]);
+  const ms = control.rng.int(1500, 4000);
+  // A partition that heals before TCP gives up holds the bytes; one where the far side's
+  // host answers with resets (or is restarting behind a load balancer) refuses.
+  const stall = control.rng.chance(0.5);
+  note(control, stall ? 'redis_partition_stall' : 'redis_partition_refuse', link.name, `${ms} ms`);
+  if (stall) link.blackhole('stall');
+  else {
+    link.refuse();
+    link.resetAll();
+  }
+  // Some subscribers come back meanwhile: their hellos meet the cut, some of them.
+  for (const sub of control.swarm.subscribers) if (control.rng.chance(0.2)) sub.dropConnections();
+  await new Promise((r) => setTimeout(r, ms));
+  if (stall) link.heal();
+  else link.refuse(false);
+}
+
+/** Moves a session's slot to another master, key by key, with pauses while it is split. */
+async function reshard(control: FaultControl, { cluster }: ClusterDeployment): Promise<void> {
+  const session = control.rng.pick(control.swarm.sessions);
+  const slot = await cluster.keyslot(sessionKeys('', session).meta);
+  const from = await cluster.masterOf(slot);
+  const masters = (await cluster.topology()).map((m) => m.master).filter((port) => port !== from);
+  const to = control.rng.pick(masters);
+  note(control, 'redis_reshard', `slot ${slot}`, `${session}: :${from} → :${to}`);
+  await cluster.migrateSlot(slot, to, () => new Promise((r) => setTimeout(r, control.rng.int(10, 200))));
+}
+
+export const redisCluster: Scenario = {
+  name: 'redis-cluster',
   summary:
-    'a Redis Cluster of 3 masters, the gateways cut off from one of them at a time (stalled, or refused with resets) while the cluster stays whole: nothing acknowledged lost, every event once and in order',
+    'a Redis Cluster of 3 masters, the gateways cut off from one of them at a time (stalled, or refused with resets) while the cluster stays whole, and sessions resharded to other masters under load: nothing acknowledged lost, every event once and in order',
   quickSeconds: 10,
   deployment: { redisClusterMasters: 3 },
   // sessions spread over the masters by their hash slots: more of them than masters
   shape: { sessions: 6 },
   async faults(control) {
-    const links = [...control.deployment.redisCluster!.links.values()];
+    const cluster = control.deployment.redisCluster!;
     while (active(control)) {
       await pause(control, control.rng.int(1000, 2000));
       if (!active(control)) break;
-      const link = control.rng.pick(links);
-      const ms = control.rng.int(1500, 4000);
-      // A partition that heals before TCP gives up holds the bytes; one where the far
-      // side's host answers with resets (or is restarting behind a load balancer) refuses.
-      const stall = control.rng.chance(0.5);
-      note(control, stall ? 'redis_partition_stall' : 'redis_partition_refuse', link.name, `${ms} ms`);
-      if (stall) link.blackhole('stall');
-      else {
-        link.refuse();
-        link.resetAll();
-      }
-      // Some subscribers come back meanwhile: their hellos meet the cut, some of them.
-      for (const sub of control.swarm.subscribers) if (control.rng.chance(0.2)) sub.dropConnections();
-      await new Promise((r) => setTimeout(r, ms));
-      if (stall) link.heal();
-      else link.refuse(false);
+      if (control.rng.chance(0.3)) await reshard(control, cluster);
+      else await cutMaster(control, cluster);
     }
   },
 };
