@@ -1,20 +1,17 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { sessionKeys } from '../../src/engine/redis/keys.ts';
 import { replicasConfirm } from '../../chaos/toolkit/redis-server.ts';
-import type { PublishResult, Subscription } from '../../client/index.ts';
-import {
-  assertExactlyOnce,
-  closeClients,
-  record,
-  recordingWebSocket,
-  testClient,
-  until,
-  type Record,
-  type Wire,
-} from '../client/support.ts';
 import { RedisCluster } from '../../chaos/toolkit/redis-cluster.ts';
-import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
+import type { PublishResult } from '../../client/index.ts';
+import { closeClients, until } from '../client/support.ts';
+import type { TestGateway } from '../helpers/gateway.ts';
+import {
+  assertRecovered,
+  publishNth,
+  startNodes,
+  watchOnEveryMaster,
+  type Watched,
+} from './cluster-support.ts';
 
 /**
  * A Redis Cluster's own failover under two gateway nodes: a master is killed (-9), the
@@ -36,7 +33,7 @@ before(async () => {
     REDIS_WAIT_REPLICAS: '1',
     REDIS_COMMAND_TIMEOUT_MS: '2000',
   };
-  nodes.push(...(await Promise.all([0, 1].map((i) => startTestGateway({ ...env, NODE_ID: `f${i}` })))));
+  nodes.push(...(await startNodes('f', env)));
 });
 after(async () => {
   await closeClients();
@@ -44,50 +41,15 @@ after(async () => {
   await cluster.stop();
 });
 
-interface Watched {
-  sessionId: string;
-  master: number;
-  slot: number;
-  watcher: Subscription;
-  seen: Record;
-  publisher: Subscription;
-  /** The publisher's frames, both ways. */
-  wire: Wire;
-}
-
+/** Transcript event `n` of a watched session. */
 function publish(w: Watched, n: number): Promise<PublishResult> {
-  return w.publisher.publish(
-    'transcript.final',
-    { segmentId: `s${n}`, revision: 0, text: `t${n}` },
-    { id: `${w.sessionId}-${n}` },
-  );
-}
-
-/** Sessions until every master holds one, each watched on node a and published to from node b. */
-async function watchOnEveryMaster(a: TestGateway, b: TestGateway): Promise<Watched[]> {
-  const owner = await a.token('alice');
-  const agent = await a.token('bot', 'agent');
-  const masters = new Set((await cluster.topology()).map((m) => m.master));
-  const out: Watched[] = [];
-  while (out.length < masters.size) {
-    const sessionId = await a.createSession(owner);
-    const slot = await cluster.keyslot(sessionKeys(PREFIX, sessionId).meta);
-    const master = await cluster.masterOf(slot);
-    if (out.some((w) => w.master === master)) continue;
-    const watcher = testClient(a, { token: owner }).subscribe(sessionId, { after: 0 });
-    const wire: Wire = { sockets: [] };
-    const publisher = testClient(b, { token: agent, WebSocket: recordingWebSocket(wire) }).subscribe(
-      sessionId,
-    );
-    out.push({ sessionId, master, slot, watcher, seen: record(watcher), publisher, wire });
-  }
-  return out;
+  return publishNth(w.publisher, w.sessionId, n);
 }
 
 describe('a Redis Cluster failover under gateway nodes (REDIS_WAIT_REPLICAS=1)', () => {
   it('serves the other masters meanwhile, then resumes the failed one on its replica: every acknowledged event kept, each delivered once, in order', async () => {
     const [a, b] = nodes as [TestGateway, TestGateway];
-    const watched = await watchOnEveryMaster(a, b);
+    const watched = await watchOnEveryMaster(cluster, PREFIX, [a, b]);
     for (const w of watched) for (let n = 1; n <= 3; n++) await publish(w, n);
     for (const w of watched) await until(() => w.seen.seqs.length === 4, 5000, 'events before the kill');
 
@@ -123,28 +85,6 @@ describe('a Redis Cluster failover under gateway nodes (REDIS_WAIT_REPLICAS=1)',
     const probe = `${PREFIX}{${encodeURIComponent(victim.sessionId)}}:probe`;
     await replicasConfirm(promoted, probe, 1, Date.now() + 15_000);
 
-    const results = await Promise.all(stuck);
-    assert.deepEqual(
-      results.map((r) => r.seq),
-      [5, 6, 7],
-    );
-    await until(
-      () => victim.seen.seqs.length === 7,
-      15_000,
-      () => `victim's events (${victim.seen.seqs.join(',')})`,
-    );
-    for (const w of watched) {
-      assertExactlyOnce(w.seen.seqs, 1, 7);
-      assert.equal(w.watcher.stats.freshStarts, 1, 'resumed, never started over');
-    }
-    const history = await a.http(
-      'GET',
-      `/v1/call/sessions/${victim.sessionId}/events?after=0&limit=100`,
-      await a.token('alice'),
-    );
-    assert.deepEqual(
-      history.body.events.map((e: { seq: number }) => e.seq),
-      [1, 2, 3, 4, 5, 6, 7],
-    );
+    await assertRecovered(a, watched, victim, stuck);
   });
 });

@@ -3,18 +3,10 @@ import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { RedisCluster } from '../../chaos/toolkit/redis-cluster.ts';
 import { sessionKeys } from '../../src/engine/redis/keys.ts';
-import type { PublishResult, Subscription } from '../../client/index.ts';
-import {
-  assertExactlyOnce,
-  closeClients,
-  history,
-  record,
-  recordingWebSocket,
-  testClient,
-  until,
-  type Wire,
-} from '../client/support.ts';
-import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
+import type { PublishResult } from '../../client/index.ts';
+import { assertExactlyOnce, closeClients, history, until } from '../client/support.ts';
+import type { TestGateway } from '../helpers/gateway.ts';
+import { publishNth, startNodes, watch } from './cluster-support.ts';
 
 /**
  * Resharding under two gateway nodes: a session's slot moves to another master while it
@@ -39,7 +31,7 @@ before(async () => {
     REDIS_COMMAND_TIMEOUT_MS: '2000',
     HEAD_AUDIT_MS: '0',
   };
-  nodes.push(...(await Promise.all([0, 1].map((i) => startTestGateway({ ...env, NODE_ID: `r${i}` })))));
+  nodes.push(...(await startNodes('r', env)));
 });
 after(async () => {
   await closeClients();
@@ -51,27 +43,18 @@ describe('a Redis Cluster reshards under gateway nodes', () => {
   it("moves a session's slot while it is published to: every publish stored once and in order, delivered once, notices follow the slot", async () => {
     const [a, b] = nodes as [TestGateway, TestGateway];
     const owner = await a.token('alice');
-    const sessionId = await a.createSession(owner);
-    const slot = await cluster.keyslot(sessionKeys(PREFIX, sessionId).meta);
-    const from = await cluster.masterOf(slot);
+    const {
+      sessionId,
+      slot,
+      master: from,
+      watcher,
+      seen,
+      watcherWire,
+      publisher,
+    } = await watch(cluster, PREFIX, [a, b], await a.createSession(owner));
     const to = (await cluster.topology()).map((m) => m.master).find((port) => port !== from)!;
-
-    const watcherWire: Wire = { sockets: [] };
-    const watcher: Subscription = testClient(a, {
-      token: owner,
-      WebSocket: recordingWebSocket(watcherWire),
-    }).subscribe(sessionId, { after: 0 });
-    const seen = record(watcher);
-    const publisher = testClient(b, { token: await a.token('bot', 'agent') }).subscribe(sessionId);
     let n = 0;
-    const publish = (): Promise<PublishResult> => {
-      n++;
-      return publisher.publish(
-        'transcript.final',
-        { segmentId: `s${n}`, revision: 0, text: `t${n}` },
-        { id: `${sessionId}-${n}` },
-      );
-    };
+    const publish = (): Promise<PublishResult> => publishNth(publisher, sessionId, ++n);
     for (let i = 0; i < 3; i++) await publish();
     await until(() => seen.seqs.length === 4, 5000, 'events before the move');
 
