@@ -10,11 +10,12 @@ import { replicasConfirm } from './redis-server.ts';
 import { RespClient, type RespValue } from './resp.ts';
 
 /**
- * A private Redis Cluster for one test file or chaos run: `masters` redis-server processes (and
- * `replicas` per master) started with `--cluster-enabled yes` on free ports in one temp
- * dir (no RDB, no AOF), joined by `redis-cli --cluster create … --cluster-replicas R`, and
- * ready once every node reports `cluster_state:ok` (and every replica confirms a write). Killed (and its dir removed) when the process exits, even if a test
- * forgot to stop it; the children never keep the test process alive.
+ * A private Redis Cluster for one test file or chaos run: `masters` redis-server
+ * processes (and `replicas` per master) started with `--cluster-enabled yes` on free
+ * ports in one temp dir (no RDB, no AOF), joined by `redis-cli --cluster create …
+ * --cluster-replicas R`, and ready once every node reports `cluster_state:ok` (and every
+ * replica confirms a write). Killed (and its dir removed) when the process exits, even if
+ * a test forgot to stop it; the children never keep the test process alive.
  *
  * Binaries: REDIS_SERVER_BIN / REDIS_CLI_BIN, default `redis-server` / `redis-cli`.
  */
