@@ -7,7 +7,8 @@ import { range, seqs, span, type Context } from './model.ts';
  * event is stored, what the publishers were told, and — at the end — the final read.
  *
  * Invariants: seq_binding, duplicate_store, idempotency_broken, puback_mismatch,
- * acked_publish_lost, acked_publish_duplicated, failed_publish_stored, gap_in_stream,
+ * acked_publish_lost, acked_publish_duplicated, failed_publish_stored, internal_refusal,
+ * gap_in_stream,
  * phantom_event, missing_final_stream, unexpected_epoch_change, and the session-wide
  * silent_epoch_change (the stream moved to a new epoch and no client was told).
  *
@@ -139,7 +140,7 @@ export class StreamInvariants {
   }
 
   onPublish(op: PublishOp, connEpoch: string | undefined): void {
-    const { counts } = this.#ctx;
+    const { counts, log } = this.#ctx;
     const ledger = this.ledger(op.session);
     counts.publishes[op.outcome]++;
     ledger.publishCounts[op.outcome]++;
@@ -150,6 +151,14 @@ export class StreamInvariants {
       counts.publishedEvents++;
     }
     if (op.outcome === 'fail') {
+      if (op.code === 'internal')
+        log.add({
+          kind: 'internal_refusal',
+          session: op.session,
+          eventId: op.eventId,
+          t: op.t,
+          message: `publish "${op.eventId}" (attempt ${op.attempt}) on ${op.conn} was refused as internal`,
+        });
       // Only a refusal that cannot have stored anything is certain; a retryable nack
       // (unavailable, internal…) may come after the store accepted the event.
       if (isUncertainNack(op.code)) {

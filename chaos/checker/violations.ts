@@ -15,6 +15,8 @@ export const ViolationKinds = {
   acked_publish_duplicated: 'an acked event is stored once',
   idempotency_broken: 'retries of one eventId get one seq within an epoch',
   failed_publish_stored: 'a publish refused with a non-retryable nack is never stored',
+  internal_refusal:
+    'no publish is refused as `internal`: faults of Redis or the network are `unavailable` (retryable)',
   // ── one connection ─────────────────────────────────────────────────────────────────
   conn_order: 'on one connection deliveries go welcome.after+1, +1, +1…, and `replayed` names the last one',
   delivery_before_welcome: 'no event is delivered on a connection before its welcome',

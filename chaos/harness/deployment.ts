@@ -27,12 +27,14 @@ export interface DeploymentOptions {
    */
   redisReplica: boolean;
   /**
-   * Masters of a Redis Cluster (no replicas, no persistence) instead of the one
+   * Masters of a Redis Cluster (no persistence) instead of the one
    * redis-server; the gateways reach each through a fault proxy of its own
    * (REDIS_CLUSTER_NAT_MAP), so one master can be cut off while the cluster stays whole.
    * 0: one redis-server.
    */
   redisClusterMasters: number;
+  /** Replicas per master of that cluster (each behind a proxy too: it may be promoted). */
+  redisClusterReplicas: number;
   /** Put a fault proxy in front of every gateway node (clients connect through it). */
   clientProxies: boolean;
   /**
@@ -364,7 +366,12 @@ export class Deployment {
 
 /** A cluster of `redisClusterMasters` masters, each behind a fault proxy of its own. */
 async function startCluster(options: DeploymentOptions): Promise<ClusterDeployment> {
-  const cluster = await RedisCluster.start({ masters: options.redisClusterMasters, replicas: 0 });
+  const cluster = await RedisCluster.start({
+    masters: options.redisClusterMasters,
+    replicas: options.redisClusterReplicas,
+    // a killed master's replica takes over within about 2 s
+    nodeTimeoutMs: 1000,
+  });
   const links = new Map<number, FaultProxy>();
   try {
     for (const port of cluster.ports) {

@@ -71,6 +71,7 @@ export async function runScenario(options: RunOptions): Promise<RunResult> {
         redisProxy: false,
         redisReplica: false,
         redisClusterMasters: 0,
+        redisClusterReplicas: 0,
         clientProxies: false,
         slowLaneBytesPerSec: 0,
         build: 'source',

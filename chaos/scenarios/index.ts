@@ -7,7 +7,14 @@ import {
   slowConsumers,
 } from './client-faults.ts';
 import { nodeKill, zombieNode } from './node-faults.ts';
-import { redisCluster, redisFailover, redisHistoryLoss, redisKill, redisStall } from './redis-faults.ts';
+import {
+  redisCluster,
+  redisClusterFailover,
+  redisFailover,
+  redisHistoryLoss,
+  redisKill,
+  redisStall,
+} from './redis-faults.ts';
 import type { Scenario } from './scenario.ts';
 import { mixedSoak } from './soak.ts';
 
@@ -24,6 +31,7 @@ export const SCENARIOS: readonly Scenario[] = [
   redisStall,
   redisFailover,
   redisCluster,
+  redisClusterFailover,
   clientNetwork,
   slowConsumers,
   mixedSoak,

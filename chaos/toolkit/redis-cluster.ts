@@ -334,7 +334,7 @@ export class RedisCluster {
     if (!create) return;
     await this.#create(replicas);
     await this.#waitForState();
-    if (replicas > 0) await this.#waitForReplicas(replicas);
+    if (replicas > 0) await this.waitForReplicas(replicas);
   }
 
   /** The ports of the masters that serve slots and of their replicas, from CLUSTER NODES. */
@@ -359,10 +359,11 @@ export class RedisCluster {
   }
 
   /**
-   * Until each master's replicas confirm a write (WAIT): a replica counts as online before
-   * its first acknowledgement, and WAIT does not count it until then.
+   * Until every master has `replicas` replicas and each of them confirmed a write (WAIT):
+   * a replica counts as online before its first acknowledgement, and neither WAIT nor a
+   * failover can count on it until then.
    */
-  async #waitForReplicas(replicas: number): Promise<void> {
+  async waitForReplicas(replicas: number): Promise<void> {
     const deadline = Date.now() + START_TIMEOUT_MS;
     let topology = await this.topology();
     while (topology.some((m) => m.replicas.length < replicas)) {
@@ -371,11 +372,11 @@ export class RedisCluster {
       topology = await this.topology();
     }
     for (const { master } of topology)
-      await replicasConfirm(master, await this.#keyOn(master), replicas, deadline);
+      await replicasConfirm(master, await this.keyOn(master), replicas, deadline);
   }
 
   /** A key whose slot `master` serves. */
-  async #keyOn(master: number): Promise<string> {
+  async keyOn(master: number): Promise<string> {
     for (let i = 0; i < 10_000; i++) {
       const key = `{replica-probe-${i}}`;
       if ((await this.masterOf(await this.keyslot(key))) === master) return key;

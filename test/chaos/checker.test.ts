@@ -424,6 +424,11 @@ const CASES: Case[] = [
     build: (h) => h.publish('P#1', 'f1', 'fail', { code: 'invalid_event' }).final('e1', ['f1']),
   },
   {
+    name: 'a publish refused as internal',
+    kind: 'internal_refusal',
+    build: (h) => h.publish('P#1', 'i1', 'fail', { code: 'internal' }).final('e1', ['i1']),
+  },
+  {
     name: 'memory over the bound',
     kind: 'memory_unbounded',
     options: { maxRssBytes: 500 * MB },

@@ -1,5 +1,6 @@
 import type { Cluster, Redis } from 'ioredis';
 import type { SessionListener, SessionNotice, Watch } from '../engine.ts';
+import { mapRedisError } from './errors.ts';
 
 interface Entry {
   listeners: Set<SessionListener>;
@@ -108,10 +109,11 @@ export class Notifications {
     try {
       subscribed = (this.#sharded ? this.#sub.ssubscribe(channel) : this.#sub.subscribe(channel)).then(
         () => undefined,
+        (err: unknown) => Promise.reject(mapRedisError(err, 'subscribe')),
       );
     } catch (err) {
       // ioredis's cluster routing can throw before it has a slot map
-      subscribed = Promise.reject(err instanceof Error ? err : new Error(String(err)));
+      subscribed = Promise.reject(mapRedisError(err, 'subscribe'));
     }
     subscribed.catch(() => {
       const timer = setTimeout(
