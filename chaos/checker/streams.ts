@@ -8,8 +8,7 @@ import { range, seqs, span, type Context } from './model.ts';
  *
  * Invariants: seq_binding, duplicate_store, idempotency_broken, puback_mismatch,
  * acked_publish_lost, acked_publish_duplicated, failed_publish_stored, internal_refusal,
- * gap_in_stream,
- * phantom_event, missing_final_stream, unexpected_epoch_change, and the session-wide
+ * gap_in_stream, phantom_event, missing_final_stream, unexpected_epoch_change, and the session-wide
  * silent_epoch_change (the stream moved to a new epoch and no client was told).
  *
  * Memory: one binding per stored event and one record per published eventId; deliveries
