@@ -11,7 +11,7 @@ import type { PublishCommand } from './index.ts';
  * call runs it first claims the key for its session id; every other call, now or later,
  * reads that claim. The full record and its `call.created` event are stored with the
  * claim, so a loser never depends on the winner's second step having happened. See
- * RedisEngine.createSession.
+ * RedisSessions.create (sessions.ts).
  */
 export const IDEM_CLAIM_LUA = `${SHEBANG}
 local existing = redis.call('HMGET', KEYS[1], 'sid', 'record', 'committed', 'event')
@@ -70,7 +70,7 @@ return 1
  *   { 'not_found' }                        no record
  *   { 'ended', epoch, head, endedAt }      the stream has ended: nothing may follow
  *
- * The engine-level compare-and-set of the lifecycle (RedisEngine.transitionSession): the
+ * The engine-level compare-and-set of the lifecycle (RedisSessions.transition, sessions.ts): the
  * version check, the record write, the append of the event that announces the change
  * (the same append_pairs as loAppend: dedupe, seq, epoch, notice) and, for a terminal
  * change, the end of the stream (mark_ended, as loEndStream) are one script on the

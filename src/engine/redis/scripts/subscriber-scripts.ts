@@ -46,7 +46,7 @@ return sizes
 
 /**
  * The subs index is first pruned once it holds more members than this; after that, once
- * it has doubled since the previous prune (RedisEngine#pruneSubscribers).
+ * it has doubled since the previous prune (RedisSubscribers#prune, subscribers.ts).
  */
 export const PRUNE_THRESHOLD = 64;
 
