@@ -90,11 +90,6 @@ export class EngineCore {
     return this.call(operation, () => this.#script(name, keys, args));
   }
 
-  /** A script call whose failure nobody waits for (notices: the stream stays the truth). */
-  fireAndForget(name: ScriptName, keys: readonly string[], args: readonly (string | number)[]): void {
-    this.#script(name, keys, args).catch(() => {});
-  }
-
   /** A TickQueue: chunks of at most maxItems calls and maxWeight weight, one session per chunk on a cluster. */
   tickQueue<T extends QueuedCall>(
     send: (chunk: T[]) => Promise<void>,
@@ -229,7 +224,7 @@ export class EngineCore {
     }
     const args: string[] = [];
     for (const { k, epoch, headSeq } of heads) args.push(k.channel, `${headSeq} ${epoch}`);
-    this.fireAndForget('loNotify', [], args);
+    this.#script('loNotify', [], args).catch(() => {});
   }
 
   logConnectionError(err: Error, message = 'redis engine: connection error'): void {

@@ -45,9 +45,6 @@ import { DEFAULT_IDEMPOTENCY_TTL_S, RedisSessions } from './sessions.ts';
 import { RedisStreams } from './streams.ts';
 import { RedisSubscribers } from './subscribers.ts';
 
-export { DEFAULT_IDEMPOTENCY_TTL_S } from './sessions.ts';
-export { MAX_READ_LIMIT } from './streams.ts';
-
 export interface RedisEngineOptions {
   /** One Redis: redis://[user:pass@]host:port[/db] or rediss://…. Give this or clusterNodes. */
   url?: string;
