@@ -68,6 +68,7 @@ export class FaultProxy {
   #target: Target;
   #blackhole: BlackholeMode | undefined;
   #refusing = false;
+  #refusedSources: ReadonlySet<string> = new Set();
 
   private constructor(server: Server, options: FaultProxyOptions, host: string, port: number) {
     this.#server = server;
@@ -175,6 +176,19 @@ export class FaultProxy {
     this.#refusing = on;
   }
 
+  /**
+   * Cuts off some clients by their source address: resets the open connections from
+   * `addresses` and refuses new ones from them, until called again (`[]` lets everyone
+   * in). The rest pass as before. On loopback a process picks its source address with
+   * `bind` (redis-server: `bind-source-addr`), so one proxy in front of a listener can
+   * partition some of its peers from it and not others.
+   */
+  refuseFrom(addresses: readonly string[]): void {
+    this.#refusedSources = new Set(addresses);
+    for (const link of this.#links)
+      if (this.#refusedSources.has(link.client.remoteAddress ?? '')) link.reset();
+  }
+
   /** Connections made from now on go to `target`; open ones keep theirs. */
   retarget(target: Target): void {
     this.#target = { ...target };
@@ -200,7 +214,7 @@ export class FaultProxy {
 
   #accept(client: Socket): void {
     client.on('error', () => {});
-    if (this.#refusing) {
+    if (this.#refusing || this.#refusedSources.has(client.remoteAddress ?? '')) {
       this.#counters.connectionsRefused++;
       this.#counters.resets++;
       client.resetAndDestroy();

@@ -5,6 +5,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { FaultProxy } from './fault-proxy.ts';
 import { freePort } from './ports.ts';
 import { replicasConfirm } from './redis-server.ts';
 import { RespClient, type RespValue } from './resp.ts';
@@ -32,15 +33,27 @@ export interface RedisClusterOptions {
    * it answers again (and, for a master, a further 2 × this after it is back).
    */
   nodeTimeoutMs?: number;
+  /**
+   * Lets `isolate(port)` cut one master off from the rest of the cluster while clients
+   * still reach it: a network partition with that master on the minority side. Each node
+   * then makes its outgoing connections from an address of its own
+   * (`bind-source-addr 127.0.0.<100 + i>`), its cluster bus is announced through a
+   * FaultProxy that can refuse peers by that address, and replicas authenticate as a
+   * `replicator` user that the isolated master drops. Default false.
+   */
+  partitionable?: boolean;
 }
 
 const REDIS_BINARY = process.env['REDIS_SERVER_BIN'] ?? 'redis-server';
 const CLI_BINARY = process.env['REDIS_CLI_BIN'] ?? 'redis-cli';
 const START_TIMEOUT_MS = 15_000;
+const REPLICATOR = ['replicator', 'on', '>lo-replication', '~*', '&*', '+@all'];
 
 interface Node {
   port: number;
   busPort: number;
+  /** With `partitionable`: the node's own source address and the proxy its bus is announced through. */
+  partition?: { source: string; busProxy: FaultProxy };
   child: ChildProcess;
   exited: Promise<void>;
   output: string;
@@ -56,6 +69,8 @@ export class RedisCluster {
   #stopped = false;
   #unrefed = false;
   #nodeTimeoutMs = 2000;
+  #partitionable = false;
+  #isolated: number | undefined;
 
   private constructor(dir: string) {
     this.dir = dir;
@@ -77,6 +92,7 @@ export class RedisCluster {
     for (let attempt = 0; attempt < 3; attempt++) {
       const cluster = new RedisCluster(mkdtempSync(path.join(tmpdir(), 'lo-redis-cluster-')));
       cluster.#nodeTimeoutMs = options.nodeTimeoutMs ?? 2000;
+      cluster.#partitionable = options.partitionable ?? false;
       killOnExit(cluster);
       try {
         await cluster.#launch(masters, options.replicas ?? 0, options.create ?? true);
@@ -106,6 +122,7 @@ export class RedisCluster {
       if (running(node)) node.child.kill('SIGKILL');
     }
     await Promise.all(this.#nodes.map((n) => n.exited));
+    for (const node of this.#nodes) await node.partition?.busProxy.close();
     rmSync(this.dir, { recursive: true, force: true });
     forget(this);
   }
@@ -137,7 +154,7 @@ export class RedisCluster {
   async revive(port: number): Promise<void> {
     const index = this.#nodes.findIndex((n) => n.port === port);
     const node = this.#nodes[index]!;
-    const again = this.#spawn(node.port, node.busPort);
+    const again = this.#spawn(node.port, node.busPort, node.partition);
     this.#nodes[index] = again;
     if (this.#unrefed) unrefChild(again.child);
     await this.#waitForPing(again);
@@ -155,7 +172,7 @@ export class RedisCluster {
       try {
         const live = this.#nodes.filter((n) => n.port !== port && running(n));
         const states = await Promise.all(live.map((n) => this.command(n.port, 'CLUSTER', 'INFO')));
-        const master = await this.masterOf(slot);
+        const master = await this.masterOf(slot, live[0]?.port);
         if (master !== port && states.every((info) => /^cluster_state:ok/m.test(String(info)))) return master;
       } catch {
         // a node between states: ask again
@@ -163,6 +180,40 @@ export class RedisCluster {
       if (Date.now() > deadline) throw new Error(`no failover of :${port} within ${START_TIMEOUT_MS} ms`);
       await sleep(50);
     }
+  }
+
+  /**
+   * A network partition with the master on `port` alone on one side (needs
+   * `partitionable`): the cluster bus between it and every other node is cut both ways,
+   * and so is its replicas' replication link (the `replicator` user is dropped on it),
+   * while clients still reach it. It keeps taking writes until it counts itself on the
+   * minority side (about one node timeout), and its replica is promoted on the other side
+   * (about two). `rejoin()` heals it.
+   */
+  async isolate(port: number): Promise<void> {
+    const node = this.#node(port);
+    if (!node.partition) throw new Error('isolate() needs a cluster started with partitionable: true');
+    if (!(await this.topology()).some((m) => m.master === port)) throw new Error(`:${port} is not a master`);
+    this.#isolated = port;
+    node.partition.busProxy.refuseFrom(this.#nodes.filter((n) => n !== node).map((n) => n.partition!.source));
+    for (const other of this.#nodes)
+      if (other !== node) other.partition!.busProxy.refuseFrom([node.partition.source]);
+    // ACL DELUSER also closes the user's connections: its replicas' links
+    await this.command(port, 'ACL', 'DELUSER', REPLICATOR[0]!);
+  }
+
+  /**
+   * Heals `isolate`: the bus is whole again and the isolated node takes replicas again.
+   * A master whose replica was promoted meanwhile comes back as that replica's replica,
+   * dropping what it alone took. Resolves once every node reports cluster_state:ok.
+   */
+  async rejoin(): Promise<void> {
+    const port = this.#isolated;
+    if (port === undefined) return;
+    this.#isolated = undefined;
+    for (const n of this.#nodes) n.partition!.busProxy.refuseFrom([]);
+    await this.command(port, 'ACL', 'SETUSER', ...REPLICATOR);
+    await this.#waitForState();
   }
 
   async #stopNode(port: number, signal: NodeJS.Signals): Promise<void> {
@@ -237,9 +288,9 @@ export class RedisCluster {
     return Number(await this.command(undefined, 'CLUSTER', 'KEYSLOT', key));
   }
 
-  /** The port of the master serving `slot`, from CLUSTER SLOTS. */
-  async masterOf(slot: number): Promise<number> {
-    const ranges = (await this.command(undefined, 'CLUSTER', 'SLOTS')) as RespValue[][];
+  /** The port of the master serving `slot`, from CLUSTER SLOTS (of the node on `via`, default the first running one). */
+  async masterOf(slot: number, via?: number): Promise<number> {
+    const ranges = (await this.command(via, 'CLUSTER', 'SLOTS')) as RespValue[][];
     for (const range of ranges) {
       const [start, end, master] = range as [number, number, RespValue[]];
       if (slot >= start && slot <= end) return Number(master[1]);
@@ -328,8 +379,19 @@ export class RedisCluster {
   }
 
   async #launch(masters: number, replicas: number, create: boolean): Promise<void> {
-    for (let i = 0; i < masters * (1 + replicas); i++)
-      this.#nodes.push(this.#spawn(await freePort(), await freePort()));
+    for (let i = 0; i < masters * (1 + replicas); i++) {
+      const [port, busPort] = [await freePort(), await freePort()];
+      const partition = this.#partitionable
+        ? {
+            source: `127.0.0.${100 + i}`,
+            busProxy: await FaultProxy.start({
+              target: { host: '127.0.0.1', port: busPort },
+              name: `bus:${port}`,
+            }),
+          }
+        : undefined;
+      this.#nodes.push(this.#spawn(port, busPort, partition));
+    }
     await Promise.all(this.#nodes.map((n) => this.#waitForPing(n)));
     if (!create) return;
     await this.#create(replicas);
@@ -384,7 +446,7 @@ export class RedisCluster {
     throw new Error(`no slot of :${master} found`);
   }
 
-  #spawn(port: number, busPort: number): Node {
+  #spawn(port: number, busPort: number, partition?: Node['partition']): Node {
     const args = [
       '--port',
       String(port),
@@ -413,11 +475,29 @@ export class RedisCluster {
       'no',
       '--logfile',
       '',
+      ...(partition
+        ? [
+            '--bind-source-addr',
+            partition.source,
+            // the peers' view of it: its own address, not the source of its connections
+            '--cluster-announce-ip',
+            '127.0.0.1',
+            '--cluster-announce-bus-port',
+            String(partition.busProxy.port),
+            '--user',
+            ...REPLICATOR,
+            '--masteruser',
+            REPLICATOR[0]!,
+            '--masterauth',
+            REPLICATOR[2]!.slice(1),
+          ]
+        : []),
     ];
     const child = spawn(REDIS_BINARY, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     const node: Node = {
       port,
       busPort,
+      ...(partition ? { partition } : {}),
       child,
       exited: new Promise((resolve) => child.once('exit', () => resolve())),
       output: '',

@@ -296,6 +296,39 @@ test('refuse: new connections are reset while on, proxied again when off', async
   assert.equal(proxy.stats().connectionsRefused, 1);
 });
 
+test('refuseFrom: connections from the listed source addresses are reset and refused, the rest pass', async (t) => {
+  const server = await startServer(t);
+  const proxy = await startProxy(t, server.port);
+  /** A connection from `localAddress` that echoes one byte; resolves how it ended. */
+  const from = async (localAddress: string): Promise<{ socket: Socket; echoed: Promise<boolean> }> => {
+    const socket = connect({ host: '127.0.0.1', port: proxy.port, localAddress, noDelay: true });
+    socket.on('error', () => {});
+    t.after(() => socket.destroy());
+    const echoed = new Promise<boolean>((resolve) => {
+      socket.once('data', () => resolve(true));
+      socket.once('close', () => resolve(false));
+    });
+    socket.once('connect', () => socket.write('x'));
+    return { socket, echoed };
+  };
+  const peer = await from('127.0.0.101');
+  const other = await from('127.0.0.102');
+  assert.equal(await peer.echoed, true);
+  assert.equal(await other.echoed, true);
+
+  proxy.refuseFrom(['127.0.0.101']);
+  await waitFor('the open connection from .101 reset', () => peer.socket.destroyed);
+  assert.equal(other.socket.destroyed, false, 'the one from .102 stays open');
+  other.socket.write('y');
+  await waitFor('.102 still forwarded', () => server.received().toString() === 'xxy');
+  assert.equal(await (await from('127.0.0.101')).echoed, false, 'a new one from .101 is refused');
+  assert.equal(await (await from('127.0.0.102')).echoed, true);
+
+  proxy.refuseFrom([]);
+  assert.equal(await (await from('127.0.0.101')).echoed, true, 'let in again');
+  assert.equal(proxy.stats().connectionsRefused, 1);
+});
+
 test('an upstream connect failure resets the client', async (t) => {
   const gone = await startServer(t);
   await gone.close(); // a port nobody listens on
