@@ -371,6 +371,8 @@ async function startCluster(options: DeploymentOptions): Promise<ClusterDeployme
     replicas: options.redisClusterReplicas,
     // a killed master's replica takes over within about 2 s
     nodeTimeoutMs: 1000,
+    // with replicas, a master can be cut off on the minority side (isolate)
+    partitionable: options.redisClusterReplicas > 0,
   });
   const links = new Map<number, FaultProxy>();
   try {

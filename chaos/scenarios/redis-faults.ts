@@ -167,7 +167,7 @@ export const redisCluster: Scenario = {
 export const redisClusterFailover: Scenario = {
   name: 'redis-cluster-failover',
   summary:
-    "a Redis Cluster of 3 masters with a replica each (REDIS_WAIT_REPLICAS=1): a master killed, the cluster promotes its replica, the old one comes back as the new one's replica: nothing acknowledged lost, no epoch change, every event once and in order",
+    "a Redis Cluster of 3 masters with a replica each (REDIS_WAIT_REPLICAS=1): a master killed, or cut off from the rest of the cluster with the gateways still beside it (a partition with it on the minority side), the cluster promotes its replica, the old one comes back as the new one's replica: nothing acknowledged lost, no epoch change, every event once and in order",
   quickSeconds: 12,
   deployment: {
     redisClusterMasters: 3,
@@ -182,12 +182,20 @@ export const redisClusterFailover: Scenario = {
       if (!active(control)) break;
       const victim = control.rng.pick(await cluster.topology()).master;
       const slot = await cluster.keyslot(await cluster.keyOn(victim));
-      note(control, 'redis_cluster_failover', `:${victim}`);
+      // A partitioned master takes writes until it counts itself on the minority side;
+      // WAIT must refuse them, since its replica on the other side never gets them.
+      const isolate = control.rng.chance(0.5);
+      note(control, isolate ? 'redis_cluster_minority' : 'redis_cluster_failover', `:${victim}`);
       // Some subscribers come back meanwhile: their takeovers must survive the failover.
       for (const sub of control.swarm.subscribers) if (control.rng.chance(0.2)) sub.dropConnections();
-      await cluster.kill(victim);
+      if (isolate) await cluster.isolate(victim);
+      else await cluster.kill(victim);
       const promoted = await cluster.failedOver(victim, slot);
-      await cluster.revive(victim);
+      if (isolate) {
+        // the old master, refusing as CLUSTERDOWN, stays cut off a while longer
+        await new Promise((r) => setTimeout(r, control.rng.int(0, 1500)));
+        await cluster.rejoin();
+      } else await cluster.revive(victim);
       // Until the old master, now the new one's replica, has its copy, WAIT refuses every
       // write of those slots, and a failover of the new one would find no replica to promote.
       await cluster.waitForReplicas(1);
