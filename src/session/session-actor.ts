@@ -21,6 +21,7 @@ import type { CacheBudget } from './cache-budget.ts';
 import { EncodedEvent, EventCache, RecentReads } from './event-cache.ts';
 import type { Connection, ConnectionIdentity } from './connection.ts';
 import { Mailbox } from './mailbox.ts';
+import { SubscriberWrites } from './subscriber-writes.ts';
 import { TRY_AGAIN_LATER } from './close-reason.ts';
 import { actorTicks } from '../util/next-tick-tasks.ts';
 
@@ -212,10 +213,8 @@ export class SessionActor {
   #ending = false;
   #idleTimer: NodeJS.Timeout | undefined;
   #stopped = false;
-  /** Checkpoint and release writes under way, awaited on shutdown. */
-  readonly #writes = new Set<Promise<unknown>>();
-  /** Connections whose checkpoint goes out with this tick's saveCheckpoints (see #saveCheckpoint). */
-  #checkpointsDue: Connection[] = [];
+  /** Checkpoints and releases of its subscribers, awaited on shutdown. */
+  readonly #writes: SubscriberWrites;
   /** The connection #pumpCurrent serves: set around each synchronous cork (see #pump). */
   #pumping: Connection | undefined;
   readonly #pumpCurrent = (): void => {
@@ -228,6 +227,18 @@ export class SessionActor {
     this.#cache = new EventCache(deps.limits.cacheEvents, deps.cacheBudget);
     this.#recentReads = new RecentReads(deps.limits.cacheEvents, deps.cacheBudget);
     this.#mailbox = new Mailbox(deps.limits.queueMax);
+    this.#writes = new SubscriberWrites(sessionId, {
+      engine: deps.engine,
+      clock: deps.clock,
+      metrics: deps.metrics,
+      resumeWindowMs: deps.limits.resumeWindowMs,
+      warn: (fields, msg) => this.#warn(fields, msg),
+      // its notice never reached this node (lost across a Redis reconnect): find out
+      // which connections are stale now
+      fenced: (conn) => {
+        if (this.#has(conn)) void this.#checkGenerations().catch(() => {});
+      },
+    });
     this.#scheduleIdle();
   }
 
@@ -496,7 +507,7 @@ export class SessionActor {
     if (conn.state === 'closed') {
       // The socket went away while we were checking its hello: let the subscriber's
       // resume window start now rather than leaving it "connected" forever.
-      this.#release(subscriberId, generation);
+      this.#writes.release(subscriberId, generation);
       return;
     }
     conn.state = 'live';
@@ -559,7 +570,7 @@ export class SessionActor {
     }
     if (seq <= conn.ackedSeq) return;
     conn.ackedSeq = seq;
-    this.#saveCheckpoint(conn);
+    this.#writes.checkpoint(conn);
     this.#pump(conn);
   }
 
@@ -568,7 +579,7 @@ export class SessionActor {
     if (!this.#has(conn)) return;
     this.#forget(conn);
     this.#closeConn(conn, CloseCodes.normal, 'bye');
-    this.#saveCheckpoint(conn);
+    this.#writes.checkpoint(conn);
     try {
       await this.#time('endSubscriber', () =>
         this.#deps.engine.endSubscriber(this.sessionId, conn.subscriberId),
@@ -584,8 +595,8 @@ export class SessionActor {
     conn.clearTimers();
     if (!this.#has(conn)) return;
     this.#forget(conn);
-    this.#saveCheckpoint(conn);
-    this.#release(conn.subscriberId, conn.generation);
+    this.#writes.checkpoint(conn);
+    this.#writes.release(conn.subscriberId, conn.generation);
   }
 
   /** The socket drained below its limit: deliver what it missed. */
@@ -952,81 +963,9 @@ export class SessionActor {
 
   // ── bookkeeping ─────────────────────────────────────────────────────────────────
 
-  /**
-   * Persists the connection's latest ack; one write at a time per connection, coalescing
-   * newer acks. The acks of a tick, of all this actor's connections, go to the engine as
-   * one saveCheckpoints call at the end of the tick (with the checkpoints of every other
-   * session, see the engine's tick queue): a fan-out to thousands at a few events a
-   * second is acked event by event, and a promise and a handler per ack cost as much as
-   * the rest of the ack.
-   */
-  #saveCheckpoint(conn: Connection): void {
-    if (conn.checkpointWriting || conn.ackedSeq <= conn.savedSeq) return;
-    conn.checkpointWriting = true;
-    this.#checkpointsDue.push(conn);
-    if (this.#checkpointsDue.length === 1) actorTicks.schedule(this.#flushCheckpoints);
-  }
-
-  /** Writes the checkpoints due, each up to its connection's latest ack by now. */
-  readonly #flushCheckpoints = (): void => {
-    const conns = this.#checkpointsDue;
-    if (conns.length === 0) return;
-    this.#checkpointsDue = [];
-    const writes = conns.map((conn) => ({
-      subscriberId: conn.subscriberId,
-      generation: conn.generation,
-      seq: conn.ackedSeq,
-    }));
-    const { engine, metrics } = this.#deps;
-    // Timed here rather than through #time, which would chain one more promise. One
-    // observation per call (per actor and tick); `op` keeps its name for dashboards.
-    const start = performance.now();
-    const write: Promise<void> = engine.saveCheckpoints(this.sessionId, writes).then(
-      (stored) => {
-        metrics.timed('saveCheckpoint', start, false, undefined);
-        this.#writes.delete(write);
-        for (let i = 0; i < conns.length; i++) this.#checkpointDone(conns[i]!, writes[i]!.seq, stored[i]);
-      },
-      (err: unknown) => {
-        metrics.timed('saveCheckpoint', start, true, err);
-        this.#writes.delete(write);
-        this.#warn({ sessionId: this.sessionId, err }, 'checkpoint write failed');
-        for (let i = 0; i < conns.length; i++) this.#checkpointDone(conns[i]!, writes[i]!.seq, undefined);
-      },
-    );
-    this.#writes.add(write);
-  };
-
-  /** A checkpoint write finished: `stored` is the engine's checkpoint, undefined if it failed. */
-  #checkpointDone(conn: Connection, target: number, stored: number | undefined): void {
-    if (stored !== undefined) {
-      conn.savedSeq = Math.max(conn.savedSeq, target);
-      // Not applied: the engine fenced this connection's generation, so another
-      // connection took the subscriber over and its notice never reached us (lost
-      // across a Redis reconnect). Find out which connections are stale now.
-      if (stored < target && this.#has(conn)) void this.#checkGenerations().catch(() => {});
-    }
-    conn.checkpointWriting = false;
-    // Keep writing newer acks, even after the socket closed: nothing acked is lost.
-    if (conn.ackedSeq > conn.savedSeq && conn.savedSeq >= target) this.#saveCheckpoint(conn);
-  }
-
   /** A warning every session may raise at once for one cause: throttled (ActorDeps.warnings). */
   #warn(fields: object, msg: string): void {
     (this.#deps.warnings ?? this.#deps.logger).warn(fields, msg);
-  }
-
-  #track(write: Promise<unknown>): void {
-    this.#writes.add(write);
-    void write.finally(() => this.#writes.delete(write));
-  }
-
-  #release(subscriberId: string, generation: number): void {
-    const { engine, clock, limits } = this.#deps;
-    const write = this.#time('release', () =>
-      engine.releaseSubscriber(this.sessionId, subscriberId, generation, clock.now(), limits.resumeWindowMs),
-    ).catch((err: unknown) => this.#warn({ sessionId: this.sessionId, err }, 'release subscriber failed'));
-    this.#track(write);
   }
 
   /** Whether `conn` is one of this actor's live connections. */
@@ -1052,8 +991,8 @@ export class SessionActor {
   #drop(conn: Connection, code: number, reason: string): void {
     this.#forget(conn);
     this.#closeConn(conn, code, reason);
-    this.#saveCheckpoint(conn);
-    this.#release(conn.subscriberId, conn.generation);
+    this.#writes.checkpoint(conn);
+    this.#writes.release(conn.subscriberId, conn.generation);
   }
 
   #closeConn(conn: Connection, code: number, reason: string): void {
@@ -1385,11 +1324,7 @@ export class SessionActor {
     while (this.#pending.length > 0 || this.#appending) {
       await new Promise((r) => setImmediate(r));
     }
-    // A finished checkpoint write may queue the next one (newer acks): until none is left.
-    while (this.#writes.size > 0 || this.#checkpointsDue.length > 0) {
-      this.#flushCheckpoints();
-      await Promise.allSettled([...this.#writes]);
-    }
+    await this.#writes.settle();
   }
 
   /** Counts an attach as work under way; afterwards, stop watching if nobody is left. */
