@@ -27,10 +27,10 @@ export interface DeploymentOptions {
    */
   redisReplica: boolean;
   /**
-   * Masters of a Redis Cluster (no persistence) instead of the one
-   * redis-server; the gateways reach each through a fault proxy of its own
-   * (REDIS_CLUSTER_NAT_MAP), so one master can be cut off while the cluster stays whole.
-   * 0: one redis-server.
+   * Masters of a Redis Cluster instead of the one redis-server; the gateways reach each
+   * through a fault proxy of its own (REDIS_CLUSTER_NAT_MAP), so one master can be cut
+   * off while the cluster stays whole. Its nodes have AOF as `redisAof` and
+   * `appendfsync` say ('no' counts as no AOF). 0: one redis-server.
    */
   redisClusterMasters: number;
   /** Replicas per master of that cluster (each behind a proxy too: it may be promoted). */
@@ -373,6 +373,7 @@ async function startCluster(options: DeploymentOptions): Promise<ClusterDeployme
     nodeTimeoutMs: 1000,
     // with replicas, a master can be cut off on the minority side (isolate)
     partitionable: options.redisClusterReplicas > 0,
+    ...(options.redisAof && options.appendfsync !== 'no' ? { appendfsync: options.appendfsync } : {}),
   });
   const links = new Map<number, FaultProxy>();
   try {

@@ -10,6 +10,7 @@ import { nodeKill, zombieNode } from './node-faults.ts';
 import {
   redisCluster,
   redisClusterFailover,
+  redisClusterKill,
   redisFailover,
   redisHistoryLoss,
   redisKill,
@@ -32,6 +33,7 @@ export const SCENARIOS: readonly Scenario[] = [
   redisFailover,
   redisCluster,
   redisClusterFailover,
+  redisClusterKill,
   clientNetwork,
   slowConsumers,
   mixedSoak,

@@ -150,7 +150,8 @@ export const redisCluster: Scenario = {
   summary:
     'a Redis Cluster of 3 masters, the gateways cut off from one of them at a time (stalled, or refused with resets) while the cluster stays whole, and sessions resharded to other masters under load: nothing acknowledged lost, every event once and in order',
   quickSeconds: 10,
-  deployment: { redisClusterMasters: 3 },
+  // the cuts are between the gateways and Redis: the nodes keep everything, AOF or not
+  deployment: { redisClusterMasters: 3, redisAof: false },
   // sessions spread over the masters by their hash slots: more of them than masters
   shape: { sessions: 6 },
   async faults(control) {
@@ -172,6 +173,8 @@ export const redisClusterFailover: Scenario = {
   deployment: {
     redisClusterMasters: 3,
     redisClusterReplicas: 1,
+    // WAIT and the replicas keep what was acknowledged, not AOF (a revived master drops its data)
+    redisAof: false,
     gatewayEnv: { REDIS_WAIT_REPLICAS: '1' },
   },
   shape: { sessions: 6 },
@@ -200,6 +203,33 @@ export const redisClusterFailover: Scenario = {
       // write of those slots, and a failover of the new one would find no replica to promote.
       await cluster.waitForReplicas(1);
       note(control, 'redis_cluster_promoted', `:${promoted}`);
+    }
+  },
+};
+
+export const redisClusterKill: Scenario = {
+  name: 'redis-cluster-kill',
+  summary:
+    'a Redis Cluster of 3 masters on AOF (appendfsync always), no replicas: a master killed (-9) and restarted from its AOF, the whole cluster down meanwhile once the others mark it failed: same epoch, nothing acknowledged lost, every event once and in order',
+  quickSeconds: 10,
+  deployment: { redisClusterMasters: 3 },
+  shape: { sessions: 6 },
+  async faults(control) {
+    const { cluster } = control.deployment.redisCluster!;
+    while (active(control)) {
+      await pause(control, control.rng.int(1500, 3000));
+      if (!active(control)) break;
+      const victim = control.rng.pick(await cluster.topology()).master;
+      // Down for less than the node timeout (1 s) or past it: then the other masters mark
+      // it failed, and with no replica to promote the cluster refuses every slot until it
+      // is back (and for about two node timeouts more).
+      const downMs = control.rng.int(100, 2500);
+      note(control, 'redis_cluster_kill', `:${victim}`, `${downMs} ms`);
+      // Some subscribers come back meanwhile: their hellos meet the outage, some of them.
+      for (const sub of control.swarm.subscribers) if (control.rng.chance(0.2)) sub.dropConnections();
+      await cluster.kill(victim);
+      await new Promise((r) => setTimeout(r, downMs));
+      await cluster.revive(victim);
     }
   },
 };

@@ -13,7 +13,7 @@ import { RespClient, type RespValue } from './resp.ts';
 /**
  * A private Redis Cluster for one test file or chaos run: `masters` redis-server
  * processes (and `replicas` per master) started with `--cluster-enabled yes` on free
- * ports in one temp dir (no RDB, no AOF), joined by `redis-cli --cluster create …
+ * ports in one temp dir (no RDB; AOF only with `appendfsync`), joined by `redis-cli --cluster create …
  * --cluster-replicas R`, and ready once every node reports `cluster_state:ok` (and every
  * replica confirms a write). Killed (and its dir removed) when the process exits, even if
  * a test forgot to stop it; the children never keep the test process alive.
@@ -42,6 +42,12 @@ export interface RedisClusterOptions {
    * `replicator` user that the isolated master drops. Default false.
    */
   partitionable?: boolean;
+  /**
+   * AOF on every node with this `appendfsync` (each node its own AOF directory in the
+   * cluster's dir), so a node killed and revived comes back with what it had stored.
+   * Default: no AOF.
+   */
+  appendfsync?: 'always' | 'everysec';
 }
 
 const REDIS_BINARY = process.env['REDIS_SERVER_BIN'] ?? 'redis-server';
@@ -70,6 +76,7 @@ export class RedisCluster {
   #unrefed = false;
   #nodeTimeoutMs = 2000;
   #partitionable = false;
+  #appendfsync: RedisClusterOptions['appendfsync'];
   #isolated: number | undefined;
 
   private constructor(dir: string) {
@@ -93,6 +100,7 @@ export class RedisCluster {
       const cluster = new RedisCluster(mkdtempSync(path.join(tmpdir(), 'lo-redis-cluster-')));
       cluster.#nodeTimeoutMs = options.nodeTimeoutMs ?? 2000;
       cluster.#partitionable = options.partitionable ?? false;
+      cluster.#appendfsync = options.appendfsync;
       killOnExit(cluster);
       try {
         await cluster.#launch(masters, options.replicas ?? 0, options.create ?? true);
@@ -462,8 +470,16 @@ export class RedisCluster {
       String(this.#nodeTimeoutMs),
       '--dir',
       this.dir,
-      '--appendonly',
-      'no',
+      ...(this.#appendfsync
+        ? [
+            '--appendonly',
+            'yes',
+            '--appendfsync',
+            this.#appendfsync,
+            '--appenddirname',
+            `appendonlydir-${port}`,
+          ]
+        : ['--appendonly', 'no']),
       '--save',
       '',
       // a replica's first copy at once, not after the default 5 s wait for more replicas
