@@ -114,6 +114,11 @@ export const redisFailover: Scenario = {
   },
 };
 
+/** A fifth of the subscribers drop their connections and come back (resume) while a fault lasts. */
+function reconnectSome(control: FaultControl): void {
+  for (const sub of control.swarm.subscribers) if (control.rng.chance(0.2)) sub.dropConnections();
+}
+
 /** Cuts the gateways off one master for 1.5–4 s: its bytes held, or reset and refused. */
 async function cutMaster(control: FaultControl, cluster: ClusterDeployment): Promise<void> {
   const link = control.rng.pick([...cluster.links.values()]);
@@ -128,7 +133,7 @@ async function cutMaster(control: FaultControl, cluster: ClusterDeployment): Pro
     link.resetAll();
   }
   // Some subscribers come back meanwhile: their hellos meet the cut, some of them.
-  for (const sub of control.swarm.subscribers) if (control.rng.chance(0.2)) sub.dropConnections();
+  reconnectSome(control);
   await new Promise((r) => setTimeout(r, ms));
   if (stall) link.heal();
   else link.refuse(false);
@@ -190,7 +195,7 @@ export const redisClusterFailover: Scenario = {
       const isolate = control.rng.chance(0.5);
       note(control, isolate ? 'redis_cluster_minority' : 'redis_cluster_failover', `:${victim}`);
       // Some subscribers come back meanwhile: their takeovers must survive the failover.
-      for (const sub of control.swarm.subscribers) if (control.rng.chance(0.2)) sub.dropConnections();
+      reconnectSome(control);
       if (isolate) await cluster.isolate(victim);
       else await cluster.kill(victim);
       const promoted = await cluster.failedOver(victim, slot);
@@ -226,7 +231,7 @@ export const redisClusterKill: Scenario = {
       const downMs = control.rng.int(100, 2500);
       note(control, 'redis_cluster_kill', `:${victim}`, `${downMs} ms`);
       // Some subscribers come back meanwhile: their hellos meet the outage, some of them.
-      for (const sub of control.swarm.subscribers) if (control.rng.chance(0.2)) sub.dropConnections();
+      reconnectSome(control);
       await cluster.kill(victim);
       await new Promise((r) => setTimeout(r, downMs));
       await cluster.revive(victim);

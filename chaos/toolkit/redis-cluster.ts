@@ -13,9 +13,9 @@ import { RespClient, type RespValue } from './resp.ts';
 /**
  * A private Redis Cluster for one test file or chaos run: `masters` redis-server
  * processes (and `replicas` per master) started with `--cluster-enabled yes` on free
- * ports in one temp dir (no RDB; AOF only with `appendfsync`), joined by `redis-cli --cluster create …
- * --cluster-replicas R`, and ready once every node reports `cluster_state:ok` (and every
- * replica confirms a write). Killed (and its dir removed) when the process exits, even if
+ * ports in one temp dir (no RDB; AOF only with `appendfsync`), joined by
+ * `redis-cli --cluster create … --cluster-replicas R`, and ready once every node reports
+ * `cluster_state:ok` (and every replica confirms a write). Killed (and its dir removed) when the process exits, even if
  * a test forgot to stop it; the children never keep the test process alive.
  *
  * Binaries: REDIS_SERVER_BIN / REDIS_CLI_BIN, default `redis-server` / `redis-cli`.
@@ -192,7 +192,7 @@ export class RedisCluster {
 
   /**
    * A network partition with the master on `port` alone on one side (needs
-   * `partitionable`): the cluster bus between it and every other node is cut both ways,
+   * `partitionable`; one node at a time): the cluster bus between it and every other node is cut both ways,
    * and so is its replicas' replication link (the `replicator` user is dropped on it),
    * while clients still reach it. It keeps taking writes until it counts itself on the
    * minority side (about one node timeout), and its replica is promoted on the other side
@@ -201,6 +201,8 @@ export class RedisCluster {
   async isolate(port: number): Promise<void> {
     const node = this.#node(port);
     if (!node.partition) throw new Error('isolate() needs a cluster started with partitionable: true');
+    if (this.#isolated !== undefined)
+      throw new Error(`:${this.#isolated} is isolated already: rejoin() first`);
     if (!(await this.topology()).some((m) => m.master === port)) throw new Error(`:${port} is not a master`);
     this.#isolated = port;
     node.partition.busProxy.refuseFrom(this.#nodes.filter((n) => n !== node).map((n) => n.partition!.source));
