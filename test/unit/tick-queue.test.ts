@@ -16,15 +16,19 @@ const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve)
 function harness(options: Partial<TickQueueOptions<Item>> = {}) {
   const sent: number[][] = [];
   const pending: (() => void)[] = [];
-  let cluster = false;
+  /** Every chunk's resolver, by the order it was sent in. */
+  const resolvers: (() => void)[] = [];
   const queue = new TickQueue<Item>({
     send: (chunk) => {
       sent.push(chunk.map((item) => item.n));
-      return new Promise<void>((resolve) => pending.push(resolve));
+      return new Promise<void>((resolve) => {
+        pending.push(resolve);
+        resolvers.push(resolve);
+      });
     },
     maxItems: 4,
     maxWeight: 4,
-    perSession: () => cluster,
+    perSession: false,
     ...options,
   });
   let n = 0;
@@ -35,7 +39,13 @@ function harness(options: Partial<TickQueueOptions<Item>> = {}) {
     await turn();
     await turn();
   };
-  return { queue, sent, pending, push, answerAll, setCluster: (on: boolean) => (cluster = on) };
+  /** Answers the chunk sent `index`-th (0: the first ever sent), then lets a turn pass. */
+  const answer = async (index: number) => {
+    resolvers[index]!();
+    await turn();
+    await turn();
+  };
+  return { queue, sent, pending, push, answerAll, answer };
 }
 
 describe('TickQueue', () => {
@@ -99,14 +109,35 @@ describe('TickQueue', () => {
     ]);
   });
 
-  it('on a cluster, a chunk holds one session, and a paced round spans sessions up to its budget', async () => {
-    const h = harness({ maxRoundItems: 4 });
-    h.setCluster(true);
+  it('on a cluster, each session is a lane: a chunk holds one session, and a session waits only for its own round', async () => {
+    const h = harness({ perSession: true });
     for (const sid of ['a', 'b', 'a', 'c', 'b', 'a']) h.push(sid);
     await turn();
-    // grouped by session in order of first appearance: a a a | b b | c; the budget ends after 4
-    assert.deepEqual(h.sent, [[0, 2, 5], [1]]);
+    // one round per session, in order of first appearance: a a a | b b | c
+    assert.deepEqual(h.sent, [[0, 2, 5], [1, 4], [3]]);
+    h.push('a'); // 6
+    h.push('b'); // 7
+    h.push('d'); // 8
+    await turn();
+    assert.deepEqual(h.sent.slice(3), [[8]], "a and b wait for their rounds, d for nobody's");
+    // b's round comes back while a's is still out (a master that stalls): b goes on alone
+    await h.answer(1);
+    assert.deepEqual(h.sent.slice(4), [[7]]);
+    await h.answer(0);
+    assert.deepEqual(h.sent.slice(5), [[6]]);
+  });
+
+  it('on a cluster, a session paces its own rounds to maxRoundItems', async () => {
+    const h = harness({ perSession: true, maxRoundItems: 4 });
+    for (let i = 0; i < 6; i++) h.push('a');
+    for (let i = 0; i < 2; i++) h.push('b');
+    await turn();
+    assert.deepEqual(h.sent, [
+      [0, 1, 2, 3],
+      [6, 7],
+    ]);
+    h.push('a'); // 8: after the two a's still queued
     await h.answerAll();
-    assert.deepEqual(h.sent.slice(2), [[4], [3]]);
+    assert.deepEqual(h.sent.slice(2), [[4, 5, 8]]);
   });
 });

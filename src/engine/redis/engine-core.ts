@@ -102,7 +102,7 @@ export class EngineCore {
       maxItems,
       maxWeight,
       maxRoundItems,
-      perSession: () => isCluster(this.redis),
+      perSession: isCluster(this.redis),
     });
   }
 

@@ -5,24 +5,28 @@
  * A TickQueue collects the calls of a turn and, from setImmediate (after every call of
  * the turn was made), hands them to `send` in chunks, each chunk one script call.
  *
- * - Group commit: one round of calls is in flight at a time. Calls made while a round is
- *   out wait for it to come back and then go together in the next round, so under load
- *   a round carries everything that arrived during one round trip (batches grow with the
- *   load), and at rest a call goes out at the next setImmediate as before. A call waits
- *   at most for the round before its own (each bounded by the command timeout).
- *
- * - Order: items reach `send` in the order they were pushed, so calls for one session
- *   (or one subscriber) are applied in the order they were made.
- * - Redis Cluster: a script may only touch keys of one slot. With `perSession` set, a
- *   chunk holds the items of one session only (its keys share the session's hash tag).
+ * - Lanes and group commit: each lane has one round of calls in flight at a time. Calls
+ *   made while its round is out wait for it to come back and then go together in the
+ *   lane's next round, so under load a round carries everything that arrived during one
+ *   round trip (batches grow with the load), and at rest a call goes out at the next
+ *   setImmediate. A call waits at most for the round before its own (each bounded by the
+ *   command timeout).
+ *   - On one Redis the whole queue is one lane: a round batches every session's calls.
+ *   - On a Redis Cluster each session is a lane of its own (`perSession`), and a chunk
+ *     holds one session's calls: a script may only touch keys of one slot, and a master
+ *     that stalls holds up only the sessions it stores. With one lane per cluster, a
+ *     round for a stopped master held every other session's appends on the node until
+ *     the command timed out (test/multinode/cluster-slow-master.test.ts).
+ * - Order: a lane's items reach `send` in the order they were pushed, so calls for one
+ *   session (or one subscriber) are applied in the order they were made.
  * - Bounds: a chunk holds at most `maxItems` items and (unless it is a single item) at
  *   most `maxWeight` weight (events, for appends), so one script never blocks Redis long.
- * - Paced rounds (`maxRoundItems`): a round carries at most that many items, and the rest
- *   waits for the next round. The engine's queues share one connection, and Redis answers
- *   it in order: 10,000 clients acking together made twenty checkpoint scripts, sent in
- *   one round, and an append made just after them waited for all twenty (session 10).
- *   Paced, it waits for one. Building the chunks is paced too, so the gateway's own loop
- *   is not held for the whole burst either.
+ * - Paced rounds (`maxRoundItems`): a lane's round carries at most that many items, and
+ *   the rest waits for its next round. The engine's queues share a connection, and Redis
+ *   answers it in order: 10,000 clients acking together made twenty checkpoint scripts,
+ *   sent in one round, and an append made just after them waited for all twenty
+ *   (session 10). Paced, it waits for one. Building the chunks is paced too, so the
+ *   gateway's own loop is not held for the whole burst either.
  * - `flush()` sends everything queued at once, paced or not (engine close: before QUIT).
  */
 export interface QueuedCall {
@@ -36,83 +40,107 @@ export interface TickQueueOptions<T extends QueuedCall> {
   send: (chunk: T[]) => Promise<void>;
   maxItems: number;
   maxWeight: number;
-  /** Most items one round sends (see above); every queued item when unset. */
+  /** Most items one round of a lane sends (see above); every queued item when unset. */
   maxRoundItems?: number;
-  /** True on a Redis Cluster: one session per chunk. */
-  perSession: () => boolean;
+  /** True on a Redis Cluster: a lane, and so a chunk, per session. */
+  perSession: boolean;
+}
+
+interface Lane<T> {
+  /** Queued, in the order they were pushed. */
+  items: T[];
+  /** Chunks of the lane's round not answered yet. */
+  out: number;
 }
 
 export class TickQueue<T extends QueuedCall> {
   readonly #options: TickQueueOptions<T>;
-  #items: T[] = [];
+  /** One Redis: the only lane, kept for good. */
+  readonly #single: Lane<T> = { items: [], out: 0 };
+  /** A cluster: a lane per session with calls queued or out, dropped once it has neither. */
+  readonly #lanes = new Map<string, Lane<T>>();
+  /** Lanes with items and no round out, in the order they became so. */
+  readonly #ready = new Set<Lane<T>>();
   #scheduled = false;
-  /** Chunks of the current round not answered yet. */
-  #inFlight = 0;
-  readonly #settled = (): void => {
-    this.#inFlight--;
-    if (this.#inFlight === 0 && this.#items.length > 0) this.#schedule();
-  };
 
   constructor(options: TickQueueOptions<T>) {
     this.#options = options;
   }
 
   push(item: T): void {
-    this.#items.push(item);
+    const lane = this.#laneOf(item.sessionId);
+    lane.items.push(item);
+    if (lane.out === 0) this.#ready.add(lane);
     this.#schedule();
-  }
-
-  #schedule(): void {
-    if (this.#scheduled || this.#inFlight > 0) return;
-    this.#scheduled = true;
-    setImmediate(() => this.#round(this.#options.maxRoundItems ?? Infinity));
   }
 
   /** Sends everything queued now, whether or not a round is in flight. */
   flush(): void {
-    this.#round(Infinity);
+    this.#scheduled = false;
+    const lanes = this.#options.perSession ? this.#lanes.values() : [this.#single];
+    for (const lane of lanes) if (lane.items.length > 0) this.#sendRound(lane, Infinity);
+    this.#ready.clear();
   }
 
-  /** Sends up to `budget` queued items, in chunks; the rest stays queued, in order. */
-  #round(budget: number): void {
+  #laneOf(sessionId: string): Lane<T> {
+    if (!this.#options.perSession) return this.#single;
+    let lane = this.#lanes.get(sessionId);
+    if (lane === undefined) {
+      lane = { items: [], out: 0 };
+      this.#lanes.set(sessionId, lane);
+    }
+    return lane;
+  }
+
+  #schedule(): void {
+    if (this.#scheduled || this.#ready.size === 0) return;
+    this.#scheduled = true;
+    setImmediate(this.#round);
+  }
+
+  readonly #round = (): void => {
     this.#scheduled = false;
-    if (this.#items.length === 0) return;
-    const perSession = this.#options.perSession();
-    const items = perSession ? bySession(this.#items) : this.#items;
-    this.#items = [];
+    const budget = this.#options.maxRoundItems ?? Infinity;
+    for (const lane of this.#ready) this.#sendRound(lane, budget);
+    this.#ready.clear();
+  };
+
+  /** Sends up to `budget` of the lane's items, in chunks; the rest stays queued, in order. */
+  #sendRound(lane: Lane<T>, budget: number): void {
+    const items = lane.items;
+    lane.items = [];
     const { maxItems, maxWeight } = this.#options;
     let chunk: T[] = [];
     let weight = 0;
     let i = 0;
     for (; i < items.length && i < budget; i++) {
       const item = items[i]!;
-      const full = chunk.length >= maxItems || weight + item.weight > maxWeight;
-      if (chunk.length > 0 && (full || (perSession && item.sessionId !== chunk[0]!.sessionId))) {
-        this.#send(chunk);
+      if (chunk.length > 0 && (chunk.length >= maxItems || weight + item.weight > maxWeight)) {
+        this.#send(lane, chunk);
         chunk = [];
         weight = 0;
       }
       chunk.push(item);
       weight += item.weight;
     }
-    if (chunk.length > 0) this.#send(chunk);
+    if (chunk.length > 0) this.#send(lane, chunk);
     // what the budget left goes first, before anything pushed meanwhile
-    if (i < items.length) this.#items = items.slice(i).concat(this.#items);
+    if (i < items.length) lane.items = items.slice(i).concat(lane.items);
   }
 
-  #send(chunk: T[]): void {
-    this.#inFlight++;
-    this.#options.send(chunk).then(this.#settled, this.#settled);
+  #send(lane: Lane<T>, chunk: T[]): void {
+    lane.out++;
+    const settled = (): void => this.#settled(lane, chunk[0]!.sessionId);
+    this.#options.send(chunk).then(settled, settled);
   }
-}
 
-/** The items grouped by session, sessions in order of first appearance, each in order. */
-function bySession<T extends QueuedCall>(items: readonly T[]): T[] {
-  const groups = new Map<string, T[]>();
-  for (const item of items) {
-    const list = groups.get(item.sessionId);
-    if (list) list.push(item);
-    else groups.set(item.sessionId, [item]);
+  #settled(lane: Lane<T>, sessionId: string): void {
+    if (--lane.out > 0) return;
+    if (lane.items.length > 0) {
+      this.#ready.add(lane);
+      this.#schedule();
+    } else if (lane !== this.#single) {
+      this.#lanes.delete(sessionId);
+    }
   }
-  return [...groups.values()].flat();
 }
