@@ -90,8 +90,12 @@ export interface Engine {
    * anti-entropy audit (HeadAudit): unlike `head` it never starts an epoch nor checks a
    * seen position, so a caller that finds an epoch or a head it does not expect calls
    * `head` for the truth. One round trip for the lot on one Redis.
+   *
+   * `null` for a head that could not be read while others were: on a Redis Cluster each
+   * read settles alone, so a master that does not answer costs only its own sessions'
+   * (ask again later). The call rejects when the engine is away as a whole.
    */
-  peekHeads(sessionIds: readonly string[]): Promise<Array<StreamHead | undefined>>;
+  peekHeads(sessionIds: readonly string[]): Promise<Array<StreamHead | undefined | null>>;
 
   /**
    * Marks the stream ended at its current head and schedules its data, the session

@@ -35,7 +35,9 @@ const AUDIT_TICK_MAX_MS = 1_000;
  * (Engine.peekHeads, read only), and an actor behind the stream fills the gap as if the
  * notice had come (`lifeos_remote_notices_total{kind="anti_entropy"}`). Each session is
  * read at most once per `quietMs`, busy ones never. One round at a time: while Redis is
- * slow or away, rounds do not pile up, and the sessions stay due for the next one.
+ * slow or away, rounds do not pile up, and the sessions stay due for the next one. On a
+ * cluster a master that does not answer leaves only its own sessions due (their heads
+ * come back null); the rest are audited.
  */
 export class HeadAudit {
   readonly #deps: HeadAuditDeps;
@@ -79,8 +81,15 @@ export class HeadAudit {
       const batch = due.slice(at, at + AUDIT_BATCH);
       try {
         const heads = await engine.peekHeads(batch.map((actor) => actor.sessionId));
-        metrics.headAudits.inc(batch.length);
-        batch.forEach((actor, i) => actor.audited(heads[i]));
+        let unread = 0;
+        batch.forEach((actor, i) => {
+          const head = heads[i];
+          // its master did not answer (a cluster): the session stays due for the next round
+          if (head === null) unread++;
+          else actor.audited(head);
+        });
+        metrics.headAudits.inc(batch.length - unread);
+        if (unread > 0) this.#deps.warnings.warn({ sessions: unread }, 'head audit: some heads not read');
       } catch (err) {
         // Redis is away: these sessions stay due. Its reconnect resyncs every session anyway.
         this.#deps.warnings.warn({ err, sessions: due.length - at }, 'head audit failed');

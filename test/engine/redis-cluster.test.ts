@@ -365,6 +365,34 @@ describe('redis engine on a cluster: layout and scripts', () => {
   });
 });
 
+describe('redis engine on a cluster: a master that does not answer', () => {
+  it("costs peekHeads only that master's heads (null), and the call rejects only when no master answers", async () => {
+    const prefix = keyPrefix();
+    const engine = await connect({ keyPrefix: prefix, commandTimeoutMs: 300 });
+    const masters = (await cluster.topology()).map((m) => m.master);
+    const byMaster = new Map<number, string>();
+    while (byMaster.size < masters.length) {
+      const id = uniqueId('s');
+      const port = await cluster.masterOf(await cluster.keyslot(`${prefix}{${id}}:meta`));
+      if (!byMaster.has(port)) byMaster.set(port, id);
+    }
+    const ids = masters.map((port) => byMaster.get(port)!);
+    for (const id of ids) await engine.append(id, [makeEvent(id, 'e1')]);
+    const stopped = masters[0]!;
+    // SIGSTOP for less than the node timeout: the cluster stays up
+    cluster.pause(stopped);
+    try {
+      const heads = await engine.peekHeads(ids);
+      assert.equal(heads[0], null, 'the stopped master');
+      for (const head of heads.slice(1)) assert.equal(head?.headSeq, 1);
+      await assert.rejects(engine.peekHeads([ids[0]!]), EngineUnavailableError);
+    } finally {
+      await cluster.resume(stopped);
+    }
+    assert.equal((await engine.peekHeads([ids[0]!]))[0]?.headSeq, 1);
+  });
+});
+
 describe('redis engine on a cluster: two nodes', () => {
   it('a watcher on one node gets head and takeover notices of appends and takeovers made on the other', async () => {
     const prefix = keyPrefix();

@@ -48,6 +48,8 @@ interface Faults {
   dropped: number;
   /** Fail peekHeads, as when Redis is away. */
   peekFails: boolean;
+  /** Sessions whose heads peekHeads did not read (null), as when their cluster master is stopped. */
+  unread: Set<string>;
 }
 
 let redis: RedisServer;
@@ -67,7 +69,7 @@ after(() => redis.stop());
 async function pair(auditMs: number) {
   const env = { REDIS_URL: redis.url, REDIS_KEY_PREFIX: `ha${++prefix}:` };
   const { config } = loadConfig({ ...env, AUTH_JWT_SECRET: TEST_SECRET });
-  const faults: Faults = { deaf: false, dropped: 0, peekFails: false };
+  const faults: Faults = { deaf: false, dropped: 0, peekFails: false, unread: new Set() };
   const engine = faulty(await createEngine(config, systemClock, silentLogger()), faults);
   const clock = new JumpClock();
   const a = await startTestGateway(
@@ -92,6 +94,10 @@ function faulty(inner: Engine, faults: Faults): Engine {
       }
       if (key === 'peekHeads' && faults.peekFails) {
         return () => Promise.reject(new Error('stand-in: Redis is away'));
+      }
+      if (key === 'peekHeads' && faults.unread.size > 0) {
+        return async (ids: readonly string[]) =>
+          (await target.peekHeads(ids)).map((head, i) => (faults.unread.has(ids[i]!) ? null : head));
       }
       const value = Reflect.get(target, key, target) as unknown;
       return typeof value === 'function' ? value.bind(target) : value;
@@ -215,5 +221,26 @@ describe('anti-entropy head audit', () => {
     await waitSeq(sub, 2, 5000);
     assert.deepEqual(seqs(sub), [1, 2]);
     assert.equal(await antiEntropy(a), 1);
+  });
+
+  it('a head the engine could not read (null: its cluster master is stopped) stays due; the others are healed', async () => {
+    const { a, b, faults, clock } = await pair(30_000);
+    const one = await watched(a);
+    const two = await watched(a);
+    await publishUnheard(b, one.session, faults);
+    await publishUnheard(b, two.session, faults);
+    faults.unread.add(one.session.sessionId);
+    clock.offset += 30_000;
+    await a.gateway.headAudit.round();
+    await waitSeq(two.sub, 2, 5000);
+    assert.equal(await audits(a), 1, 'only the head that was read counts');
+    await assert.rejects(waitSeq(one.sub, 2, 300));
+    faults.unread.clear();
+    // due at once, not a HEAD_AUDIT_MS later: its last audit read nothing
+    await a.gateway.headAudit.round();
+    await waitSeq(one.sub, 2, 5000);
+    assert.deepEqual(seqs(one.sub), [1, 2]);
+    assert.deepEqual(seqs(two.sub), [1, 2]);
+    assert.equal(await antiEntropy(a), 2);
   });
 });

@@ -283,7 +283,7 @@ export class RedisEngine implements Engine {
     return this.#streams.head(sessionId, seen);
   }
 
-  peekHeads(sessionIds: readonly string[]): Promise<Array<StreamHead | undefined>> {
+  peekHeads(sessionIds: readonly string[]): Promise<Array<StreamHead | undefined | null>> {
     return this.#streams.peekHeads(sessionIds);
   }
 

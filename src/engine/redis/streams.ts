@@ -128,18 +128,30 @@ export class RedisStreams {
 
   /**
    * HMGET of each stream's meta: one pipeline on one Redis; on a cluster one command per
-   * session (a pipeline there must stay in one slot), sent in the same turn. Read only,
-   * and not confirmed with WAIT: a caller acts on what it finds through `head` and `read`,
-   * which are.
+   * session (a pipeline there must stay in one slot), sent in the same turn, each settling
+   * alone: a read its master did not answer is null, and only if none was answered does
+   * the call reject. Read only, and not confirmed with WAIT: a caller acts on what it
+   * finds through `head` and `read`, which are.
    */
-  async peekHeads(sessionIds: readonly string[]): Promise<Array<StreamHead | undefined>> {
+  async peekHeads(sessionIds: readonly string[]): Promise<Array<StreamHead | undefined | null>> {
     if (sessionIds.length === 0) return [];
     const core = this.#core;
     const redis = core.redis;
     const metas = sessionIds.map((id) => core.keys(id).meta);
     const replies = await core.call('peekHeads', async () => {
-      if (isCluster(redis))
-        return Promise.all(metas.map((meta) => redis.hmget(meta, 'epoch', 'head', 'endedAt')));
+      if (isCluster(redis)) {
+        let failure: Error | undefined;
+        const settled = await Promise.all(
+          metas.map((meta) =>
+            redis.hmget(meta, 'epoch', 'head', 'endedAt').catch((err: Error) => {
+              failure = err;
+              return null;
+            }),
+          ),
+        );
+        if (failure && settled.every((reply) => reply === null)) throw failure;
+        return settled;
+      }
       const pipeline = redis.pipeline();
       for (const meta of metas) pipeline.hmget(meta, 'epoch', 'head', 'endedAt');
       const results = (await pipeline.exec()) ?? [];
@@ -148,9 +160,10 @@ export class RedisStreams {
         return reply as Array<string | null>;
       });
     });
-    return replies.map((reply) =>
-      reply[0] === null || reply[0] === undefined ? undefined : parseHead(reply),
-    );
+    return replies.map((reply) => {
+      if (reply === null) return null;
+      return reply[0] === null || reply[0] === undefined ? undefined : parseHead(reply);
+    });
   }
 
   async endStream(sessionId: string): Promise<StreamHead> {
