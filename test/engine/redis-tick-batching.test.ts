@@ -239,6 +239,62 @@ describe('redis engine: per-tick batching across sessions', () => {
     assert.equal(stored?.node, 'node-2');
   });
 
+  it('a session whose keys hold the wrong type fails alone: the rest of its batch is answered as on its own', async () => {
+    const engine = await connect();
+    const sids = Array.from({ length: 5 }, () => uniqueId('s'));
+    const bad = sids[2]!;
+    await Promise.all(sids.map((sid) => engine.createSubscriber(sid, sub('a'))));
+    await Promise.all(sids.map((sid) => engine.append(sid, [makeEvent(sid, 'first')])));
+    await engine.saveCheckpoint(sids[0]!, 'a', 1, 1); // warm-up: the script is loaded
+    // another program's values under the session's keys (or an older layout's)
+    const keys = (await server.command('KEYS', `*{${bad}}:*`)) as string[];
+    const meta = keys.find((key) => key.endsWith(':meta'))!;
+    const subKey = keys.find((key) => key.includes(':sub:'))!;
+    const subs = keys.find((key) => key.endsWith(':subs'))!;
+    await server.command('DEL', meta, subKey, subs);
+    for (const key of [meta, subKey, subs]) await server.command('SET', key, 'not a hash');
+    await resetStats();
+    const appended = await Promise.allSettled(
+      sids.map((sid) => engine.append(sid, [makeEvent(sid, 'second')])),
+    );
+    const saved = await Promise.allSettled(sids.map((sid) => engine.saveCheckpoint(sid, 'a', 1, 2)));
+    // each batch refused, then sent again one call each
+    assert.equal(await scriptRuns(), 2 + 2 * sids.length);
+    const created = await Promise.allSettled(sids.map((sid) => engine.createSubscriber(sid, sub('b'))));
+    sids.forEach((sid, i) => {
+      for (const [what, result] of [
+        ['append', appended[i]!],
+        ['checkpoint', saved[i]!],
+        ['create', created[i]!],
+      ] as const) {
+        if (sid === bad) {
+          assert.equal(result.status, 'rejected', `${what} of the bad session`);
+          assert.match(String(result.reason), /WRONGTYPE/);
+          assert.ok(!(result.reason instanceof EngineUnavailableError), 'a defect, not an outage');
+        } else
+          assert.equal(
+            result.status,
+            'fulfilled',
+            `${what} ${i}: ${String((result as PromiseRejectedResult).reason)}`,
+          );
+      }
+    });
+    for (const sid of sids.filter((sid) => sid !== bad)) {
+      const { events, headSeq } = await engine.read(sid, 0, 10);
+      assert.deepEqual(
+        events.map((e) => [e.seq, e.event.eventId]),
+        [
+          [1, 'first'],
+          [2, 'second'],
+        ],
+        'stored once each',
+      );
+      assert.equal(headSeq, 2);
+      assert.equal((await engine.getSubscriber(sid, 'a'))?.checkpoint, 2);
+      assert.equal((await engine.getSubscriber(sid, 'b'))?.generation, 1);
+    }
+  });
+
   it('fails every call of a batch together when Redis does not answer', async () => {
     const engine = await connect(300);
     const sids = Array.from({ length: 5 }, () => uniqueId('s'));

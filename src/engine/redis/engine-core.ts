@@ -3,7 +3,7 @@ import { randomHex } from '../../util/random-pool.ts';
 import { EngineUnavailableError } from '../../errors/gateway-error.ts';
 import type { EngineLimits } from '../engine.ts';
 import { isCluster, scriptRunner, type EngineClient, type ScriptRunner } from './client.ts';
-import { mapRedisError } from './errors.ts';
+import { isDataFault, mapRedisError } from './errors.ts';
 import { sessionKeys, type SessionKeys } from './keys.ts';
 import type { EngineLogger } from './persistence.ts';
 import { asArray } from './records.ts';
@@ -113,6 +113,14 @@ export class EngineCore {
    * timed-out single one); a reply that does not parse rejects only its own call.
    * `confirm`, when given, runs after the reply and before any call resolves; if it
    * rejects, so does every call (appends wait for replicas there).
+   *
+   * A script that Redis refused for what one call's keys hold (a key of the wrong type,
+   * left by another program or an older layout) would fail every session batched with
+   * it, on every round it shares with that session. So a chunk refused with such an error
+   * (not an outage: see errors.ts) is sent again one call per script, and only the call
+   * whose data is at fault fails. Running a call again is safe for every batched script:
+   * appends dedupe by event id, checkpoints and releases are fenced by generation, and a
+   * takeover run twice leaves the later generation, as two takeovers would.
    */
   async sendChunk<R, T extends { resolve(value: R): void; reject(err: unknown): void }>(
     chunk: readonly T[],
@@ -123,26 +131,54 @@ export class EngineCore {
     parse: (reply: unknown, call: T) => R,
     confirm?: (replies: unknown[]) => Promise<void>,
   ): Promise<void> {
+    const headLength = head.length;
     let replies: unknown[];
+    /** With a chunk sent again call by call: why each call that failed alone failed. */
+    let failures: Array<unknown> | undefined;
     try {
-      const keys: string[] = [];
-      const args = head;
-      for (const call of chunk) add(call, keys, args);
-      replies = asArray(await this.run(operation, script, keys, args), operation);
-      if (replies.length !== chunk.length)
-        throw new Error(`redis engine: ${operation} returned a wrong number of replies`);
+      try {
+        replies = await this.#runChunk(chunk, operation, script, head, add);
+      } catch (err) {
+        if (chunk.length === 1 || !isDataFault(err)) throw err;
+        failures = new Array<unknown>(chunk.length);
+        replies = await Promise.all(
+          chunk.map((call, i) =>
+            this.#runChunk([call], operation, script, head.slice(0, headLength), add).then(
+              (reply) => reply[0],
+              (alone: unknown) => void (failures![i] = alone ?? err),
+            ),
+          ),
+        );
+      }
       await confirm?.(replies);
     } catch (err) {
       for (const call of chunk) call.reject(err);
       return;
     }
     chunk.forEach((call, i) => {
+      const failure = failures?.[i];
+      if (failure !== undefined) return call.reject(failure);
       try {
         call.resolve(parse(replies[i], call));
       } catch (err) {
         call.reject(err);
       }
     });
+  }
+
+  async #runChunk<T>(
+    chunk: readonly T[],
+    operation: string,
+    script: ScriptName,
+    args: (string | number)[],
+    add: (call: T, keys: string[], args: (string | number)[]) => void,
+  ): Promise<unknown[]> {
+    const keys: string[] = [];
+    for (const call of chunk) add(call, keys, args);
+    const replies = asArray(await this.run(operation, script, keys, args), operation);
+    if (replies.length !== chunk.length)
+      throw new Error(`redis engine: ${operation} returned a wrong number of replies`);
+    return replies;
   }
 
   /**

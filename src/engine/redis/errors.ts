@@ -28,3 +28,12 @@ export function mapRedisError(err: unknown, operation: string): Error {
   if (isReply && !TRANSIENT_REPLY.test(message)) return err;
   return new EngineUnavailableError(`redis ${operation} failed: ${message}`, { cause: err });
 }
+
+/**
+ * A server's refusal of a command for what it was given or found (WRONGTYPE, a script's
+ * error), as left by mapRedisError: not an outage, so sending the same call again fails
+ * the same way, while its neighbours in a batch may not (see EngineCore#sendChunk).
+ */
+export function isDataFault(err: unknown): boolean {
+  return err instanceof Error && err.name === 'ReplyError' && !(err instanceof EngineUnavailableError);
+}

@@ -1,6 +1,7 @@
 import type { CheckpointWrite, NewSubscriber, SubscriberList, SubscriberRecord } from '../engine.ts';
 import { newSubscriberRecord } from '../subscriber-record.ts';
 import { int, type EngineCore } from './engine-core.ts';
+import { isDataFault } from './errors.ts';
 import { subscriberKey, subscriberMember, type SessionKeys } from './keys.ts';
 import { asArray, parseSubscriber, subscriberFields, toInt } from './records.ts';
 import { PRUNE_THRESHOLD } from './scripts/subscriber-scripts.ts';
@@ -178,6 +179,12 @@ export class RedisSubscribers {
       if (sizes.length !== chunk.length)
         throw new Error('redis engine: createSubscriber returned a wrong number of replies');
     } catch (err) {
+      // one session's keys of the wrong type: the others are created on their own, as in
+      // EngineCore#sendChunk (a create run again writes the same record)
+      if (chunk.length > 1 && isDataFault(err)) {
+        await Promise.all(chunk.map((pending) => this.#sendCreates([pending])));
+        return;
+      }
       for (const pending of chunk) pending.reject(err);
       return;
     }
