@@ -14,9 +14,9 @@
  *   - On one Redis the whole queue is one lane: a round batches every session's calls.
  *   - On a Redis Cluster each session is a lane of its own (`perSession`), and a chunk
  *     holds one session's calls: a script may only touch keys of one slot, and a master
- *     that stalls holds up only the sessions it stores. With one lane per cluster, a
- *     round for a stopped master held every other session's appends on the node until
- *     the command timed out (test/multinode/cluster-slow-master.test.ts).
+ *     that stalls holds up only the sessions it stores. With one lane for the whole
+ *     node, a round that waited for a stopped master held every other session's calls
+ *     until it timed out (test/multinode/cluster-slow-master.test.ts).
  * - Order: a lane's items reach `send` in the order they were pushed, so calls for one
  *   session (or one subscriber) are applied in the order they were made.
  * - Bounds: a chunk holds at most `maxItems` items and (unless it is a single item) at
