@@ -139,6 +139,22 @@ async function cutMaster(control: FaultControl, cluster: ClusterDeployment): Pro
   else link.refuse(false);
 }
 
+/**
+ * Freezes one master (SIGSTOP) for 0.2–0.6 s, under the 1 s node timeout, so the cluster
+ * stays whole: commands it holds run when it wakes, after their callers may have given
+ * up, and the other masters' sessions go on meanwhile (the engine queues each session's
+ * calls apart, see tick-queue.ts).
+ */
+async function freezeMaster(control: FaultControl, { cluster }: ClusterDeployment): Promise<void> {
+  const victim = control.rng.pick(await cluster.topology()).master;
+  const ms = control.rng.int(200, 600);
+  note(control, 'redis_cluster_freeze', `:${victim}`, `${ms} ms`);
+  reconnectSome(control);
+  cluster.pause(victim);
+  await new Promise((r) => setTimeout(r, ms));
+  await cluster.resume(victim);
+}
+
 /** Moves a session's slot to another master, key by key, with pauses while it is split. */
 async function reshard(control: FaultControl, { cluster }: ClusterDeployment): Promise<void> {
   const session = control.rng.pick(control.swarm.sessions);
@@ -153,7 +169,7 @@ async function reshard(control: FaultControl, { cluster }: ClusterDeployment): P
 export const redisCluster: Scenario = {
   name: 'redis-cluster',
   summary:
-    'a Redis Cluster of 3 masters, the gateways cut off from one of them at a time (stalled, or refused with resets) while the cluster stays whole, and sessions resharded to other masters under load: nothing acknowledged lost, every event once and in order',
+    'a Redis Cluster of 3 masters, the gateways cut off from one of them at a time (stalled, or refused with resets) or one frozen (SIGSTOP) while the cluster stays whole, and sessions resharded to other masters under load: nothing acknowledged lost, every event once and in order',
   quickSeconds: 10,
   // the cuts are between the gateways and Redis: the nodes keep everything, AOF or not
   deployment: { redisClusterMasters: 3, redisAof: false },
@@ -165,6 +181,7 @@ export const redisCluster: Scenario = {
       await pause(control, control.rng.int(1000, 2000));
       if (!active(control)) break;
       if (control.rng.chance(0.3)) await reshard(control, cluster);
+      else if (control.rng.chance(0.3)) await freezeMaster(control, cluster);
       else await cutMaster(control, cluster);
     }
   },
