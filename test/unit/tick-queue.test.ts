@@ -127,17 +127,19 @@ describe('TickQueue', () => {
     assert.deepEqual(h.sent.slice(5), [[6]]);
   });
 
-  it('on a cluster, a session paces its own rounds to maxRoundItems', async () => {
+  it('on a cluster, a paced queue keeps at most maxRoundItems in flight over all its sessions', async () => {
     const h = harness({ perSession: true, maxRoundItems: 4 });
-    for (let i = 0; i < 6; i++) h.push('a');
-    for (let i = 0; i < 2; i++) h.push('b');
+    for (let i = 0; i < 3; i++) h.push('a'); // 0-2
+    for (let i = 0; i < 3; i++) h.push('b'); // 3-5
+    h.push('c'); // 6
     await turn();
-    assert.deepEqual(h.sent, [
-      [0, 1, 2, 3],
-      [6, 7],
-    ]);
-    h.push('a'); // 8: after the two a's still queued
+    assert.deepEqual(h.sent, [[0, 1, 2], [3]], 'the budget ends inside b');
+    h.push('a'); // 7
+    await h.answer(1); // b's chunk back: room for 1, and c has waited longest
+    assert.deepEqual(h.sent.slice(2), [[6]]);
+    await h.answer(0); // a's back: room for 3, b's rest first, then a's new one
+    assert.deepEqual(h.sent.slice(3), [[4, 5], [7]]);
     await h.answerAll();
-    assert.deepEqual(h.sent.slice(2), [[4, 5, 8]]);
+    assert.equal(h.sent.length, 5);
   });
 });
