@@ -180,7 +180,9 @@ export const redisCluster: Scenario = {
     while (active(control)) {
       await pause(control, control.rng.int(1000, 2000));
       if (!active(control)) break;
-      if (control.rng.chance(0.3)) await reshard(control, cluster);
+      // a reshard, else a freeze, else a cut (the second roll only when the first misses)
+      const resharding = control.rng.chance(0.3);
+      if (resharding) await reshard(control, cluster);
       else if (control.rng.chance(0.3)) await freezeMaster(control, cluster);
       else await cutMaster(control, cluster);
     }
