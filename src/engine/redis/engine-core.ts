@@ -134,7 +134,7 @@ export class EngineCore {
     const headLength = head.length;
     let replies: unknown[];
     /** With a chunk sent again call by call: why each call that failed alone failed. */
-    let failures: Array<unknown> | undefined;
+    let failures: unknown[] | undefined;
     try {
       try {
         replies = await this.#runChunk(chunk, operation, script, head, add);

@@ -59,20 +59,18 @@ interface Lane<T> {
   items: T[];
   /** Chunks of the lane's round not answered yet. */
   out: number;
-  /** Waiting in #ready for its round. */
-  queued: boolean;
 }
 
 export class TickQueue<T extends QueuedCall> {
   readonly #options: TickQueueOptions<T>;
   readonly #budget: number;
   /** One Redis: the only lane, kept for good. */
-  readonly #single: Lane<T> = { sessionId: '', items: [], out: 0, queued: false };
+  readonly #single: Lane<T> = { sessionId: '', items: [], out: 0 };
   /** A cluster: a lane per session with calls queued or out, dropped once it has neither. */
   readonly #lanes = new Map<string, Lane<T>>();
   /** Lanes with items and no round out, in the order they became so. */
   readonly #ready = new Set<Lane<T>>();
-  /** Items sent and not answered yet, counted for paced queues only. */
+  /** Items sent and not answered yet (what a paced queue's budget counts). */
   #inFlight = 0;
   #scheduled = false;
 
@@ -84,8 +82,7 @@ export class TickQueue<T extends QueuedCall> {
   push(item: T): void {
     const lane = this.#laneOf(item.sessionId);
     lane.items.push(item);
-    if (lane.out === 0 && !lane.queued) {
-      lane.queued = true;
+    if (lane.out === 0) {
       this.#ready.add(lane);
       this.#schedule();
     }
@@ -94,7 +91,6 @@ export class TickQueue<T extends QueuedCall> {
   /** Sends everything queued now, whether or not a round is in flight. */
   flush(): void {
     this.#scheduled = false;
-    for (const lane of this.#ready) lane.queued = false;
     this.#ready.clear();
     const lanes = this.#options.perSession ? [...this.#lanes.values()] : [this.#single];
     for (const lane of lanes) if (lane.items.length > 0) this.#sendRound(lane, Infinity);
@@ -104,7 +100,7 @@ export class TickQueue<T extends QueuedCall> {
     if (!this.#options.perSession) return this.#single;
     let lane = this.#lanes.get(sessionId);
     if (lane === undefined) {
-      lane = { sessionId, items: [], out: 0, queued: false };
+      lane = { sessionId, items: [], out: 0 };
       this.#lanes.set(sessionId, lane);
     }
     return lane;
@@ -123,7 +119,6 @@ export class TickQueue<T extends QueuedCall> {
       const room = this.#budget - this.#inFlight;
       if (room <= 0) break;
       this.#ready.delete(lane);
-      lane.queued = false;
       this.#sendRound(lane, room);
     }
   };
@@ -153,10 +148,9 @@ export class TickQueue<T extends QueuedCall> {
 
   #send(lane: Lane<T>, chunk: T[]): void {
     lane.out++;
-    const paced = this.#budget !== Infinity;
-    if (paced) this.#inFlight += chunk.length;
+    this.#inFlight += chunk.length;
     const settled = (): void => {
-      if (paced) this.#inFlight -= chunk.length;
+      this.#inFlight -= chunk.length;
       this.#settled(lane);
     };
     this.#options.send(chunk).then(settled, settled);
@@ -164,12 +158,8 @@ export class TickQueue<T extends QueuedCall> {
 
   #settled(lane: Lane<T>): void {
     if (--lane.out === 0) {
-      if (lane.items.length > 0) {
-        lane.queued = true;
-        this.#ready.add(lane);
-      } else if (lane !== this.#single) {
-        this.#lanes.delete(lane.sessionId);
-      }
+      if (lane.items.length > 0) this.#ready.add(lane);
+      else if (lane !== this.#single) this.#lanes.delete(lane.sessionId);
     }
     // this lane's next round, or room in the budget for others waiting on it
     this.#schedule();
