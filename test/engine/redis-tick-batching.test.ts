@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, describe, it } from 'node:test';
 import { RedisEngine } from '../../src/engine/redis/redis-engine.ts';
+import type { AppendResult } from '../../src/engine/engine.ts';
 import { EngineUnavailableError, GatewayError } from '../../src/errors/gateway-error.ts';
 import { ManualClock } from '../../src/util/clock.ts';
 import { RedisServer } from '../../chaos/toolkit/redis-server.ts';
@@ -239,7 +240,7 @@ describe('redis engine: per-tick batching across sessions', () => {
     assert.equal(stored?.node, 'node-2');
   });
 
-  it('a session whose keys hold the wrong type fails alone: the rest of its batch is answered as on its own', async () => {
+  it('a session whose keys hold the wrong type fails alone, and its later calls are not batched with others', async () => {
     const engine = await connect();
     const sids = Array.from({ length: 5 }, () => uniqueId('s'));
     const bad = sids[2]!;
@@ -257,14 +258,21 @@ describe('redis engine: per-tick batching across sessions', () => {
     const appended = await Promise.allSettled(
       sids.map((sid) => engine.append(sid, [makeEvent(sid, 'second')])),
     );
+    // the batch refused, then sent again one call each
+    assert.equal(await scriptRuns(), 1 + sids.length);
+    await resetStats();
+    // from now on the bad session's calls go alone: a batch for the rest, one call for it
     const saved = await Promise.allSettled(sids.map((sid) => engine.saveCheckpoint(sid, 'a', 1, 2)));
-    // each batch refused, then sent again one call each
-    assert.equal(await scriptRuns(), 2 + 2 * sids.length);
+    assert.equal(await scriptRuns(), 2, 'checkpoints: the batch of four and the bad one alone');
+    await resetStats();
+    const third = await Promise.allSettled(sids.map((sid) => engine.append(sid, [makeEvent(sid, 'third')])));
+    assert.equal(await scriptRuns(), 2, 'appends: the batch of four and the bad one alone');
     const created = await Promise.allSettled(sids.map((sid) => engine.createSubscriber(sid, sub('b'))));
     sids.forEach((sid, i) => {
       for (const [what, result] of [
         ['append', appended[i]!],
         ['checkpoint', saved[i]!],
+        ['third append', third[i]!],
         ['create', created[i]!],
       ] as const) {
         if (sid === bad) {
@@ -286,10 +294,14 @@ describe('redis engine: per-tick batching across sessions', () => {
         [
           [1, 'first'],
           [2, 'second'],
+          [3, 'third'],
         ],
         'stored once each',
       );
-      assert.equal(headSeq, 2);
+      assert.equal(headSeq, 3);
+      // batched without the bad session, the third append was not refused and resent
+      const outcome = (third[sids.indexOf(sid)] as PromiseFulfilledResult<AppendResult>).value.outcomes[0];
+      assert.deepEqual(outcome, { seq: 3, duplicate: false });
       assert.equal((await engine.getSubscriber(sid, 'a'))?.checkpoint, 2);
       assert.equal((await engine.getSubscriber(sid, 'b'))?.generation, 1);
     }

@@ -142,4 +142,21 @@ describe('TickQueue', () => {
     await h.answerAll();
     assert.equal(h.sent.length, 5);
   });
+  it('sends the calls of a session in `alone` as chunks of their own, in order, and the rest together', async () => {
+    const alone = new Set(['bad']);
+    const h = harness({ alone });
+    h.push('a');
+    h.push('bad');
+    h.push('b');
+    h.push('bad');
+    h.push('c');
+    await turn();
+    assert.deepEqual(h.sent, [[1], [3], [0, 2, 4]]);
+    await h.answerAll();
+    alone.clear();
+    h.push('a');
+    h.push('bad');
+    await turn();
+    assert.deepEqual(h.sent.slice(3), [[5, 6]], 'batched again once it is out of `alone`');
+  });
 });

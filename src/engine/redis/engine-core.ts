@@ -3,6 +3,7 @@ import { randomHex } from '../../util/random-pool.ts';
 import { EngineUnavailableError } from '../../errors/gateway-error.ts';
 import type { EngineLimits } from '../engine.ts';
 import { isCluster, scriptRunner, type EngineClient, type ScriptRunner } from './client.ts';
+import { DataFaults } from './data-faults.ts';
 import { isDataFault, mapRedisError } from './errors.ts';
 import { sessionKeys, type SessionKeys } from './keys.ts';
 import type { EngineLogger } from './persistence.ts';
@@ -43,6 +44,8 @@ export class EngineCore {
   readonly waitReplicas: number;
   readonly #script: ScriptRunner;
   readonly #keyCache = new Map<string, SessionKeys>();
+  /** Sessions whose calls go alone for now: Redis refused one for their data. */
+  readonly #faults: DataFaults;
   #lastErrorLog = -Infinity;
 
   constructor(options: EngineCoreOptions) {
@@ -54,6 +57,7 @@ export class EngineCore {
     this.commandTimeoutMs = options.commandTimeoutMs;
     this.waitReplicas = options.waitReplicas;
     this.#script = scriptRunner(options.redis);
+    this.#faults = new DataFaults(options.clock);
   }
 
   /**
@@ -103,7 +107,20 @@ export class EngineCore {
       maxWeight,
       maxRoundItems,
       perSession: isCluster(this.redis),
+      alone: this.#faults,
     });
+  }
+
+  /**
+   * Redis refused one of the session's calls for what its keys hold: its calls go alone
+   * for a while (see DataFaults), in every queue. Logged once per quarantine.
+   */
+  dataFault(sessionId: string, err: unknown): void {
+    if (!this.#faults.add(sessionId)) return;
+    this.logger?.warn(
+      { sessionId, err: err instanceof Error ? err.message : String(err) },
+      "redis engine: a session's keys refused a script; its calls are not batched for a minute",
+    );
   }
 
   /**
@@ -120,9 +137,11 @@ export class EngineCore {
    * (not an outage: see errors.ts) is sent again one call per script, and only the call
    * whose data is at fault fails. Running a call again is safe for every batched script:
    * appends dedupe by event id, checkpoints and releases are fenced by generation, and a
-   * takeover run twice leaves the later generation, as two takeovers would.
+   * takeover run twice leaves the later generation, as two takeovers would. The session
+   * at fault is then quarantined (dataFault): its later calls are not batched with
+   * others', so the next rounds cost one more call instead of a refusal and a resend.
    */
-  async sendChunk<R, T extends { resolve(value: R): void; reject(err: unknown): void }>(
+  async sendChunk<R, T extends { sessionId: string; resolve(value: R): void; reject(err: unknown): void }>(
     chunk: readonly T[],
     operation: string,
     script: ScriptName,
@@ -139,13 +158,20 @@ export class EngineCore {
       try {
         replies = await this.#runChunk(chunk, operation, script, head, add);
       } catch (err) {
-        if (chunk.length === 1 || !isDataFault(err)) throw err;
+        if (!isDataFault(err)) throw err;
+        if (chunk.length === 1) {
+          this.dataFault(chunk[0]!.sessionId, err);
+          throw err;
+        }
         failures = new Array<unknown>(chunk.length);
         replies = await Promise.all(
           chunk.map((call, i) =>
             this.#runChunk([call], operation, script, head.slice(0, headLength), add).then(
               (reply) => reply[0],
-              (alone: unknown) => void (failures![i] = alone ?? err),
+              (alone: unknown) => {
+                failures![i] = alone ?? err;
+                if (isDataFault(alone)) this.dataFault(call.sessionId, alone);
+              },
             ),
           ),
         );

@@ -185,6 +185,7 @@ export class RedisSubscribers {
         await Promise.all(chunk.map((pending) => this.#sendCreates([pending])));
         return;
       }
+      if (isDataFault(err)) core.dataFault(chunk[0]!.sessionId, err);
       for (const pending of chunk) pending.reject(err);
       return;
     }

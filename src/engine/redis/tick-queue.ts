@@ -34,6 +34,9 @@
  *   their share of the budget until they time out, so they can slow other masters'
  *   checkpoint writes (checkpoints are the only paced queue, and no publish waits for
  *   one).
+ * - Alone: a call of a session in `alone` (DataFaults: its keys made Redis refuse a script)
+ *   is a chunk of its own, so its refusal does not fail the calls it would have shared a
+ *   script with.
  * - `flush()` sends everything queued at once, paced or not (engine close: before QUIT).
  */
 export interface QueuedCall {
@@ -51,6 +54,8 @@ export interface TickQueueOptions<T extends QueuedCall> {
   maxRoundItems?: number;
   /** True on a Redis Cluster: a lane, and so a chunk, per session. */
   perSession: boolean;
+  /** Sessions whose calls are sent one per chunk (see DataFaults). */
+  alone?: { readonly size: number; has(sessionId: string): boolean };
 }
 
 interface Lane<T> {
@@ -127,12 +132,18 @@ export class TickQueue<T extends QueuedCall> {
   #sendRound(lane: Lane<T>, budget: number): void {
     const items = lane.items;
     lane.items = [];
-    const { maxItems, maxWeight } = this.#options;
+    const { maxItems, maxWeight, alone } = this.#options;
+    const isolating = alone !== undefined && alone.size > 0;
     let chunk: T[] = [];
     let weight = 0;
     let i = 0;
     for (; i < items.length && i < budget; i++) {
       const item = items[i]!;
+      // its session's other calls go alone too, so they still reach Redis in order
+      if (isolating && alone.has(item.sessionId)) {
+        this.#send(lane, [item]);
+        continue;
+      }
       if (chunk.length > 0 && (chunk.length >= maxItems || weight + item.weight > maxWeight)) {
         this.#send(lane, chunk);
         chunk = [];
