@@ -10,7 +10,7 @@ import type {
 import type { Envelope } from '../protocol/envelope.ts';
 import { TerminalEventTypes } from '../protocol/event-types.ts';
 import { CloseCodes } from '../protocol/close-codes.ts';
-import { GatewayError, toGatewayError } from '../errors/gateway-error.ts';
+import { GatewayError } from '../errors/gateway-error.ts';
 import type { Clock } from '../util/clock.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { WarnSink } from '../observability/log-throttle.ts';
@@ -22,8 +22,8 @@ import { EncodedEvent, EventCache, RecentReads } from './event-cache.ts';
 import type { Connection, ConnectionIdentity } from './connection.ts';
 import { Mailbox } from './mailbox.ts';
 import { SubscriberWrites } from './subscriber-writes.ts';
+import { AppendQueue, nack, type PendingPublish } from './append-queue.ts';
 import { TRY_AGAIN_LATER } from './close-reason.ts';
-import { actorTicks } from '../util/next-tick-tasks.ts';
 
 export interface ActorLimits {
   maxInFlight: number;
@@ -96,23 +96,6 @@ function claimedAck(r: QueuedResume): number | undefined {
   return r.conn.state === 'closed' ? undefined : r.lastSeq;
 }
 
-interface PendingPublish {
-  event: Envelope;
-  /**
-   * A `pub` frame's connection: the actor answers it there itself (puback or nack), the
-   * puback in the same corked write as the events that connection is sent next.
-   * Undefined for HTTP ingest and server-side producers, which get resolve/reject.
-   */
-  from: Connection | undefined;
-  resolve(outcome: AppendOutcome): void;
-  reject(err: GatewayError): void;
-}
-
-function noop(): void {}
-
-/** No append out: #batch's value then (never pushed to). */
-const NO_BATCH: PendingPublish[] = [];
-
 const speaksMsgpack = (conn: Connection): boolean => conn.codec.name === 'msgpack';
 
 /** First wait before retrying a failed resync; it doubles up to the max. */
@@ -125,16 +108,13 @@ const GAP_FILL_RETRY_MS = 250;
 /** Takeover generations remembered per actor (see #noticedGenerations). */
 const MAX_NOTICED_GENERATIONS = 4096;
 
-/** Most events one engine append carries; the rest wait for the next tick. */
-const MAX_APPEND_BATCH = 512;
-
 /**
  * The local owner of one session on this node.
  *
  * - Control operations (attach, resume, end) run one at a time through a mailbox, so
  *   "the resume processed last wins" is well defined on this node.
  * - Publishes arriving in one tick go to the engine as one append; only one append is
- *   in flight at a time, so results, and fan-out, come back in seq order.
+ *   in flight at a time, so results, and fan-out, come back in seq order (AppendQueue).
  * - Delivery is one mechanism for replay and live: each connection has `sentSeq`, and
  *   `#pump` sends `sentSeq + 1`, `sentSeq + 2`, … from the cache, or reads them from the
  *   engine when the cache does not have them. A connection only ever receives the seq
@@ -162,15 +142,10 @@ export class SessionActor {
   readonly #bySubscriber = new Map<string, Connection>();
   /** How many of them speak MessagePack: new events get that frame made up front too. */
   #msgpackSubscribers = 0;
-  readonly #pending: PendingPublish[] = [];
+  readonly #appends: AppendQueue;
   /** Resumes waiting for the mailbox; #resumesQueued: a run of them is queued there. */
   readonly #resumes: QueuedResume[] = [];
   #resumesQueued = false;
-  #appending = false;
-  /** The publishes of the append that is out (one at a time), and when it was sent (-1: not yet). */
-  #batch: PendingPublish[] = NO_BATCH;
-  #appendStart = -1;
-  #flushScheduled = false;
   #loading: Promise<void> | undefined;
   #loaded = false;
   /**
@@ -227,6 +202,14 @@ export class SessionActor {
     this.#cache = new EventCache(deps.limits.cacheEvents, deps.cacheBudget);
     this.#recentReads = new RecentReads(deps.limits.cacheEvents, deps.cacheBudget);
     this.#mailbox = new Mailbox(deps.limits.queueMax);
+    this.#appends = new AppendQueue(sessionId, deps, {
+      loading: () => (this.#loaded ? undefined : this.#ensureLoaded()),
+      ended: () => this.#endSeq !== undefined,
+      seen: () => ({ epoch: this.#epoch, headSeq: this.#head }),
+      applied: (batch, result) => this.#applyAppend(batch, result),
+      failed: (batch, error) => this.#appendFailed(batch, error),
+      settled: (queued) => this.#appendSettled(queued),
+    });
     this.#writes = new SubscriberWrites(sessionId, {
       engine: deps.engine,
       clock: deps.clock,
@@ -618,7 +601,8 @@ export class SessionActor {
   publish(event: Envelope): Promise<AppendOutcome> {
     const refused = this.#refusal();
     if (refused) return Promise.reject(refused);
-    return new Promise((resolve, reject) => this.#enqueue({ event, from: undefined, resolve, reject }));
+    this.#queueing(event);
+    return this.#appends.push(event);
   }
 
   /**
@@ -628,99 +612,27 @@ export class SessionActor {
    */
   publishFrom(conn: Connection, event: Envelope): void {
     const refused = this.#refusal();
-    if (refused) return this.#nack(conn, event.eventId, refused);
-    this.#enqueue({ event, from: conn, resolve: noop, reject: noop });
+    if (refused) return nack(conn, event.eventId, refused);
+    this.#queueing(event);
+    this.#appends.pushFrom(conn, event);
   }
 
   #refusal(): GatewayError | undefined {
     if (this.#ending || this.#endSeq !== undefined) return new GatewayError('session_ended');
-    if (this.#pending.length >= this.#deps.limits.queueMax) {
+    if (this.#appends.queued >= this.#deps.limits.queueMax) {
       return new GatewayError('overloaded', 'too many publishes queued for this session');
     }
     return undefined;
   }
 
-  #enqueue(pending: PendingPublish): void {
+  #queueing(event: Envelope): void {
     // Once a terminal event is queued nothing may follow it into the stream.
-    if (TerminalEventTypes.has(pending.event.type)) this.#ending = true;
-    this.#pending.push(pending);
+    if (TerminalEventTypes.has(event.type)) this.#ending = true;
     this.#cancelIdle();
-    this.#scheduleFlush();
   }
 
-  #nack(conn: Connection, id: string, error: GatewayError): void {
-    conn.pendingPubs--;
-    conn.sendFrame({ op: 'nack', id, code: error.code, message: error.message, retryable: error.retryable });
-  }
-
-  #scheduleFlush(): void {
-    if (this.#flushScheduled || this.#appending) return;
-    this.#flushScheduled = true;
-    actorTicks.schedule(this.#runFlush);
-  }
-
-  readonly #runFlush = (): void => this.#flush();
-
-  /**
-   * Sends the queued publishes as one append. Once the actor is loaded this makes no
-   * closure and no async frame: one append is out at a time, so its batch and start time
-   * live on the actor and the reply comes back to two bound handlers. With thousands of
-   * sessions publishing an event each, those were garbage made per event (about 8 % of
-   * the young-generation collections in bench/tools/pipeline-cost.ts).
-   */
-  #flush(): void {
-    this.#flushScheduled = false;
-    if (this.#appending || this.#pending.length === 0) return;
-    this.#appending = true;
-    const batch = this.#pending.splice(0, MAX_APPEND_BATCH);
-    this.#batch = batch;
-    if (!this.#loaded) {
-      // A fresh actor learns the head (and whether the stream ended) first.
-      this.#ensureLoaded().then(this.#sendBatch, this.#appendFailed);
-      return;
-    }
-    this.#sendBatch();
-  }
-
-  readonly #sendBatch = (): void => {
-    const batch = this.#batch;
-    // A fresh actor learns only now (from the engine) that the stream has ended.
-    if (this.#endSeq !== undefined) return this.#appendFailed(new GatewayError('session_ended'));
-    const events = new Array<Envelope>(batch.length);
-    for (let i = 0; i < batch.length; i++) events[i] = batch[i]!.event;
-    this.#appendStart = performance.now();
-    let sent: Promise<AppendResult>;
-    try {
-      sent = this.#deps.engine.append(this.sessionId, events, { epoch: this.#epoch, headSeq: this.#head });
-    } catch (err) {
-      return this.#appendFailed(err);
-    }
-    sent.then(this.#appended, this.#appendFailed);
-  };
-
-  readonly #appended = (result: AppendResult): void => {
-    this.#deps.metrics.timed('append', this.#appendStart, false, undefined);
-    this.#appendStart = -1;
-    const batch = this.#batch;
-    try {
-      this.#applyAppend(batch, result);
-    } catch (err) {
-      // a reply the actor cannot apply (an engine bug): the batch is refused, not lost silently
-      return this.#appendFailed(err);
-    }
-    this.#appendDone();
-  };
-
-  readonly #appendFailed = (err: unknown): void => {
-    if (this.#appendStart >= 0) this.#deps.metrics.timed('append', this.#appendStart, true, err);
-    const batch = this.#batch;
-    const error = toGatewayError(err);
-    if (error.code === 'internal')
-      this.#deps.logger.error({ sessionId: this.sessionId, err }, 'append failed');
-    for (const p of batch) {
-      if (p.from) this.#nack(p.from, p.event.eventId, error);
-      else p.reject(error);
-    }
+  /** An append was refused; its publishes are answered already. */
+  #appendFailed(batch: readonly PendingPublish[], error: GatewayError): void {
     // The engine knew of an end this actor has not heard of (it is not watching, or the
     // notice is on its way): learn it, so later publishes are refused here.
     if (error.code === 'session_ended' && this.#endSeq === undefined) void this.#learnEnd();
@@ -728,17 +640,12 @@ export class SessionActor {
     if (this.#endSeq === undefined && batch.some((p) => TerminalEventTypes.has(p.event.type))) {
       this.#ending = false;
     }
-    this.#appendDone();
-  };
+  }
 
-  #appendDone(): void {
-    this.#batch = NO_BATCH;
-    this.#appendStart = -1;
-    this.#appending = false;
+  #appendSettled(queued: number): void {
     // after #applyAppend's own microtask has moved the head
     if (this.#noticedHead > 0) queueMicrotask(this.#afterAppend);
-    if (this.#pending.length > 0) this.#scheduleFlush();
-    else this.#scheduleIdle();
+    if (queued === 0) this.#scheduleIdle();
   }
 
   /** A notice came during the append: fill what the append's reply did not bring. */
@@ -755,7 +662,7 @@ export class SessionActor {
     void this.#fillGap();
   }
 
-  #applyAppend(batch: PendingPublish[], result: AppendResult): void {
+  #applyAppend(batch: readonly PendingPublish[], result: AppendResult): void {
     if (result.epoch !== this.#epoch) this.#resetEpoch(result);
     let added = 0;
     let terminal = false;
@@ -1051,7 +958,7 @@ export class SessionActor {
         }
         if (notice.epoch !== this.#epoch) return void this.#resync();
         if (notice.headSeq > this.#head) {
-          if (this.#appending) {
+          if (this.#appends.appending) {
             if (notice.headSeq > this.#noticedHead) this.#noticedHead = notice.headSeq;
             return;
           }
@@ -1122,7 +1029,7 @@ export class SessionActor {
       this.#watch !== undefined &&
       this.#loaded &&
       !this.#stopped &&
-      !this.#appending &&
+      !this.#appends.appending &&
       !this.#filling &&
       now - this.#heardAt >= quietMs
     );
@@ -1146,7 +1053,7 @@ export class SessionActor {
     const ended = peek.endedAt !== undefined && this.#endSeq === undefined;
     if (peek.headSeq <= this.#head && !ended) return;
     this.#deps.metrics.remoteNotices.inc({ kind: 'anti_entropy' });
-    if (this.#appending) {
+    if (this.#appends.appending) {
       // the append's reply or #afterAppend brings the rest, as for a notice meanwhile
       if (peek.headSeq > this.#noticedHead) this.#noticedHead = peek.headSeq;
       return;
@@ -1275,13 +1182,13 @@ export class SessionActor {
   }
 
   #scheduleIdle(): void {
-    if (this.#stopped || this.#idleTimer || this.#bySubscriber.size > 0 || this.#pending.length > 0) return;
+    if (this.#stopped || this.#idleTimer || this.#bySubscriber.size > 0 || this.#appends.queued > 0) return;
     this.#idleTimer = setTimeout(() => {
       this.#idleTimer = undefined;
       if (
         this.#bySubscriber.size === 0 &&
-        this.#pending.length === 0 &&
-        !this.#appending &&
+        this.#appends.queued === 0 &&
+        !this.#appends.appending &&
         this.#attaching === 0
       ) {
         // its events would otherwise stay until the node's budget came round to them
@@ -1321,7 +1228,7 @@ export class SessionActor {
   /** Resolves when queued publishes and operations are done (for shutdown). */
   async settle(): Promise<void> {
     await this.#mailbox.drain();
-    while (this.#pending.length > 0 || this.#appending) {
+    while (this.#appends.queued > 0 || this.#appends.appending) {
       await new Promise((r) => setImmediate(r));
     }
     await this.#writes.settle();
