@@ -20,7 +20,7 @@ import type { SessionAccess } from '../auth/access.ts';
 import type { CacheBudget } from './cache-budget.ts';
 import { EncodedEvent, EventCache, RecentReads } from './event-cache.ts';
 import type { Connection, ConnectionIdentity } from './connection.ts';
-import { Mailbox } from './mailbox.ts';
+import { ResumeQueue, claimedAck, type QueuedResume } from './resume-queue.ts';
 import { SubscriberWrites } from './subscriber-writes.ts';
 import { AppendQueue, nack, type PendingPublish } from './append-queue.ts';
 import { TRY_AGAIN_LATER } from './close-reason.ts';
@@ -76,26 +76,6 @@ export interface LiveConnectionView {
 
 type HeadNotice = Extract<SessionNotice, { kind: 'head' }>;
 
-/** A resume waiting for its turn in the mailbox (see SessionActor#attachResume). */
-interface QueuedResume {
-  conn: Connection;
-  claims: ResumeClaims;
-  lastSeq: number | undefined;
-  epoch: string | undefined;
-  resolve(): void;
-  reject(err: unknown): void;
-}
-
-/**
- * What a resume tells the engine the client holds: its lastSeq, stored with the takeover
- * so the position survives whatever then happens to the connection (superseded by the
- * next resume of the same burst before it could write a checkpoint, say). A socket that
- * closed during its hello claims nothing.
- */
-function claimedAck(r: QueuedResume): number | undefined {
-  return r.conn.state === 'closed' ? undefined : r.lastSeq;
-}
-
 const speaksMsgpack = (conn: Connection): boolean => conn.codec.name === 'msgpack';
 
 /** First wait before retrying a failed resync; it doubles up to the max. */
@@ -111,8 +91,8 @@ const MAX_NOTICED_GENERATIONS = 4096;
 /**
  * The local owner of one session on this node.
  *
- * - Control operations (attach, resume, end) run one at a time through a mailbox, so
- *   "the resume processed last wins" is well defined on this node.
+ * - Resumes run in arrival order (ResumeQueue), so "the resume processed last wins" is
+ *   well defined on this node. Fresh subscriptions share nothing and attach at once.
  * - Publishes arriving in one tick go to the engine as one append; only one append is
  *   in flight at a time, so results, and fan-out, come back in seq order (AppendQueue).
  * - Delivery is one mechanism for replay and live: each connection has `sentSeq`, and
@@ -134,7 +114,6 @@ export class SessionActor {
   readonly #deps: ActorDeps;
   readonly #cache: EventCache;
   readonly #recentReads: RecentReads;
-  readonly #mailbox: Mailbox;
   /**
    * The live connections, by subscriber: one each (a takeover forgets the previous one
    * before it attaches the next). Also the set of this actor's connections (see #has).
@@ -143,9 +122,7 @@ export class SessionActor {
   /** How many of them speak MessagePack: new events get that frame made up front too. */
   #msgpackSubscribers = 0;
   readonly #appends: AppendQueue;
-  /** Resumes waiting for the mailbox; #resumesQueued: a run of them is queued there. */
-  readonly #resumes: QueuedResume[] = [];
-  #resumesQueued = false;
+  readonly #resumes: ResumeQueue;
   #loading: Promise<void> | undefined;
   #loaded = false;
   /**
@@ -201,7 +178,14 @@ export class SessionActor {
     this.#deps = deps;
     this.#cache = new EventCache(deps.limits.cacheEvents, deps.cacheBudget);
     this.#recentReads = new RecentReads(deps.limits.cacheEvents, deps.cacheBudget);
-    this.#mailbox = new Mailbox(deps.limits.queueMax);
+    this.#resumes = new ResumeQueue(deps.limits.queueMax, {
+      prepare: () => this.#prepareAttach(),
+      epoch: () => this.#epoch,
+      head: () => this.#head,
+      takeover: (r) => this.#takeover(r),
+      resumed: (r, record) => this.#resumed(r, record),
+      resumeAlone: (r) => this.#resumeAlone(r),
+    });
     this.#appends = new AppendQueue(sessionId, deps, {
       loading: () => (this.#loaded ? undefined : this.#ensureLoaded()),
       ended: () => this.#endSeq !== undefined,
@@ -296,119 +280,29 @@ export class SessionActor {
   }
 
   /**
-   * A resume (`hello` with `resume`): takes the subscriber over for this connection.
-   *
-   * Resumes run through the mailbox, in arrival order ("the resume processed last wins").
-   * Those that arrive while one runs wait and then run together: their takeovers are made
-   * in arrival order without waiting for each other's round trip (the engine applies
-   * them in that order, one script per tick), and their results are applied in that same
-   * order, exactly as if each had run on its own. A resume that needs a look at the
-   * stream first (its lastSeq is beyond this node's head) runs on its own at its place.
+   * A resume (`hello` with `resume`): takes the subscriber over for this connection, in
+   * arrival order with the session's other resumes (ResumeQueue).
    */
   attachResume(conn: Connection, claims: ResumeClaims, lastSeq?: number, epoch?: string): Promise<void> {
-    return this.#busy(
-      () =>
-        new Promise<void>((resolve, reject) => {
-          if (this.#resumes.length >= this.#deps.limits.queueMax) {
-            reject(new GatewayError('overloaded'));
-            return;
-          }
-          this.#resumes.push({ conn, claims, lastSeq, epoch, resolve, reject });
-          if (this.#resumesQueued) return;
-          this.#resumesQueued = true;
-          this.#mailbox.run(() => this.#runResumes()).catch(() => {});
-        }),
-    );
+    return this.#busy(() => this.#resumes.push(conn, claims, lastSeq, epoch));
   }
 
-  /** Runs every resume queued so far, in arrival order (see attachResume). */
-  async #runResumes(): Promise<void> {
-    this.#resumesQueued = false;
-    const queued = this.#resumes.splice(0);
-    try {
-      await this.#prepareAttach();
-    } catch (err) {
-      for (const r of queued) r.reject(err);
-      return;
-    }
-    try {
-      await this.#resumeInOrder(queued);
-    } catch (err) {
-      // Not expected: whatever is still waiting fails rather than hangs (settled ones stay).
-      for (const r of queued) r.reject(err);
-    }
-  }
-
-  /**
-   * A run holds resumes of distinct subscribers only: takeovers of different subscribers
-   * do not depend on each other, whatever order the engine applies them in. A second
-   * resume of a subscriber in the run starts a new run after the first one's result,
-   * so "the resume processed last wins" never depends on the engine's order.
-   */
-  async #resumeInOrder(queued: readonly QueuedResume[]): Promise<void> {
-    let run: QueuedResume[] = [];
-    const inRun = new Set<string>();
-    for (const r of queued) {
-      const subscriberId = r.claims.subscriberId;
-      if (inRun.has(subscriberId)) {
-        await this.#takeoverRun(run);
-        run = [];
-        inRun.clear();
-      }
-      // Every refusal is decided before the takeover: a refused resume must leave the
-      // subscriber (and its current connection) exactly as it was.
-      if (r.epoch !== undefined && r.epoch !== this.#epoch) {
-        r.reject(new GatewayError('history_gone', 'epoch changed'));
-        continue;
-      }
-      if (r.lastSeq === undefined || r.lastSeq <= this.#head) {
-        run.push(r);
-        inRun.add(subscriberId);
-        continue;
-      }
-      await this.#takeoverRun(run);
-      run = [];
-      inRun.clear();
-      await this.#resumeOne(r).then(
-        () => r.resolve(),
-        (err: unknown) => r.reject(err),
-      );
-    }
-    await this.#takeoverRun(run);
-  }
-
-  /** The takeovers of resumes that passed their checks, made together, applied in order. */
-  async #takeoverRun(run: readonly QueuedResume[]): Promise<void> {
-    if (run.length === 0) return;
-    const { engine, clock, limits } = this.#deps;
-    const results = await Promise.allSettled(
-      run.map((r) =>
-        this.#time('takeover', () =>
-          engine.takeoverSubscriber(
-            this.sessionId,
-            r.claims.subscriberId,
-            clock.now(),
-            limits.resumeWindowMs,
-            this.#deps.nodeId,
-            claimedAck(r),
-          ),
-        ),
+  #takeover(r: QueuedResume): Promise<SubscriberRecord | undefined> {
+    const { engine, clock, limits, nodeId } = this.#deps;
+    return this.#time('takeover', () =>
+      engine.takeoverSubscriber(
+        this.sessionId,
+        r.claims.subscriberId,
+        clock.now(),
+        limits.resumeWindowMs,
+        nodeId,
+        claimedAck(r),
       ),
     );
-    run.forEach((r, i) => {
-      const result = results[i]!;
-      if (result.status === 'rejected') return r.reject(result.reason);
-      try {
-        this.#resumed(r, result.value);
-        r.resolve();
-      } catch (err) {
-        r.reject(err);
-      }
-    });
   }
 
   /** A resume whose lastSeq is beyond this node's head: the stream is asked first. */
-  async #resumeOne(r: QueuedResume): Promise<void> {
+  async #resumeAlone(r: QueuedResume): Promise<void> {
     const { claims, lastSeq, epoch } = r;
     if (epoch !== undefined && epoch !== this.#epoch) throw new GatewayError('history_gone', 'epoch changed');
     const { engine, clock, limits } = this.#deps;
@@ -440,17 +334,7 @@ export class SessionActor {
       if (!alive) throw new GatewayError('resume_expired');
       throw new GatewayError('history_gone', 'lastSeq is beyond the stream head');
     }
-    const record = await this.#time('takeover', () =>
-      engine.takeoverSubscriber(
-        this.sessionId,
-        claims.subscriberId,
-        clock.now(),
-        limits.resumeWindowMs,
-        this.#deps.nodeId,
-        claimedAck(r),
-      ),
-    );
-    this.#resumed(r, record);
+    this.#resumed(r, await this.#takeover(r));
   }
 
   /** Applies a takeover's result to the resuming connection; throws when refused. */
@@ -1227,7 +1111,7 @@ export class SessionActor {
 
   /** Resolves when queued publishes and operations are done (for shutdown). */
   async settle(): Promise<void> {
-    await this.#mailbox.drain();
+    await this.#resumes.drain();
     while (this.#appends.queued > 0 || this.#appends.appending) {
       await new Promise((r) => setImmediate(r));
     }
