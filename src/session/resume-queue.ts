@@ -24,19 +24,19 @@ export function claimedAck(r: QueuedResume): number | undefined {
   return r.conn.state === 'closed' ? undefined : r.lastSeq;
 }
 
-/** What the queue needs of its session actor. */
-export interface ResumeHost {
+/** What the queue needs of its owner, the session actor; one host serves every actor (see AppendHost). */
+export interface ResumeHost<O> {
   /** Before a run: the actor watches the session and knows its head. */
-  prepare(): Promise<void>;
+  prepare(owner: O): Promise<void>;
   /** The actor's epoch and head now (a run's checks read them as the run goes). */
-  epoch(): string;
-  head(): number;
+  epoch(owner: O): string;
+  head(owner: O): number;
   /** The engine's takeover of the resume's subscriber. */
-  takeover(r: QueuedResume): Promise<SubscriberRecord | undefined>;
+  takeover(owner: O, r: QueuedResume): Promise<SubscriberRecord | undefined>;
   /** Applies a takeover's result to the resuming connection; throws when refused. */
-  resumed(r: QueuedResume, record: SubscriberRecord | undefined): void;
+  resumed(owner: O, r: QueuedResume, record: SubscriberRecord | undefined): void;
   /** A resume whose lastSeq is beyond the head: the actor asks the stream first. */
-  resumeAlone(r: QueuedResume): Promise<void>;
+  resumeAlone(owner: O, r: QueuedResume): Promise<void>;
 }
 
 /**
@@ -49,17 +49,19 @@ export interface ResumeHost {
  * order, exactly as if each had run on its own. A resume that needs a look at the stream
  * first (its lastSeq is beyond this node's head) runs on its own at its place.
  */
-export class ResumeQueue {
-  readonly #host: ResumeHost;
+export class ResumeQueue<O> {
+  readonly #host: ResumeHost<O>;
+  readonly #owner: O;
   readonly #max: number;
   readonly #mailbox: Mailbox;
   /** Resumes waiting for the mailbox; #queued: a run of them is queued there. */
   readonly #waiting: QueuedResume[] = [];
   #queued = false;
 
-  constructor(max: number, host: ResumeHost) {
+  constructor(max: number, host: ResumeHost<O>, owner: O) {
     this.#max = max;
     this.#host = host;
+    this.#owner = owner;
     this.#mailbox = new Mailbox(max);
   }
 
@@ -73,7 +75,7 @@ export class ResumeQueue {
       this.#waiting.push({ conn, claims, lastSeq, epoch, resolve, reject });
       if (this.#queued) return;
       this.#queued = true;
-      this.#mailbox.run(this.#runWaiting).catch(() => {});
+      this.#mailbox.run(() => this.#runWaiting()).catch(() => {});
     });
   }
 
@@ -83,11 +85,11 @@ export class ResumeQueue {
   }
 
   /** Runs every resume queued so far, in arrival order. */
-  readonly #runWaiting = async (): Promise<void> => {
+  async #runWaiting(): Promise<void> {
     this.#queued = false;
     const queued = this.#waiting.splice(0);
     try {
-      await this.#host.prepare();
+      await this.#host.prepare(this.#owner);
     } catch (err) {
       for (const r of queued) r.reject(err);
       return;
@@ -98,7 +100,7 @@ export class ResumeQueue {
       // Not expected: whatever is still waiting fails rather than hangs (settled ones stay).
       for (const r of queued) r.reject(err);
     }
-  };
+  }
 
   /**
    * A run holds resumes of distinct subscribers only: takeovers of different subscribers
@@ -108,6 +110,7 @@ export class ResumeQueue {
    */
   async #inOrder(queued: readonly QueuedResume[]): Promise<void> {
     const host = this.#host;
+    const owner = this.#owner;
     let run: QueuedResume[] = [];
     const inRun = new Set<string>();
     for (const r of queued) {
@@ -119,11 +122,11 @@ export class ResumeQueue {
       }
       // Every refusal is decided before the takeover: a refused resume must leave the
       // subscriber (and its current connection) exactly as it was.
-      if (r.epoch !== undefined && r.epoch !== host.epoch()) {
+      if (r.epoch !== undefined && r.epoch !== host.epoch(owner)) {
         r.reject(new GatewayError('history_gone', 'epoch changed'));
         continue;
       }
-      if (r.lastSeq === undefined || r.lastSeq <= host.head()) {
+      if (r.lastSeq === undefined || r.lastSeq <= host.head(owner)) {
         run.push(r);
         inRun.add(subscriberId);
         continue;
@@ -131,7 +134,7 @@ export class ResumeQueue {
       await this.#takeovers(run);
       run = [];
       inRun.clear();
-      await host.resumeAlone(r).then(
+      await host.resumeAlone(owner, r).then(
         () => r.resolve(),
         (err: unknown) => r.reject(err),
       );
@@ -143,12 +146,13 @@ export class ResumeQueue {
   async #takeovers(run: readonly QueuedResume[]): Promise<void> {
     if (run.length === 0) return;
     const host = this.#host;
-    const results = await Promise.allSettled(run.map((r) => host.takeover(r)));
+    const owner = this.#owner;
+    const results = await Promise.allSettled(run.map((r) => host.takeover(owner, r)));
     run.forEach((r, i) => {
       const result = results[i]!;
       if (result.status === 'rejected') return r.reject(result.reason);
       try {
-        host.resumed(r, result.value);
+        host.resumed(owner, r, result.value);
         r.resolve();
       } catch (err) {
         r.reject(err);

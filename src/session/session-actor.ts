@@ -20,9 +20,9 @@ import type { SessionAccess } from '../auth/access.ts';
 import type { CacheBudget } from './cache-budget.ts';
 import { EncodedEvent, EventCache, RecentReads } from './event-cache.ts';
 import type { Connection, ConnectionIdentity } from './connection.ts';
-import { ResumeQueue, claimedAck, type QueuedResume } from './resume-queue.ts';
+import { ResumeQueue, claimedAck, type QueuedResume, type ResumeHost } from './resume-queue.ts';
 import { SubscriberWrites } from './subscriber-writes.ts';
-import { AppendQueue, nack, type PendingPublish } from './append-queue.ts';
+import { AppendQueue, nack, type AppendHost, type PendingPublish } from './append-queue.ts';
 import { TRY_AGAIN_LATER } from './close-reason.ts';
 
 export interface ActorLimits {
@@ -104,6 +104,24 @@ const MAX_NOTICED_GENERATIONS = 4096;
  *   and later catches up from the cache or the engine (decision 4).
  */
 export class SessionActor {
+  /** The append and resume queues' view of their actor: one for all (see AppendHost). */
+  static readonly #appendHost: AppendHost<SessionActor> = {
+    loading: (a) => (a.#loaded ? undefined : a.#ensureLoaded()),
+    ended: (a) => a.#endSeq !== undefined,
+    seen: (a) => ({ epoch: a.#epoch, headSeq: a.#head }),
+    applied: (a, batch, result) => a.#applyAppend(batch, result),
+    failed: (a, batch, error) => a.#appendFailed(batch, error),
+    settled: (a, queued) => a.#appendSettled(queued),
+  };
+  static readonly #resumeHost: ResumeHost<SessionActor> = {
+    prepare: (a) => a.#prepareAttach(),
+    epoch: (a) => a.#epoch,
+    head: (a) => a.#head,
+    takeover: (a, r) => a.#takeover(r),
+    resumed: (a, r, record) => a.#resumed(r, record),
+    resumeAlone: (a, r) => a.#resumeAlone(r),
+  };
+
   readonly sessionId: string;
   /**
    * The session's tenant and owner, from a hello's read of its record (they never change):
@@ -121,8 +139,9 @@ export class SessionActor {
   readonly #bySubscriber = new Map<string, Connection>();
   /** How many of them speak MessagePack: new events get that frame made up front too. */
   #msgpackSubscribers = 0;
-  readonly #appends: AppendQueue;
-  readonly #resumes: ResumeQueue;
+  readonly #appends: AppendQueue<SessionActor>;
+  /** Made at the first resume: most actors never see one. */
+  #resumes: ResumeQueue<SessionActor> | undefined;
   #loading: Promise<void> | undefined;
   #loaded = false;
   /**
@@ -178,22 +197,7 @@ export class SessionActor {
     this.#deps = deps;
     this.#cache = new EventCache(deps.limits.cacheEvents, deps.cacheBudget);
     this.#recentReads = new RecentReads(deps.limits.cacheEvents, deps.cacheBudget);
-    this.#resumes = new ResumeQueue(deps.limits.queueMax, {
-      prepare: () => this.#prepareAttach(),
-      epoch: () => this.#epoch,
-      head: () => this.#head,
-      takeover: (r) => this.#takeover(r),
-      resumed: (r, record) => this.#resumed(r, record),
-      resumeAlone: (r) => this.#resumeAlone(r),
-    });
-    this.#appends = new AppendQueue(sessionId, deps, {
-      loading: () => (this.#loaded ? undefined : this.#ensureLoaded()),
-      ended: () => this.#endSeq !== undefined,
-      seen: () => ({ epoch: this.#epoch, headSeq: this.#head }),
-      applied: (batch, result) => this.#applyAppend(batch, result),
-      failed: (batch, error) => this.#appendFailed(batch, error),
-      settled: (queued) => this.#appendSettled(queued),
-    });
+    this.#appends = new AppendQueue(sessionId, deps, SessionActor.#appendHost, this);
     this.#writes = new SubscriberWrites(sessionId, {
       engine: deps.engine,
       clock: deps.clock,
@@ -284,7 +288,9 @@ export class SessionActor {
    * arrival order with the session's other resumes (ResumeQueue).
    */
   attachResume(conn: Connection, claims: ResumeClaims, lastSeq?: number, epoch?: string): Promise<void> {
-    return this.#busy(() => this.#resumes.push(conn, claims, lastSeq, epoch));
+    this.#resumes ??= new ResumeQueue(this.#deps.limits.queueMax, SessionActor.#resumeHost, this);
+    const resumes = this.#resumes;
+    return this.#busy(() => resumes.push(conn, claims, lastSeq, epoch));
   }
 
   #takeover(r: QueuedResume): Promise<SubscriberRecord | undefined> {
@@ -1111,7 +1117,7 @@ export class SessionActor {
 
   /** Resolves when queued publishes and operations are done (for shutdown). */
   async settle(): Promise<void> {
-    await this.#resumes.drain();
+    await this.#resumes?.drain();
     while (this.#appends.queued > 0 || this.#appends.appending) {
       await new Promise((r) => setImmediate(r));
     }

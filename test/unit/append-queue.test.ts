@@ -19,7 +19,7 @@ const metrics = new Metrics();
 const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 /** A queue on a memory engine whose appends wait in `held` until released (or failed). */
-function harness(host: Partial<AppendHost> = {}) {
+function harness(host: Partial<AppendHost<null>> = {}) {
   const memory = new MemoryEngine(new ManualClock(), CONTRACT_LIMITS);
   const appends: { ids: string[]; seen: SeenPosition | undefined }[] = [];
   const held: { release(): void; fail(err: Error): void }[] = [];
@@ -40,15 +40,16 @@ function harness(host: Partial<AppendHost> = {}) {
       ended: () => false,
       seen: () => ({ epoch: '', headSeq: 0 }),
       // the actor answers a stored append itself (pubacks go with its fan-out)
-      applied: (batch: readonly PendingPublish[], result: AppendResult) => {
+      applied: (_owner, batch: readonly PendingPublish[], result: AppendResult) => {
         log.push(`applied ${batch.length}`);
         batch.forEach((p, i) => p.resolve(result.outcomes[i]!));
       },
-      failed: (batch: readonly PendingPublish[], error: GatewayError) =>
+      failed: (_owner, batch: readonly PendingPublish[], error: GatewayError) =>
         void log.push(`failed ${batch.length} ${error.code}`),
-      settled: (queued: number) => void log.push(`settled, ${queued} queued`),
+      settled: (_owner, queued: number) => void log.push(`settled, ${queued} queued`),
       ...host,
     },
+    null,
   );
   const publish = (id: string) => queue.push(makeEvent('s1', id));
   const releaseAll = async () => {

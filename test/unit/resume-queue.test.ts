@@ -18,27 +18,33 @@ function record(id: string, generation: number): SubscriberRecord {
 }
 
 /** Each resume is a subscriber id and, optionally, a lastSeq and epoch. */
-function harness(options: { head?: number; epoch?: string; max?: number; prepare?: () => Promise<void> } = {}) {
+function harness(
+  options: { head?: number; epoch?: string; max?: number; prepare?: () => Promise<void> } = {},
+) {
   const log: string[] = [];
   /** Takeovers sent and not answered, in the order they were made. */
   const out: { id: string; answer(): void }[] = [];
   let generation = 0;
-  const queue = new ResumeQueue(options.max ?? 100, {
-    prepare: options.prepare ?? (() => Promise.resolve()),
-    epoch: () => options.epoch ?? 'e1',
-    head: () => options.head ?? 10,
-    takeover: (r) =>
-      new Promise((resolve) => {
-        const id = r.claims.subscriberId;
-        log.push(`takeover ${id}`);
-        out.push({ id, answer: () => resolve(record(id, ++generation)) });
-      }),
-    resumed: (r, rec) => void log.push(`resumed ${r.claims.subscriberId} g${rec!.generation}`),
-    resumeAlone: (r) => {
-      log.push(`alone ${r.claims.subscriberId}`);
-      return Promise.resolve();
+  const queue = new ResumeQueue<null>(
+    options.max ?? 100,
+    {
+      prepare: options.prepare ?? (() => Promise.resolve()),
+      epoch: () => options.epoch ?? 'e1',
+      head: () => options.head ?? 10,
+      takeover: (_owner, r) =>
+        new Promise((resolve) => {
+          const id = r.claims.subscriberId;
+          log.push(`takeover ${id}`);
+          out.push({ id, answer: () => resolve(record(id, ++generation)) });
+        }),
+      resumed: (_owner, r, rec) => void log.push(`resumed ${r.claims.subscriberId} g${rec!.generation}`),
+      resumeAlone: (_owner, r) => {
+        log.push(`alone ${r.claims.subscriberId}`);
+        return Promise.resolve();
+      },
     },
-  });
+    null,
+  );
   const conn = { state: 'pending' } as unknown as Connection;
   const resume = (id: string, lastSeq?: number, epoch?: string) =>
     queue.push(conn, { subscriberId: id } as ResumeClaims, lastSeq, epoch).then(
