@@ -18,6 +18,7 @@ import { LogThrottle } from './observability/log-throttle.ts';
 import { Metrics } from './observability/metrics.ts';
 import { CloseCodes } from './protocol/close-codes.ts';
 import { ActorRegistry } from './session/actor-registry.ts';
+import type { ActorLimits } from './session/session-actor.ts';
 import { HeadAudit } from './session/head-audit.ts';
 import { RealtimeHandler } from './session/realtime-handler.ts';
 import { CacheBudget } from './session/cache-budget.ts';
@@ -68,6 +69,21 @@ function redisTarget(config: Config): { url: string; clusterNodes: string[]; clu
     url: config.REDIS_URL,
     clusterNodes: config.REDIS_CLUSTER_NODES.split(',').filter((seed) => seed.trim() !== ''),
     clusterNatMap: config.REDIS_CLUSTER_NAT_MAP,
+  };
+}
+
+/** What each session actor is held to, from the configuration. */
+export function actorLimits(config: Config): ActorLimits {
+  return {
+    maxInFlight: config.MAX_IN_FLIGHT,
+    backpressureBytes: config.SOCKET_BACKPRESSURE_BYTES,
+    slowConsumerMs: config.SLOW_CONSUMER_TIMEOUT_MS,
+    replayBatch: config.REPLAY_BATCH,
+    queueMax: config.ACTOR_QUEUE_MAX,
+    cacheEvents: config.ACTOR_CACHE_EVENTS,
+    resumeWindowMs: config.RESUME_WINDOW_MS,
+    heartbeatMs: config.HEARTBEAT_MS,
+    idleMs: config.ACTOR_IDLE_MS,
   };
 }
 
@@ -176,17 +192,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     nodeId,
     warnings,
     cacheBudget,
-    limits: {
-      maxInFlight: config.MAX_IN_FLIGHT,
-      backpressureBytes: config.SOCKET_BACKPRESSURE_BYTES,
-      slowConsumerMs: config.SLOW_CONSUMER_TIMEOUT_MS,
-      replayBatch: config.REPLAY_BATCH,
-      queueMax: config.ACTOR_QUEUE_MAX,
-      cacheEvents: config.ACTOR_CACHE_EVENTS,
-      resumeWindowMs: config.RESUME_WINDOW_MS,
-      heartbeatMs: config.HEARTBEAT_MS,
-      idleMs: config.ACTOR_IDLE_MS,
-    },
+    limits: actorLimits(config),
   });
   const headAudit = new HeadAudit({
     registry,

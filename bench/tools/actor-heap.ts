@@ -20,7 +20,7 @@
  * queue made at the first resume. Under tsx: 5,940-5,957, 10,390, 5,926-5,932.
  */
 import { loadConfig } from '../../src/config/load.ts';
-import { createEngine } from '../../src/app.ts';
+import { actorLimits, createEngine } from '../../src/app.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
 import { Metrics } from '../../src/observability/metrics.ts';
 import { ActorRegistry } from '../../src/session/actor-registry.ts';
@@ -38,17 +38,7 @@ const registry = new ActorRegistry({
   metrics: new Metrics(),
   logger,
   issueResumeToken: () => 'token',
-  limits: {
-    maxInFlight: config.MAX_IN_FLIGHT,
-    backpressureBytes: config.SOCKET_BACKPRESSURE_BYTES,
-    slowConsumerMs: config.SLOW_CONSUMER_TIMEOUT_MS,
-    replayBatch: config.REPLAY_BATCH,
-    queueMax: config.ACTOR_QUEUE_MAX,
-    cacheEvents: config.ACTOR_CACHE_EVENTS,
-    resumeWindowMs: config.RESUME_WINDOW_MS,
-    heartbeatMs: config.HEARTBEAT_MS,
-    idleMs: config.ACTOR_IDLE_MS,
-  },
+  limits: actorLimits(config),
 });
 
 const ids = Array.from({ length: N }, (_, i) => `session-${i}`);

@@ -37,7 +37,7 @@ import type { JwtVerifier, Principal } from '../../src/auth/jwt.ts';
 import { ResumeTokens } from '../../src/auth/resume-token.ts';
 import { jsonCodec } from '../../src/codec/json-codec.ts';
 import { loadConfig } from '../../src/config/load.ts';
-import { createEngine } from '../../src/app.ts';
+import { actorLimits, createEngine } from '../../src/app.ts';
 import type { CheckpointWrite, Engine } from '../../src/engine/engine.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
 import { Metrics } from '../../src/observability/metrics.ts';
@@ -186,17 +186,7 @@ const registry = new ActorRegistry({
   issueResumeToken: (claims) => resumeTokens.issue(claims),
   nodeId: 'bench',
   cacheBudget: new CacheBudget(config.NODE_CACHE_BYTES),
-  limits: {
-    maxInFlight: config.MAX_IN_FLIGHT,
-    backpressureBytes: config.SOCKET_BACKPRESSURE_BYTES,
-    slowConsumerMs: config.SLOW_CONSUMER_TIMEOUT_MS,
-    replayBatch: config.REPLAY_BATCH,
-    queueMax: config.ACTOR_QUEUE_MAX,
-    cacheEvents: config.ACTOR_CACHE_EVENTS,
-    resumeWindowMs: config.RESUME_WINDOW_MS,
-    heartbeatMs: config.HEARTBEAT_MS,
-    idleMs: config.ACTOR_IDLE_MS,
-  },
+  limits: actorLimits(config),
 });
 const handler = new RealtimeHandler({
   registry,
