@@ -6,10 +6,11 @@ import { SessionActor, type ActorDeps } from './session-actor.ts';
  */
 export class ActorRegistry {
   readonly #actors = new Map<string, SessionActor>();
-  readonly #deps: Omit<ActorDeps, 'onIdle'>;
+  /** One deps object for every actor of the node (not a copy each). */
+  readonly #deps: ActorDeps;
 
   constructor(deps: Omit<ActorDeps, 'onIdle'>) {
-    this.#deps = deps;
+    this.#deps = { ...deps, onIdle: (actor) => this.#evict(actor) };
   }
 
   get size(): number {
@@ -19,7 +20,7 @@ export class ActorRegistry {
   get(sessionId: string): SessionActor {
     let actor = this.#actors.get(sessionId);
     if (!actor) {
-      actor = new SessionActor(sessionId, { ...this.#deps, onIdle: (a) => this.#evict(a) });
+      actor = new SessionActor(sessionId, this.#deps);
       this.#actors.set(sessionId, actor);
       this.#deps.metrics.actors.set(this.#actors.size);
     }

@@ -21,7 +21,7 @@ import type { CacheBudget } from './cache-budget.ts';
 import { EncodedEvent, EventCache, RecentReads } from './event-cache.ts';
 import type { Connection, ConnectionIdentity } from './connection.ts';
 import { ResumeQueue, claimedAck, type QueuedResume, type ResumeHost } from './resume-queue.ts';
-import { SubscriberWrites } from './subscriber-writes.ts';
+import { SubscriberWrites, type SubscriberWritesHost } from './subscriber-writes.ts';
 import { AppendQueue, nack, type AppendHost, type PendingPublish } from './append-queue.ts';
 import { TRY_AGAIN_LATER } from './close-reason.ts';
 
@@ -104,7 +104,7 @@ const MAX_NOTICED_GENERATIONS = 4096;
  *   and later catches up from the cache or the engine (decision 4).
  */
 export class SessionActor {
-  /** The append and resume queues' view of their actor: one for all (see AppendHost). */
+  /** The view of their actor that its queues and writes have: one for all (see AppendHost). */
   static readonly #appendHost: AppendHost<SessionActor> = {
     loading: (a) => (a.#loaded ? undefined : a.#ensureLoaded()),
     ended: (a) => a.#endSeq !== undefined,
@@ -120,6 +120,14 @@ export class SessionActor {
     takeover: (a, r) => a.#takeover(r),
     resumed: (a, r, record) => a.#resumed(r, record),
     resumeAlone: (a, r) => a.#resumeAlone(r),
+  };
+  static readonly #writesHost: SubscriberWritesHost<SessionActor> = {
+    warn: (a, fields, msg) => a.#warn(fields, msg),
+    // its notice never reached this node (lost across a Redis reconnect): find out which
+    // connections are stale now
+    fenced: (a, conn) => {
+      if (a.#has(conn)) void a.#checkGenerations().catch(() => {});
+    },
   };
 
   readonly sessionId: string;
@@ -185,7 +193,7 @@ export class SessionActor {
   #idleTimer: NodeJS.Timeout | undefined;
   #stopped = false;
   /** Checkpoints and releases of its subscribers, awaited on shutdown. */
-  readonly #writes: SubscriberWrites;
+  readonly #writes: SubscriberWrites<SessionActor>;
   /** The connection #pumpCurrent serves: set around each synchronous cork (see #pump). */
   #pumping: Connection | undefined;
   readonly #pumpCurrent = (): void => {
@@ -198,18 +206,7 @@ export class SessionActor {
     this.#cache = new EventCache(deps.limits.cacheEvents, deps.cacheBudget);
     this.#recentReads = new RecentReads(deps.limits.cacheEvents, deps.cacheBudget);
     this.#appends = new AppendQueue(sessionId, deps, SessionActor.#appendHost, this);
-    this.#writes = new SubscriberWrites(sessionId, {
-      engine: deps.engine,
-      clock: deps.clock,
-      metrics: deps.metrics,
-      resumeWindowMs: deps.limits.resumeWindowMs,
-      warn: (fields, msg) => this.#warn(fields, msg),
-      // its notice never reached this node (lost across a Redis reconnect): find out
-      // which connections are stale now
-      fenced: (conn) => {
-        if (this.#has(conn)) void this.#checkGenerations().catch(() => {});
-      },
-    });
+    this.#writes = new SubscriberWrites(sessionId, deps, SessionActor.#writesHost, this);
     this.#scheduleIdle();
   }
 

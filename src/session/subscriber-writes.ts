@@ -4,18 +4,23 @@ import type { Clock } from '../util/clock.ts';
 import { actorTicks } from '../util/next-tick-tasks.ts';
 import type { Connection } from './connection.ts';
 
+/** What the writes need of the node: the deps every actor of the node shares. */
 export interface SubscriberWritesDeps {
   engine: Engine;
   clock: Clock;
   metrics: Metrics;
-  resumeWindowMs: number;
-  /** A warning every session may raise at once for one cause (throttled by the caller). */
-  warn(fields: object, msg: string): void;
+  limits: { resumeWindowMs: number };
+}
+
+/** What the writes need of their owner, the session actor; one host serves every actor. */
+export interface SubscriberWritesHost<O> {
+  /** A warning every session may raise at once for one cause (throttled by the owner). */
+  warn(owner: O, fields: object, msg: string): void;
   /**
    * A checkpoint write the engine did not apply: it fenced the connection's generation,
    * so another connection took the subscriber over and its notice never reached this node.
    */
-  fenced(conn: Connection): void;
+  fenced(owner: O, conn: Connection): void;
 }
 
 /**
@@ -30,17 +35,21 @@ export interface SubscriberWritesDeps {
  * tick queue): a fan-out to thousands at a few events a second is acked event by event,
  * and a promise and a handler per ack would cost as much as the rest of the ack.
  */
-export class SubscriberWrites {
+export class SubscriberWrites<O> {
   readonly #sessionId: string;
   readonly #deps: SubscriberWritesDeps;
+  readonly #host: SubscriberWritesHost<O>;
+  readonly #owner: O;
   /** Writes under way, awaited by settle. */
   readonly #writes = new Set<Promise<unknown>>();
   /** Connections whose checkpoint goes out with this tick's saveCheckpoints. */
   #due: Connection[] = [];
 
-  constructor(sessionId: string, deps: SubscriberWritesDeps) {
+  constructor(sessionId: string, deps: SubscriberWritesDeps, host: SubscriberWritesHost<O>, owner: O) {
     this.#sessionId = sessionId;
     this.#deps = deps;
+    this.#host = host;
+    this.#owner = owner;
   }
 
   /** Persists the connection's latest ack, unless a write of it is under way (that one picks it up). */
@@ -53,13 +62,14 @@ export class SubscriberWrites {
 
   /** The subscriber's connection is gone: its resume window starts. */
   release(subscriberId: string, generation: number): void {
-    const { engine, clock, metrics, resumeWindowMs } = this.#deps;
+    const { engine, clock, metrics, limits } = this.#deps;
+    const { resumeWindowMs } = limits;
     const write = metrics
       .time('release', () =>
         engine.releaseSubscriber(this.#sessionId, subscriberId, generation, clock.now(), resumeWindowMs),
       )
       .catch((err: unknown) =>
-        this.#deps.warn({ sessionId: this.#sessionId, err }, 'release subscriber failed'),
+        this.#host.warn(this.#owner, { sessionId: this.#sessionId, err }, 'release subscriber failed'),
       );
     this.#writes.add(write);
     void write.finally(() => this.#writes.delete(write));
@@ -97,7 +107,7 @@ export class SubscriberWrites {
       (err: unknown) => {
         metrics.timed('saveCheckpoint', start, true, err);
         this.#writes.delete(write);
-        this.#deps.warn({ sessionId: this.#sessionId, err }, 'checkpoint write failed');
+        this.#host.warn(this.#owner, { sessionId: this.#sessionId, err }, 'checkpoint write failed');
         for (let i = 0; i < conns.length; i++) this.#done(conns[i]!, writes[i]!.seq, undefined);
       },
     );
@@ -108,7 +118,7 @@ export class SubscriberWrites {
   #done(conn: Connection, target: number, stored: number | undefined): void {
     if (stored !== undefined) {
       conn.savedSeq = Math.max(conn.savedSeq, target);
-      if (stored < target) this.#deps.fenced(conn);
+      if (stored < target) this.#host.fenced(this.#owner, conn);
     }
     conn.checkpointWriting = false;
     // Keep writing newer acks, even after the socket closed: nothing acked is lost.
