@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import calculateSlot from 'cluster-key-slot';
 import { randomBytes } from 'node:crypto';
 import { after, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -390,6 +391,49 @@ describe('redis engine on a cluster: a master that does not answer', () => {
       await cluster.resume(stopped);
     }
     assert.equal((await engine.peekHeads([ids[0]!]))[0]?.headSeq, 1);
+  });
+});
+
+describe('redis engine on a cluster: a master that does not answer, during a burst of checkpoints', () => {
+  it("does not hold back the other masters' checkpoints until its own time out", async () => {
+    const prefix = keyPrefix();
+    const engine = await connect({ keyPrefix: prefix, commandTimeoutMs: 5_000 });
+    const ranges = (await cluster.command(undefined, 'CLUSTER', 'SLOTS')) as [
+      number,
+      number,
+      [string, number],
+    ][];
+    const masterOf = (id: string): number => {
+      const slot = calculateSlot(`${prefix}{${id}}:meta`);
+      return ranges.find(([from, to]) => slot >= from && slot <= to)![2][1];
+    };
+    // enough sessions that the stopped master's share alone is more than the pace budget (512)
+    const ids = Array.from({ length: 2_400 }, (_, i) => `burst-${i}`);
+    const stopped = masterOf(ids[0]!);
+    await Promise.all(ids.map((id) => engine.saveCheckpoint(id, 'sub', 1, 1))); // scripts loaded everywhere
+    cluster.pause(stopped);
+    try {
+      let stalledSettled = 0;
+      const others: Promise<number>[] = [];
+      for (const id of ids) {
+        const write = engine.saveCheckpoint(id, 'sub', 1, 2);
+        if (masterOf(id) !== stopped) others.push(write);
+        else
+          void write.then(
+            () => stalledSettled++,
+            () => stalledSettled++,
+          );
+      }
+      await Promise.all(others);
+      assert.equal(
+        stalledSettled,
+        0,
+        "the others' checkpoints were all written while the stopped master's were still out",
+      );
+      assert.ok(ids.filter((id) => masterOf(id) === stopped).length > 512);
+    } finally {
+      await cluster.resume(stopped);
+    }
   });
 });
 

@@ -12,6 +12,14 @@ interface Item extends QueuedCall {
 
 const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
+/** Waits (polling, at most 5 s) until `done` holds. */
+async function until(done: () => boolean): Promise<void> {
+  for (const deadline = Date.now() + 5_000; !done();) {
+    if (Date.now() > deadline) throw new Error('timed out waiting');
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
 /** A queue whose sent chunks wait in `pending` until the test answers them. */
 function harness(options: Partial<TickQueueOptions<Item>> = {}) {
   const sent: number[][] = [];
@@ -142,6 +150,39 @@ describe('TickQueue', () => {
     await h.answerAll();
     assert.equal(h.sent.length, 5);
   });
+  it('on a cluster, a chunk out for stallMs stops holding the budget, and counts nothing when it comes back', async () => {
+    const h = harness({ perSession: true, maxRoundItems: 2, stallMs: 40 });
+    h.push('stalled');
+    h.push('stalled'); // 0-1: its master will not answer for a while
+    h.push('b'); // 2
+    await turn();
+    assert.deepEqual(h.sent, [[0, 1]], 'the budget is full');
+    const start = performance.now();
+    await until(() => h.sent.length === 2);
+    assert.ok(performance.now() - start >= 30, 'b waited for the stall, not less');
+    assert.deepEqual(h.sent[1], [2], 'b went out while the stalled chunk was still out');
+    h.push('c'); // 3
+    h.push('d'); // 4
+    await turn();
+    assert.deepEqual(h.sent.slice(2), [[3]], 'b and c fill the budget: d waits');
+    await h.answer(0); // the stalled chunk comes back: it no longer counted, so it frees nothing
+    assert.equal(h.sent.length, 3, 'd still waits');
+    await h.answer(1); // b's back: room for d
+    assert.deepEqual(h.sent.slice(3), [[4]]);
+    await h.answerAll();
+  });
+
+  it('without stallMs, a chunk out holds its share of the budget until it is answered', async () => {
+    const h = harness({ perSession: true, maxRoundItems: 1 });
+    h.push('stalled'); // 0
+    h.push('b'); // 1
+    await new Promise((resolve) => setTimeout(resolve, 60));
+    assert.deepEqual(h.sent, [[0]]);
+    await h.answer(0);
+    assert.deepEqual(h.sent.slice(1), [[1]]);
+    await h.answerAll();
+  });
+
   it('sends the calls of a session in `alone` as chunks of their own, in order, and the rest together', async () => {
     const alone = new Set(['bad']);
     const h = harness({ alone });

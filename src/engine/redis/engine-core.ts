@@ -94,20 +94,24 @@ export class EngineCore {
     return this.call(operation, () => this.#script(name, keys, args));
   }
 
-  /** A TickQueue: chunks of at most maxItems calls and maxWeight weight, one session per chunk on a cluster. */
+  /**
+   * A TickQueue: chunks of at most maxItems calls and maxWeight weight, one session per
+   * chunk on a cluster; paced with `pace` (at most `items` in flight, a chunk out for
+   * `stallMs` no longer counting).
+   */
   tickQueue<T extends QueuedCall>(
     send: (chunk: T[]) => Promise<void>,
     maxItems: number,
     maxWeight = maxItems,
-    maxRoundItems = Infinity,
+    pace?: { items: number; stallMs: number },
   ): TickQueue<T> {
     return new TickQueue<T>({
       send,
       maxItems,
       maxWeight,
-      maxRoundItems,
       perSession: isCluster(this.redis),
       alone: this.#faults,
+      ...(pace && { maxRoundItems: pace.items, stallMs: pace.stallMs }),
     });
   }
 

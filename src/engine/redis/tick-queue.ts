@@ -30,10 +30,13 @@
  *   spans the masters. With one per master, 3,000 sessions' checkpoints in one tick (one
  *   script each) made an append behind them wait 53-57 ms, against 14-28 ms for the
  *   single round of before; with one budget, 12-36 ms against 20-42 ms in alternating
- *   runs (bench/tools/cluster-checkpoint-burst.ts). The price: a stalled master's calls hold
- *   their share of the budget until they time out, so they can slow other masters'
- *   checkpoint writes (checkpoints are the only paced queue, and no publish waits for
- *   one).
+ *   runs (bench/tools/cluster-checkpoint-burst.ts).
+ * - Stalls (`stallMs`, paced queues): a chunk unanswered for that long stops counting
+ *   against the budget. Without it a stopped master's calls took the whole budget within
+ *   a few rounds and held it until they timed out: with one of three masters stopped, the
+ *   other masters' checkpoints of a 3,000-session burst waited 2.1 s, the command
+ *   timeout (`cluster-checkpoint-burst.ts --stall`). A lane still has one round out at a
+ *   time, so a stalled master gets no more than one chunk per session of its own.
  * - Alone: a call of a session in `alone` (DataFaults: its keys made Redis refuse a script)
  *   is a chunk of its own, so its refusal does not fail the calls it would have shared a
  *   script with.
@@ -56,6 +59,16 @@ export interface TickQueueOptions<T extends QueuedCall> {
   perSession: boolean;
   /** Sessions whose calls are sent one per chunk (see DataFaults). */
   alone?: { readonly size: number; has(sessionId: string): boolean };
+  /** Paced queues: a chunk out this long no longer counts against the budget (see above). */
+  stallMs?: number;
+}
+
+/** A chunk out, as the budget sees it. */
+interface Flight {
+  size: number;
+  sentAt: number;
+  /** In #inFlight still: neither answered nor taken for stalled. */
+  counted: boolean;
 }
 
 interface Lane<T> {
@@ -77,6 +90,14 @@ export class TickQueue<T extends QueuedCall> {
   readonly #ready = new Set<Lane<T>>();
   /** Items sent and not answered yet (what a paced queue's budget counts). */
   #inFlight = 0;
+  /**
+   * A paced queue's chunks out, in the order they were sent (and so by age), from
+   * `#oldest` on: the ones before it are answered or taken for stalled.
+   */
+  #flights: Flight[] = [];
+  #oldest = 0;
+  /** Set while the budget is full: runs the round again once the oldest chunk out stalls. */
+  #stallTimer: NodeJS.Timeout | undefined;
   #scheduled = false;
 
   constructor(options: TickQueueOptions<T>) {
@@ -121,7 +142,8 @@ export class TickQueue<T extends QueuedCall> {
   readonly #round = (): void => {
     this.#scheduled = false;
     for (const lane of this.#ready) {
-      const room = this.#budget - this.#inFlight;
+      let room = this.#budget - this.#inFlight;
+      if (room <= 0) room = this.#writeOffStalls();
       if (room <= 0) break;
       this.#ready.delete(lane);
       this.#sendRound(lane, room);
@@ -160,11 +182,72 @@ export class TickQueue<T extends QueuedCall> {
   #send(lane: Lane<T>, chunk: T[]): void {
     lane.out++;
     this.#inFlight += chunk.length;
+    if (this.#budget === Infinity || this.#options.stallMs === undefined) {
+      const settled = (): void => {
+        this.#inFlight -= chunk.length;
+        this.#settled(lane);
+      };
+      this.#options.send(chunk).then(settled, settled);
+      return;
+    }
+    const flight: Flight = { size: chunk.length, sentAt: performance.now(), counted: true };
+    this.#flights.push(flight);
     const settled = (): void => {
-      this.#inFlight -= chunk.length;
+      if (flight.counted) {
+        flight.counted = false;
+        this.#inFlight -= flight.size;
+      }
+      this.#dropAnswered();
       this.#settled(lane);
     };
     this.#options.send(chunk).then(settled, settled);
+  }
+
+  /**
+   * The budget is full: chunks out for stallMs or more stop counting against it. Returns
+   * the room that makes; with none, the round runs again when the oldest chunk out stalls.
+   */
+  #writeOffStalls(): number {
+    const stallMs = this.#options.stallMs;
+    if (stallMs === undefined || this.#budget === Infinity) return 0;
+    const stalledBefore = performance.now() - stallMs;
+    const flights = this.#flights;
+    let i = this.#oldest;
+    for (; i < flights.length; i++) {
+      const flight = flights[i]!;
+      if (!flight.counted) continue;
+      if (flight.sentAt > stalledBefore) break;
+      flight.counted = false;
+      this.#inFlight -= flight.size;
+    }
+    this.#oldest = i;
+    const room = this.#budget - this.#inFlight;
+    if (room <= 0 && this.#stallTimer === undefined && i < flights.length) {
+      this.#stallTimer = setTimeout(this.#stalled, Math.max(1, flights[i]!.sentAt - stalledBefore));
+      this.#stallTimer.unref();
+    }
+    this.#dropAnswered();
+    return room;
+  }
+
+  readonly #stalled = (): void => {
+    this.#stallTimer = undefined;
+    this.#schedule();
+  };
+
+  /** Forgets the flights that no longer count at the front of the list. */
+  #dropAnswered(): void {
+    const flights = this.#flights;
+    let i = this.#oldest;
+    while (i < flights.length && !flights[i]!.counted) i++;
+    if (i === flights.length) {
+      flights.length = 0;
+      i = 0;
+    } else if (i >= 1024) {
+      flights.splice(0, i);
+      i = 0;
+    }
+    this.#oldest = i;
   }
 
   #settled(lane: Lane<T>): void {
