@@ -332,6 +332,19 @@ describe('§7 errors', () => {
     assert.equal((await history(gw, s)).length, 1);
   });
 
+  it('§7 errors: a path segment that is not valid percent-encoding is 400 bad_request, and the gateway serves on', async () => {
+    // decodeURIComponent throws on it, and a throw inside a uWS handler ended the process
+    const s = await newSession(gw);
+    assertError(await api(gw, 'GET', '/v1/call/sessions/%E0%A4%A'), 400, 'bad_request');
+    assertError(await api(gw, 'GET', '/v1/call/sessions/%E0%A4%A/events', s.agentToken), 400, 'bad_request');
+    assertError(
+      await api(gw, 'POST', '/v1/call/sessions/%ZZ/events', s.agentToken, transcript()),
+      400,
+      'bad_request',
+    );
+    assert.equal((await api(gw, 'GET', `/v1/call/sessions/${s.sessionId}`, s.ownerToken)).status, 200);
+  });
+
   it('§7 errors: an unknown route is 404 with a JSON error', async () => {
     const token = await gw.token('x');
     assertError(await api(gw, 'GET', '/nope'), 404, 'not_found');

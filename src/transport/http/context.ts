@@ -70,8 +70,12 @@ export function route(
       state.aborted = true;
     });
     const params: string[] = [];
-    for (let i = 0; i < (options.paramCount ?? 0); i++)
-      params.push(decodeURIComponent(req.getParameter(i) ?? ''));
+    let badParam = false;
+    for (let i = 0; i < (options.paramCount ?? 0); i++) {
+      const param = decodePathParam(req.getParameter(i) ?? '');
+      badParam ||= param === undefined;
+      params.push(param ?? '');
+    }
     const ctx: HttpContext = {
       method: req.getMethod(),
       path: req.getUrl(),
@@ -108,6 +112,8 @@ export function route(
       respond(errorReply(error));
     };
     const run = (): void => {
+      if (badParam)
+        return fail(new GatewayError('bad_request', 'a path segment is not valid percent-encoding'));
       try {
         Promise.resolve(handler(ctx)).then(respond, fail);
       } catch (err) {
@@ -136,6 +142,18 @@ export function route(
       run();
     });
   };
+}
+
+/**
+ * A path parameter, percent-decoded; undefined when it is not valid percent-encoding
+ * (`%E0%A4%A`): decodeURIComponent throws, and a throw in a uWS handler ends the process.
+ */
+function decodePathParam(raw: string): string | undefined {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    return undefined;
+  }
 }
 
 /** Collects a request body up to `max` bytes. uWS reuses chunk memory, so each is copied. */
