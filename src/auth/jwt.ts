@@ -54,15 +54,15 @@ export class JwtVerifier {
     const first = token.indexOf('.');
     const second = first < 0 ? -1 : token.indexOf('.', first + 1);
     if (second < 0 || token.indexOf('.', second + 1) >= 0) throw invalid();
-    const signature = token.slice(second + 1);
-    const expected = createHmac('sha256', this.#key).update(token.slice(0, second)).digest('base64url');
+    const signature = Buffer.from(token.slice(second + 1));
+    const expected = Buffer.from(
+      createHmac('sha256', this.#key).update(token.slice(0, second)).digest('base64url'),
+    );
     // Compared as base64url text: only the canonical, unpadded encoding of the right MAC
-    // matches (jose also lets a padded one through; RFC 7515 has no padding).
-    if (
-      signature.length !== expected.length ||
-      !timingSafeEqual(Buffer.from(signature), Buffer.from(expected))
-    )
-      throw invalid();
+    // matches (jose also lets a padded one through; RFC 7515 has no padding). Lengths in
+    // bytes: a signature as long in characters with a non-ASCII one is longer in bytes,
+    // and timingSafeEqual throws on buffers of different lengths.
+    if (signature.length !== expected.length || !timingSafeEqual(signature, expected)) throw invalid();
     const header = decodeJsonObject(token.slice(0, first));
     if (header.alg !== 'HS256') throw invalid();
     if (header.crit !== undefined) {

@@ -101,6 +101,8 @@ const cases: [string, string][] = [
   ['four segments', `${token(hs, good)}.x`],
   ['empty', ''],
   ['signature truncated', token(hs, good).slice(0, -2)],
+  // as long as the right one in characters, longer in bytes: timingSafeEqual threw a RangeError
+  ['signature with a non-ASCII character', `${token(hs, good).slice(0, -1)}é`],
   [
     'payload tampered',
     (() => {
