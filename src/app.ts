@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
 import { JwtVerifier, type Principal } from './auth/jwt.ts';
+import { EventIdSeal } from './auth/event-id-seal.ts';
 import { ResumeTokens } from './auth/resume-token.ts';
 import { CallService } from './calls/call-service.ts';
 import type { Config } from './config/schema.ts';
@@ -179,6 +180,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const engine = options.engine ?? (await createEngine(config, clock, logger));
   const jwt = new JwtVerifier(config.AUTH_JWT_SECRET, () => clock.now());
   const resumeTokens = new ResumeTokens(config.AUTH_JWT_SECRET);
+  const eventIds = new EventIdSeal(config.AUTH_JWT_SECRET);
 
   const cacheBudget = new CacheBudget(config.NODE_CACHE_BYTES);
   metrics.cacheBudget = cacheBudget;
@@ -202,7 +204,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     warnings,
     quietMs: config.HEAD_AUDIT_MS,
   });
-  const calls = new CallService({ engine, clock, metrics, logger });
+  const calls = new CallService({ engine, clock, eventIds, metrics, logger });
   const inspector = consoleAssets
     ? {
         jwt,
@@ -229,6 +231,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
           logger,
           metrics,
           nodeId,
+          eventIds,
           ...(options.livekit?.rooms ? { rooms: options.livekit.rooms } : {}),
         });
   const realtime = new RealtimeHandler({

@@ -1,3 +1,4 @@
+import type { EventIdSeal } from '../auth/event-id-seal.ts';
 import type { Principal } from '../auth/jwt.ts';
 import { assertCanRead } from '../auth/access.ts';
 import type { Engine, SessionPosition, SessionRecord } from '../engine/engine.ts';
@@ -32,14 +33,23 @@ export class CallService {
   readonly #clock: Clock;
   readonly #metrics: Metrics | undefined;
   readonly #logger: Logger | undefined;
+  readonly #eventIds: EventIdSeal;
 
   /**
    * With `metrics`, engine calls are timed and the events they append counted; with
-   * `logger`, every applied transition is logged.
+   * `logger`, every applied transition is logged. `eventIds` seals the ids of the
+   * lifecycle events, so no client can publish one first (see EventIdSeal).
    */
-  constructor(deps: { engine: Engine; clock: Clock; metrics?: Metrics; logger?: Logger }) {
+  constructor(deps: {
+    engine: Engine;
+    clock: Clock;
+    eventIds: EventIdSeal;
+    metrics?: Metrics;
+    logger?: Logger;
+  }) {
     this.#engine = deps.engine;
     this.#clock = deps.clock;
+    this.#eventIds = deps.eventIds;
     this.#metrics = deps.metrics;
     this.#logger = deps.logger;
   }
@@ -127,7 +137,8 @@ export class CallService {
       if (decision.kind === 'replay') return { session: current, changed: false };
       if (decision.kind === 'reject') throw new GatewayError(decision.code, decision.message);
       const { next, event } = decision;
-      const envelope = transitionEvent(sessionId, next.version, now, event.type, event.payload);
+      const eventId = this.#eventIds.seal(`${event.type}:${sessionId}:v${next.version}`);
+      const envelope = transitionEvent(eventId, sessionId, now, event.type, event.payload);
       const change = {
         expectedVersion: current.version,
         next,
@@ -173,20 +184,18 @@ export class CallService {
 }
 
 /**
- * A lifecycle event. Its id names the session and the version it announces, so each
- * change has exactly one. The payload comes from the caller's fields: a format the
+ * A lifecycle event. Its id names the session and the version it announces (sealed), so
+ * each change has exactly one. The payload comes from the caller's fields: a format the
  * event schema refuses (a provider name with capitals) is the caller's `bad_request`.
  */
 function transitionEvent(
+  eventId: string,
   sessionId: string,
-  version: number,
   now: number,
   type: string,
   payload: object,
 ): Envelope {
-  const result = normalizeEnvelope(
-    envelope(`${type}:${sessionId}:v${version}`, sessionId, now, type, payload),
-  );
+  const result = normalizeEnvelope(envelope(eventId, sessionId, now, type, payload));
   if (!result.ok) throw new GatewayError('bad_request', result.message);
   return result.value;
 }

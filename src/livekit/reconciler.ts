@@ -1,3 +1,4 @@
+import type { EventIdSeal } from '../auth/event-id-seal.ts';
 import type { ParticipantInfo } from 'livekit-server-sdk';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
@@ -26,6 +27,8 @@ export const RECONCILER_DEFAULTS = { maxRoomsPerTick: 50, concurrency: 4, graceM
 
 export interface ReconcilerDeps {
   store: LiveKitStore;
+  /** Seals the corrections' eventIds (see reconciledEventId). */
+  eventIds: EventIdSeal;
   rooms: RoomProvider;
   lifecycle: SessionLifecycle;
   events: EventSink;
@@ -207,7 +210,7 @@ export class Reconciler {
     to: PresenceStatus,
   ): Promise<boolean> {
     const { store } = this.#deps;
-    const eventId = reconciledEventId(room.roomSid, participant.sid, to);
+    const eventId = reconciledEventId(this.#deps.eventIds, room.roomSid, participant.sid, to);
     const change: ParticipantChange = {
       participantSid: participant.sid,
       identity: participant.identity,

@@ -1,3 +1,4 @@
+import type { EventIdSeal } from '../auth/event-id-seal.ts';
 import type { Config } from '../config/schema.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
@@ -35,6 +36,7 @@ export function startLiveKit(
     logger: Logger;
     metrics: Metrics;
     nodeId: string;
+    eventIds: EventIdSeal;
     rooms?: RoomProvider;
   },
 ): LiveKit {
@@ -78,6 +80,7 @@ export function startLiveKit(
         },
         {
           store: deps.store,
+          eventIds: deps.eventIds,
           rooms,
           lifecycle: deps.lifecycle,
           events: deps.events,

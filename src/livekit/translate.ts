@@ -1,3 +1,4 @@
+import type { EventIdSeal } from '../auth/event-id-seal.ts';
 import { createHash } from 'node:crypto';
 import {
   EgressInfo,
@@ -167,9 +168,18 @@ export function webhookEventId(webhookId: string): string {
   return safeEventId(`lk.${webhookId}`);
 }
 
-/** The stream eventId of a reconciled correction: the same on every node and every tick. */
-export function reconciledEventId(roomSid: string, participantSid: string, to: PresenceStatus): string {
-  return safeEventId(`lk.rc.${roomSid}.${participantSid}.${to}`);
+/**
+ * The stream eventId of a reconciled correction: the same on every node and every tick,
+ * and sealed: room and participant sids are known to the room's participants, and one
+ * who published this id first would make the correction a duplicate (see EventIdSeal).
+ */
+export function reconciledEventId(
+  seal: EventIdSeal,
+  roomSid: string,
+  participantSid: string,
+  to: PresenceStatus,
+): string {
+  return seal.seal(safeEventId(`lk.rc.${roomSid}.${participantSid}.${to}`));
 }
 
 const EVENT_ID = new RegExp(EventIdPattern);

@@ -14,6 +14,7 @@ import { LiveKitBridge } from '../../src/livekit/bridge.ts';
 import type { EventSink, SessionLifecycle } from '../../src/livekit/ports.ts';
 import { Reconciler } from '../../src/livekit/reconciler.ts';
 import { countingRoomErrors, type RoomProvider } from '../../src/livekit/room-service.ts';
+import { EventIdSeal } from '../../src/auth/event-id-seal.ts';
 import { reconciledEventId, webhookEventId } from '../../src/livekit/translate.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
 import { Metrics } from '../../src/observability/metrics.ts';
@@ -182,7 +183,18 @@ describe('LiveKit bridge failures', () => {
     assert.equal(webhookEventId('EV_abc'), 'lk.EV_abc');
     assert.match(webhookEventId('weird id/with spaces'), /^lk\.h\.[0-9a-f]{48}$/);
     assert.match(webhookEventId('x'.repeat(200)), /^lk\.h\./);
-    assert.equal(reconciledEventId('RM_1', 'PA_1', 'left'), 'lk.rc.RM_1.PA_1.left');
+  });
+
+  it('reconciled event ids are the same for every node with the secret, and sealed: no client can make one', () => {
+    const id = reconciledEventId(new EventIdSeal('s1'), 'RM_1', 'PA_1', 'left');
+    assert.match(id, /^lk\.rc\.RM_1\.PA_1\.left\.[A-Za-z0-9_-]{16}$/);
+    assert.equal(reconciledEventId(new EventIdSeal('s1'), 'RM_1', 'PA_1', 'left'), id, 'deterministic');
+    assert.notEqual(reconciledEventId(new EventIdSeal('s2'), 'RM_1', 'PA_1', 'left'), id, 'keyed');
+    assert.notEqual(reconciledEventId(new EventIdSeal('s1'), 'RM_1', 'PA_1', 'joined'), id);
+    assert.match(
+      reconciledEventId(new EventIdSeal('s1'), 'RM_1', 'x'.repeat(200), 'left'),
+      /^lk\.h\.[0-9a-f]{48}\./,
+    );
   });
 });
 
@@ -207,6 +219,7 @@ describe('LiveKit reconciler lease', () => {
       clock,
       logger: silentLogger(),
       metrics: new Metrics(),
+      eventIds: new EventIdSeal('test'),
     };
     const options = { intervalMs: 0, maxRoomsPerTick: 10, concurrency: 2, graceMs: 0, retentionS: 60 };
     const a = new Reconciler({ ...options, nodeId: 'a' }, deps);
@@ -247,6 +260,7 @@ describe('LiveKit reconciler metrics', () => {
         rooms,
         lifecycle: new FakeLifecycle(),
         events: stream,
+        eventIds: new EventIdSeal('test'),
         clock,
         logger: silentLogger(),
         metrics,

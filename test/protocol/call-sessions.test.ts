@@ -134,6 +134,41 @@ describe('call sessions: the lifecycle', () => {
     assert.equal(page.body.endedAt, 5, 'the stream ended at call.ended');
   });
 
+  it("no member can publish a lifecycle event's id first: each change still appends its own call.* event", async () => {
+    // Publishing is idempotent by eventId within a session. With ids a client could make
+    // (they were `<type>:<session>:v<version>`), the owner published under them first, the
+    // gateway's call.* events came back as duplicates, and the record moved with no event.
+    const s = await newSession(gw);
+    const taken: [string, number][] = [
+      ['call.connecting', 2],
+      ['call.activated', 3],
+      ['call.ending', 4],
+      ['call.ended', 5],
+    ];
+    for (const [type, version] of taken) {
+      const res = await api(gw, 'POST', `${sessionPath(s)}/events`, s.ownerToken, {
+        eventId: `${type}:${s.sessionId}:v${version}`,
+        type: 'orchestration.action.requested',
+        payload: { actionId: `a${version}`, action: 'calendar.create_event' },
+      });
+      assert.equal(res.status, 201, JSON.stringify(res.body));
+    }
+    await move(s, { to: 'connecting', ...ROOM });
+    await move(s, { to: 'active', ...CORRELATION });
+    await move(s, { to: 'ending', reason: 'bye' });
+    await move(s, { to: 'ended', reason: 'bye' });
+    const lifecycle = (await history(gw, s)).filter((e) => e.event.type.startsWith('call.'));
+    assert.deepEqual(
+      lifecycle.map((e) => e.event.type),
+      ['call.created', 'call.connecting', 'call.activated', 'call.ending', 'call.ended'],
+    );
+    for (const e of lifecycle.slice(1)) {
+      assert.match(e.event.eventId, /^call\.[a-z]+:cs_[A-Za-z0-9_-]+:v\d\.[A-Za-z0-9_-]{16}$/, 'sealed');
+    }
+    const page = await api(gw, 'GET', `${sessionPath(s)}/events?after=0`, s.ownerToken);
+    assert.equal(page.body.endedAt, 9, 'the stream ended at call.ended');
+  });
+
   it('any non-terminal state → failed, with its reason in call.failed', async () => {
     for (const path of [[], ['connecting'], ['connecting', 'active'], ['connecting', 'active', 'ending']]) {
       const s = await newSession(gw);
