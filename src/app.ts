@@ -147,7 +147,10 @@ function liveKitLifecycle(engine: Engine, calls: CallService): SessionLifecycle 
     },
     async endFromProvider(sessionId, reason) {
       const session = await engine.getSession(sessionId);
-      if (!session || (session.state !== 'active' && session.state !== 'ending')) return;
+      if (!session) return true;
+      if (session.state !== 'active' && session.state !== 'ending') {
+        return session.state === 'ended' || session.state === 'failed';
+      }
       const gateway: Principal = {
         userId: 'gateway:livekit',
         tenantId: session.tenantId,
@@ -157,10 +160,12 @@ function liveKitLifecycle(engine: Engine, calls: CallService): SessionLifecycle 
       try {
         await calls.transition(gateway, sessionId, { to: 'ended', reason });
       } catch (err) {
+        // another change won: from active or ending, only to ended or failed
         const raced =
           err instanceof GatewayError && (err.code === 'invalid_transition' || err.code === 'session_ended');
         if (!raced) throw err;
       }
+      return true;
     },
   };
 }

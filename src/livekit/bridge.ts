@@ -6,10 +6,10 @@ import type { LiveKitWebhookOutcome, Metrics } from '../observability/metrics.ts
 import type { Clock } from '../util/clock.ts';
 import { ProviderEventWriter, type EmitResult } from './emit.ts';
 import type { EventSink, SessionLifecycle } from './ports.ts';
-import type { RoomProvider } from './room-service.ts';
+import { roomCreatedAt, type RoomProvider } from './room-service.ts';
 import type { LiveKitStore, ParticipantChange } from './store.ts';
 import { identityOf, issueParticipantToken } from './tokens.ts';
-import { roomOf, translate, webhookEventId } from './translate.ts';
+import { createdAtMs, roomOf, translate, webhookEventId } from './translate.ts';
 import { WEBHOOK_MAX_FUTURE_MS, WebhookVerifier } from './webhooks.ts';
 
 export interface LiveKitBridgeOptions {
@@ -144,7 +144,8 @@ export class LiveKitBridge {
         metadata: JSON.stringify({ sessionId }),
       });
       await store.markRoomCreated(sessionId);
-      await store.noteRoomSid(sessionId, created.sid);
+      // open now, whatever LiveKit says of its creation: newer than any instance before it
+      await store.noteRoomSid(sessionId, created.sid, created.createdAt ?? this.#deps.clock.now());
       await store.markLive(sessionId);
     } catch (err) {
       await store.releaseRoomCreation(sessionId).catch(() => {});
@@ -205,7 +206,7 @@ export class LiveKitBridge {
     const binding = await store.getBinding(sessionId);
     const roomSid = room.roomSid || binding?.roomSid || '';
     if (event.event === 'room_started' || (binding?.roomSid === undefined && roomSid !== '')) {
-      await store.noteRoomSid(sessionId, roomSid);
+      await store.noteRoomSid(sessionId, roomSid, instanceCreatedAt(event));
     }
     if (this.#deps.rooms && (event.event === 'room_started' || event.event === 'participant_joined')) {
       await store.markLive(sessionId);
@@ -234,8 +235,9 @@ export class LiveKitBridge {
     if (event.event === 'room_finished') {
       // A finished earlier instance of the room (the session's room reopened since) ends nothing.
       const current = binding?.roomSid === undefined || binding.roomSid === roomSid;
-      if (current) {
-        await this.#deps.lifecycle.endFromProvider(sessionId, 'livekit room finished');
+      // Retired only once the session has ended: a room that closed before the call was
+      // active (nobody joined in time) may reopen, and its webhooks must still find it.
+      if (current && (await this.#deps.lifecycle.endFromProvider(sessionId, 'livekit room finished'))) {
         await store.retire(sessionId, this.#options.retentionS);
       }
     }
@@ -267,4 +269,16 @@ function ignored(
 ): { status: 'ignored'; reason: string } {
   logger.info({ ...fields, reason }, 'livekit webhook ignored');
   return { status: 'ignored', reason };
+}
+
+/**
+ * When the webhook's room instance was created (ms): the room's own creation time, or,
+ * when the webhook does not carry it, the webhook's time (a `room_started` is sent as the
+ * instance starts).
+ */
+function instanceCreatedAt(event: WebhookEvent): number {
+  const created = event.room ? roomCreatedAt(event.room) : 0;
+  if (created > 0) return created;
+  const at = createdAtMs(event);
+  return Number.isNaN(at) ? 0 : at;
 }

@@ -13,9 +13,10 @@ export interface SessionLifecycle {
   /**
    * The provider reports the call's room finished. An active (or ending) session moves to
    * `ended`, which ends its stream (`call.ended`, then `eos`); in any other state this
-   * does nothing. Idempotent: a repeat after the session ended does nothing.
+   * does nothing. Idempotent: a repeat after the session ended does nothing. Resolves
+   * whether the session has ended now (by this call or before), or does not exist.
    */
-  endFromProvider(sessionId: string, reason: string): Promise<void>;
+  endFromProvider(sessionId: string, reason: string): Promise<boolean>;
 }
 
 export interface SessionStatus {

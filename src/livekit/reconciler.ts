@@ -153,7 +153,9 @@ export class Reconciler {
           report.retired++;
           return;
         }
-        if (binding.roomSid !== room.sid) await store.noteRoomSid(binding.sessionId, room.sid);
+        // listed now, so open now: newer than any instance created before
+        if (binding.roomSid !== room.sid)
+          await store.noteRoomSid(binding.sessionId, room.sid, room.createdAt ?? listedAt);
         const at = this.#deps.clock.now();
         const participants = await rooms.listParticipants(room.name);
         await this.#correct(

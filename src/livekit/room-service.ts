@@ -1,5 +1,12 @@
-import { RoomServiceClient, TwirpError, type ParticipantInfo } from 'livekit-server-sdk';
+import { RoomServiceClient, TwirpError, type ParticipantInfo, type Room } from 'livekit-server-sdk';
 import type { LiveKitRoomServiceOp, Metrics } from '../observability/metrics.ts';
+
+/** A room as the RoomService reports it; `createdAt` (ms) when it says when it was created. */
+export interface ListedRoom {
+  sid: string;
+  name: string;
+  createdAt?: number;
+}
 
 /**
  * What the bridge needs of LiveKit's RoomService (Twirp over HTTP), behind an interface so
@@ -14,9 +21,9 @@ export interface RoomProvider {
     emptyTimeoutS: number;
     maxParticipants: number;
     metadata: string;
-  }): Promise<{ sid: string; name: string }>;
+  }): Promise<ListedRoom>;
   /** The rooms among `names` that exist now. `names` must not be empty (empty lists every room). */
-  listRooms(names: readonly string[]): Promise<{ sid: string; name: string }[]>;
+  listRooms(names: readonly string[]): Promise<ListedRoom[]>;
   /** The room's participants, or undefined when the room does not exist (any more). */
   listParticipants(room: string): Promise<ParticipantInfo[] | undefined>;
 }
@@ -35,20 +42,20 @@ export class LiveKitRoomService implements RoomProvider {
     emptyTimeoutS: number;
     maxParticipants: number;
     metadata: string;
-  }): Promise<{ sid: string; name: string }> {
+  }): Promise<ListedRoom> {
     const room = await this.#client.createRoom({
       name: options.name,
       emptyTimeout: options.emptyTimeoutS,
       maxParticipants: options.maxParticipants,
       metadata: options.metadata,
     });
-    return { sid: room.sid, name: room.name };
+    return listed(room);
   }
 
-  async listRooms(names: readonly string[]): Promise<{ sid: string; name: string }[]> {
+  async listRooms(names: readonly string[]): Promise<ListedRoom[]> {
     if (names.length === 0) throw new RangeError('listRooms: no names (that would list every room)');
     const rooms = await this.#client.listRooms([...names]);
-    return rooms.map((room) => ({ sid: room.sid, name: room.name }));
+    return rooms.map(listed);
   }
 
   async listParticipants(room: string): Promise<ParticipantInfo[] | undefined> {
@@ -84,4 +91,17 @@ export function countingRoomErrors(rooms: RoomProvider, metrics: Metrics): RoomP
     listRooms: (names) => counted('listRooms', () => rooms.listRooms(names)),
     listParticipants: (room) => counted('listParticipants', () => rooms.listParticipants(room)),
   };
+}
+
+function listed(room: Room): ListedRoom {
+  const createdAt = roomCreatedAt(room);
+  return { sid: room.sid, name: room.name, ...(createdAt > 0 ? { createdAt } : {}) };
+}
+
+/** When a room instance was created, in ms (creationTimeMs, else creationTime in seconds); 0 if unset. */
+export function roomCreatedAt(room: Pick<Room, 'creationTime' | 'creationTimeMs'>): number {
+  const ms = Number(room.creationTimeMs);
+  if (ms > 0) return ms;
+  const seconds = Number(room.creationTime);
+  return seconds > 0 ? seconds * 1000 : 0;
 }

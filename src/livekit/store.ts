@@ -42,8 +42,15 @@ export interface LiveKitStore {
   releaseRoomCreation(sessionId: string): Promise<void>;
   markRoomCreated(sessionId: string): Promise<void>;
 
-  /** Records the sid of the room's current instance (the latest one seen wins). */
-  noteRoomSid(sessionId: string, roomSid: string): Promise<void>;
+  /**
+   * Records the sid of the room's current instance: the newest one. `createdAt` (ms) is
+   * when that instance was created, or a time at which it was known to be open (a
+   * listing, a createRoom reply). A sid older than the one recorded is ignored: a late
+   * webhook of an earlier instance (a retried `room_started`) must not make it current
+   * again, or the current instance's `room_finished` would end nothing and the old one's
+   * would end the session.
+   */
+  noteRoomSid(sessionId: string, roomSid: string, createdAt: number): Promise<void>;
 
   /**
    * Claims a webhook id: true for exactly one caller while the claim lives (`ttlMs`),

@@ -251,6 +251,13 @@ function nanosTime(field: string, nanos: bigint): Record<string, string> {
   return Number.isFinite(ms) && ms > 0 && ms < 8.64e15 ? { [field]: isoTimestamp(ms) } : {};
 }
 
+/**
+ * At most `max` UTF-16 units, never half a character: a cut between a surrogate pair
+ * would store a lone surrogate, which JSON carries as `\ud83d` and MessagePack as U+FFFD,
+ * so the two codecs' subscribers would get different values.
+ */
 function clip(value: string, max: number): string {
-  return value.length <= max ? value : value.slice(0, max);
+  if (value.length <= max) return value;
+  const last = value.charCodeAt(max - 1);
+  return value.slice(0, last >= 0xd800 && last <= 0xdbff ? max - 1 : max);
 }

@@ -61,7 +61,8 @@ export function webhookEvent(
   fields: Partial<{
     id: string;
     createdAtS: number;
-    room: { sid: string; name: string };
+    /** creationTime: seconds, as LiveKit sends it in every webhook's room. */
+    room: { sid: string; name: string; creationTime?: bigint };
     participant: Partial<{
       sid: string;
       identity: string;

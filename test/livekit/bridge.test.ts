@@ -15,11 +15,12 @@ import type { EventSink, SessionLifecycle } from '../../src/livekit/ports.ts';
 import { Reconciler } from '../../src/livekit/reconciler.ts';
 import { countingRoomErrors, type RoomProvider } from '../../src/livekit/room-service.ts';
 import { EventIdSeal } from '../../src/auth/event-id-seal.ts';
-import { reconciledEventId, webhookEventId } from '../../src/livekit/translate.ts';
+import { reconciledEventId, roomOf, translate, webhookEventId } from '../../src/livekit/translate.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
 import { Metrics } from '../../src/observability/metrics.ts';
 import type { Envelope } from '../../src/protocol/envelope.ts';
 import { ManualClock } from '../../src/util/clock.ts';
+import type { WebhookEvent as SdkWebhookEvent } from 'livekit-server-sdk';
 import { LK_KEY, LK_SECRET, ParticipantInfo, signWebhook, webhookEvent } from '../helpers/livekit.ts';
 
 /** The value of the series of `counter` with exactly `labels` (0 when it has none). */
@@ -55,13 +56,17 @@ class FakeLifecycle implements SessionLifecycle {
   async status() {
     return { state: this.state, ended: this.state === 'ended' };
   }
+  /** As src/app.ts's: ends an active or ending session; whether it has ended. */
   async endFromProvider(sessionId: string) {
     if (this.failures > 0) {
       this.failures--;
       throw new GatewayError('unavailable', 'fake');
     }
-    this.ended.push(sessionId);
-    this.state = 'ended';
+    if (this.state === 'active' || this.state === 'ending') {
+      this.ended.push(sessionId);
+      this.state = 'ended';
+    }
+    return this.state === 'ended' || this.state === 'failed';
   }
 }
 
@@ -171,7 +176,7 @@ describe('LiveKit bridge failures', () => {
   it('a finished earlier instance of the room ends nothing', async () => {
     const { store, lifecycle, bridge } = setup();
     await store.bindRoom('cs_1', 'lifeos-cs_1');
-    await store.noteRoomSid('cs_1', 'RM_new');
+    await store.noteRoomSid('cs_1', 'RM_new', Date.now());
     const [body, auth] = await signed(
       webhookEvent('room_finished', { room: { sid: 'RM_old', name: 'lifeos-cs_1' } }),
     );
@@ -183,6 +188,20 @@ describe('LiveKit bridge failures', () => {
     assert.equal(webhookEventId('EV_abc'), 'lk.EV_abc');
     assert.match(webhookEventId('weird id/with spaces'), /^lk\.h\.[0-9a-f]{48}$/);
     assert.match(webhookEventId('x'.repeat(200)), /^lk\.h\./);
+  });
+
+  it('long provider strings are cut at 256 characters, never inside a character', () => {
+    const identity = `${'a'.repeat(255)}\u{1F600}`; // the emoji's two halves are units 256 and 257
+    // the receiver's type: what WebhookReceiver.receive gives the bridge
+    const event = webhookEvent('participant_joined', {
+      room: { sid: 'RM_1', name: 'r' },
+      participant: { sid: 'PA_1', identity },
+    }) as unknown as SdkWebhookEvent;
+    const translation = translate(event, roomOf(event));
+    assert.ok('payload' in translation);
+    const clipped = (translation.payload as { identity: string }).identity;
+    assert.equal(clipped, 'a'.repeat(255), 'the whole emoji is dropped, not half of it');
+    assert.doesNotMatch(clipped, /[\uD800-\uDFFF]/, 'no lone surrogate');
   });
 
   it('reconciled event ids are the same for every node with the secret, and sealed: no client can make one', () => {

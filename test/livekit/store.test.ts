@@ -55,7 +55,7 @@ function contract(name: string, harness: () => Harness): void {
       await store.releaseRoomCreation('cs_1');
       assert.equal(await store.claimRoomCreation('cs_1', 10_000), true);
       await store.markRoomCreated('cs_1');
-      await store.noteRoomSid('cs_1', 'RM_1');
+      await store.noteRoomSid('cs_1', 'RM_1', 1_000);
       assert.equal(await store.claimRoomCreation('cs_1', 10_000), false, 'created: never again');
       assert.deepEqual(await store.getBinding('cs_1'), {
         sessionId: 'cs_1',
@@ -63,6 +63,24 @@ function contract(name: string, harness: () => Harness): void {
         roomCreated: true,
         roomSid: 'RM_1',
       });
+      await store.close();
+    });
+
+    it('the room sid is the newest instance: a late webhook of an older one does not take it back', async () => {
+      const store = await harness().store();
+      await store.noteRoomSid('cs_1', 'RM_a', 1_000);
+      assert.equal(await store.getBinding('cs_1'), undefined, 'no binding: nothing noted');
+      await store.bindRoom('cs_1', 'r1');
+      await store.noteRoomSid('cs_1', 'RM_a', 1_000);
+      await store.noteRoomSid('cs_1', 'RM_b', 5_000); // reopened
+      assert.equal((await store.getBinding('cs_1'))?.roomSid, 'RM_b');
+      await store.noteRoomSid('cs_1', 'RM_a', 1_000); // A's room_started, retried late
+      assert.equal((await store.getBinding('cs_1'))?.roomSid, 'RM_b', 'the older instance is ignored');
+      await store.noteRoomSid('cs_1', 'RM_b', 0); // B again, its time unknown: changes nothing
+      await store.noteRoomSid('cs_1', 'RM_a', 4_000);
+      assert.equal((await store.getBinding('cs_1'))?.roomSid, 'RM_b', "B's own time is kept");
+      await store.noteRoomSid('cs_1', 'RM_c', 5_000); // as new as B (times in seconds): the later seen
+      assert.equal((await store.getBinding('cs_1'))?.roomSid, 'RM_c');
       await store.close();
     });
 

@@ -480,6 +480,80 @@ describe('room_finished ends the session', () => {
     const session = await api(gw, 'GET', `/v1/call/sessions/${c.sessionId}`, c.ownerToken);
     assert.equal(session.body.state, 'created');
   });
+
+  it("a late room_started of an earlier instance does not take the room back: the current one's room_finished ends the session", async () => {
+    const c = await call();
+    await activate(c);
+    const now = Math.floor(Date.now() / 1000);
+    const current = { sid: `${c.roomSid}_b`, name: c.room };
+    assert.equal(
+      (await deliver(gw.url, webhookEvent('room_started', { room: current }))).body.status,
+      'processed',
+    );
+    // the first instance's room_started, retried by LiveKit: sent 60 s ago, no creation time
+    const late = webhookEvent('room_started', {
+      room: { sid: `${c.roomSid}_a`, name: c.room },
+      createdAtS: now - 60,
+    });
+    assert.equal((await deliver(gw.url, late)).status, 200);
+    await deliver(gw.url, webhookEvent('room_finished', { room: current }));
+    const session = await api(gw, 'GET', `/v1/call/sessions/${c.sessionId}`, c.ownerToken);
+    assert.equal(session.body.state, 'ended', 'the current instance finished');
+  });
+
+  it('a late room_finished of an earlier instance ends nothing, even after its late room_started', async () => {
+    const c = await call();
+    await activate(c);
+    const now = BigInt(Math.floor(Date.now() / 1000));
+    const first = { sid: `${c.roomSid}_a`, name: c.room, creationTime: now - 90n };
+    const current = { sid: `${c.roomSid}_b`, name: c.room, creationTime: now };
+    await deliver(gw.url, webhookEvent('room_started', { room: current }));
+    await deliver(gw.url, webhookEvent('room_started', { room: first }));
+    const res = await deliver(gw.url, webhookEvent('room_finished', { room: first }));
+    assert.deepEqual([res.status, res.body.status], [200, 'processed']);
+    const session = await api(gw, 'GET', `/v1/call/sessions/${c.sessionId}`, c.ownerToken);
+    assert.equal(session.body.state, 'active', 'the current instance is still open');
+  });
+});
+
+describe('room_finished before the call is active', () => {
+  let short: TestGateway;
+  before(async () => {
+    short = await startTestGateway({ ...LK_ENV, HISTORY_TTL_AFTER_END_S: '1' });
+  });
+  after(() => short.stop());
+
+  it("keeps the session's room: once the retention of an ended stream has passed, the reopened room's webhooks still find it", async () => {
+    const session = await newSession(short);
+    const path = `/v1/call/sessions/${session.sessionId}`;
+    const token = await api(short, 'POST', `${path}/livekit-token`, session.ownerToken);
+    assert.equal(token.status, 200, JSON.stringify(token.body));
+    const name: string = token.body.room;
+    // the room LiveKit opened closes before anyone joined; the session is still `created`
+    const finished = await deliver(
+      short.url,
+      webhookEvent('room_finished', { room: { sid: 'RM_first', name } }),
+    );
+    assert.equal(finished.body.status, 'processed');
+    await new Promise((resolve) => setTimeout(resolve, 1_300)); // past HISTORY_TTL_AFTER_END_S
+    const reopened = { sid: 'RM_second', name };
+    const started = await deliver(short.url, webhookEvent('room_started', { room: reopened }));
+    const joined = await deliver(
+      short.url,
+      webhookEvent('participant_joined', {
+        room: reopened,
+        participant: { sid: 'PA_1', identity: 'user:x' },
+      }),
+    );
+    assert.deepEqual([started.body.status, joined.body.status], ['processed', 'processed']);
+    const types = (await history(short, session)).map((e) => e.event.type);
+    assert.deepEqual(types, [
+      'call.created',
+      'call.room_finished',
+      'call.room_started',
+      'call.participant_joined',
+    ]);
+  });
 });
 
 describe('LiveKit metrics', () => {

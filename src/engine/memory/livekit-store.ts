@@ -15,6 +15,8 @@ interface SessionState {
   presence: Map<string, Map<string, ParticipantPresence>>;
   /** Set by `retire`: the state is dropped at this time (ms). */
   expiresAt?: number;
+  /** When the instance `binding.roomSid` names was created (see noteRoomSid); 0 if unknown. */
+  roomSidAt: number;
 }
 
 /**
@@ -43,6 +45,7 @@ export class MemoryLiveKitStore implements LiveKitStore {
         binding: { sessionId, room, roomCreated: false },
         creationClaimUntil: 0,
         presence: new Map(),
+        roomSidAt: 0,
       };
       this.#sessions.set(sessionId, state);
     }
@@ -78,9 +81,15 @@ export class MemoryLiveKitStore implements LiveKitStore {
     if (state) state.binding.roomCreated = true;
   }
 
-  async noteRoomSid(sessionId: string, roomSid: string): Promise<void> {
+  async noteRoomSid(sessionId: string, roomSid: string, createdAt: number): Promise<void> {
     const state = this.#session(sessionId);
-    if (state && roomSid !== '') state.binding.roomSid = roomSid;
+    if (!state || roomSid === '') return;
+    if (state.binding.roomSid === roomSid) {
+      state.roomSidAt = Math.max(state.roomSidAt, createdAt);
+    } else if (state.binding.roomSid === undefined || createdAt >= state.roomSidAt) {
+      state.binding.roomSid = roomSid;
+      state.roomSidAt = createdAt;
+    }
   }
 
   async claimWebhook(webhookId: string, ttlMs: number): Promise<boolean> {

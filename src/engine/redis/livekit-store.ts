@@ -15,7 +15,8 @@ import type { EngineLogger } from './persistence.ts';
  * own connection with the engine's client options (timeouts, no offline queue), so the
  * engine's connection stays the engine's. Key layout, under the engine's prefix:
  *
- *   <prefix>{<sid>}:lk            hash: room, created ("1" once createRoom succeeded), roomSid
+ *   <prefix>{<sid>}:lk            hash: room, created ("1" once createRoom succeeded), roomSid,
+ *                                 roomSidAt (ms: when that instance was created, see noteRoomSid)
  *   <prefix>{<sid>}:lk:creating   string: the createRoom claim (PX)
  *   <prefix>{<sid>}:lk:p          hash: "<roomSid>|<participantSid>" → "<status>|<eventId>|<at>|<identity>"
  *   <prefix>lk:room:{<room>}      string: the session of a room (own slot)
@@ -108,9 +109,10 @@ export class RedisLiveKitStore implements LiveKitStore {
     await this.#script('markRoomCreated', 'lkMarkRoomCreated', [k.binding, k.creating], []);
   }
 
-  async noteRoomSid(sessionId: string, roomSid: string): Promise<void> {
+  async noteRoomSid(sessionId: string, roomSid: string, createdAt: number): Promise<void> {
     if (roomSid === '') return;
-    await this.#script('noteRoomSid', 'lkNoteRoomSid', [this.#keys(sessionId).binding], [roomSid]);
+    const at = Math.max(0, Math.trunc(createdAt));
+    await this.#script('noteRoomSid', 'lkNoteRoomSid', [this.#keys(sessionId).binding], [roomSid, at]);
   }
 
   async claimWebhook(webhookId: string, ttlMs: number): Promise<boolean> {
@@ -295,9 +297,19 @@ redis.call('DEL', KEYS[2])
 return 1`,
   },
   // KEYS: binding. ARGV: room sid.
+  // KEYS: binding. ARGV: roomSid, createdAt (ms). The newest instance wins (see noteRoomSid).
   lkNoteRoomSid: {
     numberOfKeys: 1,
-    lua: `if redis.call('HEXISTS', KEYS[1], 'room') == 1 then redis.call('HSET', KEYS[1], 'roomSid', ARGV[1]) end
+    lua: `if redis.call('HEXISTS', KEYS[1], 'room') == 0 then return 0 end
+local cur = redis.call('HMGET', KEYS[1], 'roomSid', 'roomSidAt')
+local curAt = tonumber(cur[2]) or 0
+local at = tonumber(ARGV[2])
+if cur[1] == ARGV[1] then
+  if at > curAt then redis.call('HSET', KEYS[1], 'roomSidAt', ARGV[2]) end
+  return 1
+end
+if cur[1] and at < curAt then return 0 end
+redis.call('HSET', KEYS[1], 'roomSid', ARGV[1], 'roomSidAt', ARGV[2])
 return 1`,
   },
   // KEYS: binding, presence. ARGV: field, value, to, eventId. Returns {applied, previous or ''}.
