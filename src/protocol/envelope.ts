@@ -8,6 +8,7 @@ import {
   timestampOf,
 } from './events/common.ts';
 import { EventRefinements, EventTypes, isEventType } from './event-types.ts';
+import { isPlainJson, MAX_PAYLOAD_DEPTH } from './plain-json.ts';
 
 export { EventIdPattern, EventTypePattern, TimestampPattern, isCanonicalTimestamp };
 
@@ -126,6 +127,11 @@ export function validateEventBody(envelope: Envelope): Validated<Envelope> {
   if (!isEventType(envelope.type)) return invalid(`unknown event type "${envelope.type}"`);
   const check = payloadChecks.get(envelope.type)!;
   if (!check(envelope.payload)) return invalid(firstError(check, envelope.payload, 'payload'));
+  if (!isPlainJson(envelope.payload)) {
+    return invalid(
+      `payload: only JSON values (objects, arrays, strings, finite numbers, booleans, null), nested at most ${MAX_PAYLOAD_DEPTH} deep`,
+    );
+  }
   const refinementError = refinements[envelope.type]?.(envelope.payload as never);
   if (refinementError !== undefined) return invalid(`payload/${refinementError}`);
   return { ok: true, value: envelope };

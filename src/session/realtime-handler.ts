@@ -113,8 +113,17 @@ export class RealtimeHandler {
   }
 
   /** Raw bytes from the socket; valid only during this call. */
-  message(conn: Connection, data: ArrayBuffer): void {
+  /** One frame; `isBinary` says which kind it came as (the subprotocol fixes which one is right). */
+  message(conn: Connection, data: ArrayBuffer, isBinary = conn.codec.binary): void {
     if (conn.state === 'closed') return;
+    if (isBinary !== conn.codec.binary) {
+      // lifeos.v1.json is text frames, lifeos.v1.msgpack binary ones (PROTOCOL.md §3)
+      return this.#violation(
+        conn,
+        CloseCodes.bad_request,
+        `${conn.codec.subprotocol} takes ${conn.codec.binary ? 'binary' : 'text'} frames`,
+      );
+    }
     // The most frequent frame, in the form every client writes it: no decode, no schema.
     if (conn.state === 'live' && !conn.codec.binary) {
       const seq = canonicalAckSeq(data);

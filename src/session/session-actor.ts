@@ -694,6 +694,7 @@ export class SessionActor {
   /** Reads the events after `conn.sentSeq` that the cache no longer has. */
   async #catchUp(conn: Connection): Promise<void> {
     conn.reading = true;
+    let sent = 0;
     const { engine, limits, metrics } = this.#deps;
     metrics.replays.inc();
     try {
@@ -711,7 +712,6 @@ export class SessionActor {
         return;
       }
       conn.sink.cork(() => {
-        let sent = 0;
         for (const stored of result.events) {
           if (stored.seq !== conn.sentSeq + 1) continue; // already sent, or not contiguous
           // The same socket limit as live delivery: what does not fit is read again later.
@@ -740,6 +740,19 @@ export class SessionActor {
       return;
     } finally {
       conn.reading = false;
+    }
+    if (sent === 0 && conn.sentSeq < this.#head && conn.live && !conn.slowTimer) {
+      // Nothing after sentSeq came back though the head is past it: pumping now would
+      // read again at once, and a memory engine answers within the same turn, so the
+      // loop would starve every other connection. Try again a little later.
+      this.#warn(
+        { sessionId: this.sessionId, after: conn.sentSeq, head: this.#head },
+        'catch-up read found no next event',
+      );
+      setTimeout(() => {
+        if (this.#has(conn)) this.#pump(conn);
+      }, GAP_FILL_RETRY_MS).unref();
+      return;
     }
     this.#pump(conn);
   }

@@ -6,6 +6,7 @@ import { GatewayError } from '../errors/gateway-error.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { CloseCodes } from '../protocol/close-codes.ts';
+import { TRY_AGAIN_LATER } from '../session/close-reason.ts';
 import { Connection } from '../session/connection.ts';
 import type { RealtimeHandler } from '../session/realtime-handler.ts';
 import type { Sink } from '../session/sink.ts';
@@ -255,14 +256,21 @@ export class GatewayServer {
         this.#connections++;
         realtime.opened(conn);
       },
-      message: (ws, message) => {
+      message: (ws, message, isBinary) => {
         const conn = ws.getUserData().conn;
         if (!conn) return;
         if (message.byteLength > opts.maxFrameBytes) {
           conn.close(MESSAGE_TOO_BIG, 'frame too large');
           return;
         }
-        realtime.message(conn, message);
+        try {
+          realtime.message(conn, message, isBinary);
+        } catch (err) {
+          // A bug met by one frame ends that connection, not the process (a throw in a
+          // uWS handler is uncaught) and so not everyone else's.
+          logger.error({ err, connection: conn.serial }, 'frame handler failed');
+          conn.close(TRY_AGAIN_LATER, 'internal');
+        }
       },
       drain: (ws) => {
         const conn = ws.getUserData().conn;

@@ -61,3 +61,28 @@ describe('memory engine: retention of sessions', () => {
     }
   });
 });
+
+describe('memory engine: an append is all or nothing', () => {
+  it('a batch with an event it cannot copy fails whole, and takes no seq', async () => {
+    const engine = new MemoryEngine(new ManualClock(), CONTRACT_LIMITS);
+    try {
+      const sid = uniqueId('s');
+      const uncopyable = makeEvent(sid, 'bad');
+      (uncopyable.payload as Record<string, unknown>)['f'] = () => 1; // structuredClone refuses functions
+      await assert.rejects(engine.append(sid, [makeEvent(sid, 'good'), uncopyable]));
+      const next = await engine.append(sid, [makeEvent(sid, 'next')]);
+      assert.deepEqual(
+        next.outcomes,
+        [{ seq: 1, duplicate: false }],
+        'no gap, and the good one was not stored',
+      );
+      const read = await engine.read(sid, 0, 10);
+      assert.deepEqual(
+        read.events.map((e) => e.event.eventId),
+        [makeEvent(sid, 'next').eventId],
+      );
+    } finally {
+      await engine.close();
+    }
+  });
+});

@@ -165,11 +165,16 @@ export class MemoryEngine implements Engine {
 
   /** Dedupes, assigns seqs, trims and notifies: the body of an append, synchronous. */
   #appendNow(sessionId: string, stream: Stream, events: readonly Envelope[]): AppendOutcome[] {
-    const outcomes = events.map((event) => {
+    // Copied before any seq is taken: an event that cannot be copied fails the whole
+    // batch and leaves no gap (all or nothing, as a Redis append is).
+    const copies = events.map((event) =>
+      stream.ids.has(event.eventId) ? undefined : structuredClone(event),
+    );
+    const outcomes = events.map((event, i) => {
       const known = stream.ids.get(event.eventId);
       if (known !== undefined) return { seq: known, duplicate: true };
       const seq = ++stream.head;
-      stream.events.push({ seq, event: structuredClone(event) });
+      stream.events.push({ seq, event: copies[i] ?? structuredClone(event) });
       stream.ids.set(event.eventId, seq);
       return { seq, duplicate: false };
     });

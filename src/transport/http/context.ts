@@ -93,16 +93,24 @@ export function route(
     const respond = (reply: HttpReply): void => {
       if (state.aborted || state.done) return;
       state.done = true;
+      let text: string;
+      try {
+        text = reply.raw ? reply.raw.text : JSON.stringify(reply.body);
+      } catch (err) {
+        // A body JSON cannot carry (an engine bug): a throw here would end the process
+        // (respond runs in a promise callback with nothing to catch it).
+        options.logger.error({ err, path: ctx.path }, 'response not serializable');
+        reply = errorReply(new GatewayError('internal'));
+        text = JSON.stringify(reply.body);
+      }
       res.cork(() => {
         res.writeStatus(STATUS_TEXT[reply.status] ?? `${reply.status} Status`);
         for (const [k, v] of Object.entries(reply.headers ?? {})) res.writeHeader(k, v);
         if (reply.raw) {
-          res.writeHeader('content-type', reply.raw.contentType).end(reply.raw.text);
+          res.writeHeader('content-type', reply.raw.contentType).end(text);
         } else {
           // An oversized body may still be arriving: close rather than read it.
-          res
-            .writeHeader('content-type', 'application/json')
-            .end(JSON.stringify(reply.body), reply.status === 413);
+          res.writeHeader('content-type', 'application/json').end(text, reply.status === 413);
         }
       });
     };
