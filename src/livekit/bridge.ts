@@ -205,8 +205,12 @@ export class LiveKitBridge {
 
     const binding = await store.getBinding(sessionId);
     const roomSid = room.roomSid || binding?.roomSid || '';
-    if (event.event === 'room_started' || (binding?.roomSid === undefined && roomSid !== '')) {
-      await store.noteRoomSid(sessionId, roomSid, instanceCreatedAt(event));
+    // Any webhook that says when its room was created may name a newer instance (its
+    // room_started may have been lost); the store keeps the newest.
+    let currentSid = binding?.roomSid;
+    const named = event.room !== undefined && roomCreatedAt(event.room) > 0;
+    if (roomSid !== '' && (event.event === 'room_started' || named || currentSid === undefined)) {
+      currentSid = await store.noteRoomSid(sessionId, roomSid, instanceCreatedAt(event));
     }
     if (this.#deps.rooms && (event.event === 'room_started' || event.event === 'participant_joined')) {
       await store.markLive(sessionId);
@@ -234,11 +238,16 @@ export class LiveKitBridge {
 
     if (event.event === 'room_finished') {
       // A finished earlier instance of the room (the session's room reopened since) ends nothing.
-      const current = binding?.roomSid === undefined || binding.roomSid === roomSid;
-      // Retired only once the session has ended: a room that closed before the call was
-      // active (nobody joined in time) may reopen, and its webhooks must still find it.
-      if (current && (await this.#deps.lifecycle.endFromProvider(sessionId, 'livekit room finished'))) {
-        await store.retire(sessionId, this.#options.retentionS);
+      const current = currentSid === undefined || currentSid === roomSid;
+      if (current) {
+        // Retired only once the session has ended: a room that closed before the call
+        // was active (nobody joined in time) may reopen, and its webhooks must still find
+        // it; the next token request creates it again.
+        if (await this.#deps.lifecycle.endFromProvider(sessionId, 'livekit room finished')) {
+          await store.retire(sessionId, this.#options.retentionS);
+        } else {
+          await store.roomClosed(sessionId);
+        }
       }
     }
     if (result.status === 'session_ended') return ignored(logger, { ...log, sessionId }, 'session_ended');

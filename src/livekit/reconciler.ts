@@ -44,8 +44,10 @@ export interface ReconcileReport {
   rooms: number;
   joined: number;
   left: number;
-  /** Sessions taken off the live set (ended, gone, or their room closed). */
+  /** Sessions taken off the live set for good (ended or gone): their state expires. */
   retired: number;
+  /** Sessions whose room is closed while they go on: off the live set until it reopens. */
+  closed: number;
   errors: number;
 }
 
@@ -111,7 +113,7 @@ export class Reconciler {
 
   async #tick(): Promise<ReconcileReport> {
     const { store, rooms, lifecycle, logger } = this.#deps;
-    const report: ReconcileReport = { rooms: 0, joined: 0, left: 0, retired: 0, errors: 0 };
+    const report: ReconcileReport = { rooms: 0, joined: 0, left: 0, retired: 0, closed: 0, errors: 0 };
     // Held across ticks by the node that has it; another takes over when it stops renewing.
     const leaseMs = Math.max(2 * this.#options.intervalMs, 10_000);
     if (!(await store.tryLease('reconcile', this.#options.nodeId, leaseMs))) {
@@ -149,8 +151,10 @@ export class Reconciler {
           );
         }
         if (!room) {
-          await store.retire(binding.sessionId, this.#options.retentionS);
-          report.retired++;
+          // The session goes on (ended ones were retired above): its room may reopen, and
+          // the next token request creates it again.
+          await store.roomClosed(binding.sessionId);
+          report.closed++;
           return;
         }
         // listed now, so open now: newer than any instance created before
@@ -173,7 +177,8 @@ export class Reconciler {
         );
       }
     });
-    if (report.joined + report.left + report.retired > 0) logger.info(report, 'livekit reconciled');
+    if (report.joined + report.left + report.retired + report.closed > 0)
+      logger.info(report, 'livekit reconciled');
     return report;
   }
 

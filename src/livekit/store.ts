@@ -50,7 +50,7 @@ export interface LiveKitStore {
    * again, or the current instance's `room_finished` would end nothing and the old one's
    * would end the session.
    */
-  noteRoomSid(sessionId: string, roomSid: string, createdAt: number): Promise<void>;
+  noteRoomSid(sessionId: string, roomSid: string, createdAt: number): Promise<string | undefined>;
 
   /**
    * Claims a webhook id: true for exactly one caller while the claim lives (`ttlMs`),
@@ -87,6 +87,12 @@ export interface LiveKitStore {
 
   /** Adds the session to the live rooms the reconciler walks. */
   markLive(sessionId: string): Promise<void>;
+  /**
+   * The session's room closed while the session goes on (nobody joined in time, or the
+   * call has not started): it leaves the live rooms, and the next token request creates
+   * the room again (`roomCreated` false). Nothing expires: the room may reopen.
+   */
+  roomClosed(sessionId: string): Promise<void>;
   /**
    * Takes the session off the live rooms and lets its bridge state expire after
    * `retentionS` (like the session's stream after it ended).

@@ -79,8 +79,27 @@ function contract(name: string, harness: () => Harness): void {
       await store.noteRoomSid('cs_1', 'RM_b', 0); // B again, its time unknown: changes nothing
       await store.noteRoomSid('cs_1', 'RM_a', 4_000);
       assert.equal((await store.getBinding('cs_1'))?.roomSid, 'RM_b', "B's own time is kept");
-      await store.noteRoomSid('cs_1', 'RM_c', 5_000); // as new as B (times in seconds): the later seen
+      // as new as B (times in seconds): the later seen; the answer is the current sid
+      assert.equal(await store.noteRoomSid('cs_1', 'RM_c', 5_000), 'RM_c');
+      assert.equal(await store.noteRoomSid('cs_1', 'RM_a', 1_000), 'RM_c');
       assert.equal((await store.getBinding('cs_1'))?.roomSid, 'RM_c');
+      await store.close();
+    });
+
+    it('roomClosed: off the live rooms, the room to be created again, and nothing expires', async () => {
+      const h = harness();
+      const store = await h.store();
+      await store.bindRoom('cs_1', 'r1');
+      await store.markRoomCreated('cs_1');
+      await store.markLive('cs_1');
+      await store.roomClosed('cs_1');
+      assert.deepEqual((await store.liveSessions(0, 10)).sessionIds, []);
+      assert.equal((await store.getBinding('cs_1'))?.roomCreated, false);
+      assert.equal(await store.claimRoomCreation('cs_1', 10_000), true, 'the next token creates it again');
+      await h.pass(1_500);
+      assert.equal(await store.sessionOfRoom('r1'), 'cs_1', 'kept');
+      await store.markLive('cs_1'); // reopened
+      assert.deepEqual((await store.liveSessions(0, 10)).sessionIds, ['cs_1']);
       await store.close();
     });
 

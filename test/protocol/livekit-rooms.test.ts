@@ -205,6 +205,18 @@ describe('LiveKit reconciliation', () => {
     assert.ok(before > 0);
   });
 
+  it('a room that closed while its session goes on: created again by the next token request', async () => {
+    const c = await liveCall();
+    const creates = standin.callsOf('CreateRoom').length;
+    standin.closeRoom(c.room); // its emptyTimeout passed before anyone joined
+    const report = await tick();
+    assert.ok(report.closed >= 1 && report.retired === 0, JSON.stringify(report));
+    const again = await api(gw, 'POST', tokenPath(c), c.ownerToken);
+    assert.equal(again.status, 200, JSON.stringify(again.body));
+    assert.equal(standin.callsOf('CreateRoom').length, creates + 1, 'LiveKit was asked to create it again');
+    assert.ok(standin.rooms.has(c.room));
+  });
+
   it('an ended session is retired from reconciliation', async () => {
     const c = await liveCall();
     const failed = await api(gw, 'POST', `/v1/call/sessions/${c.sessionId}/transitions`, c.ownerToken, {

@@ -516,6 +516,30 @@ describe('room_finished ends the session', () => {
   });
 });
 
+describe('a lost room_started', () => {
+  it('a webhook of the reopened room that says when it was created makes it current: its room_finished ends the session', async () => {
+    const c = await call();
+    const now = BigInt(Math.floor(Date.now() / 1000));
+    const first = { sid: `${c.roomSid}_a`, name: c.room, creationTime: now - 600n };
+    await deliver(gw.url, webhookEvent('room_started', { room: first }));
+    await deliver(gw.url, webhookEvent('room_finished', { room: first })); // before the call was active
+    await activate(c);
+    // the reopened room's room_started never came
+    const reopened = { sid: `${c.roomSid}_b`, name: c.room, creationTime: now };
+    const joined = await deliver(
+      gw.url,
+      webhookEvent('participant_joined', {
+        room: reopened,
+        participant: { sid: 'PA_1', identity: 'user:x' },
+      }),
+    );
+    assert.equal(joined.body.status, 'processed');
+    await deliver(gw.url, webhookEvent('room_finished', { room: reopened }));
+    const session = await api(gw, 'GET', `/v1/call/sessions/${c.sessionId}`, c.ownerToken);
+    assert.equal(session.body.state, 'ended');
+  });
+});
+
 describe('room_finished before the call is active', () => {
   let short: TestGateway;
   before(async () => {

@@ -78,18 +78,21 @@ export class MemoryLiveKitStore implements LiveKitStore {
 
   async markRoomCreated(sessionId: string): Promise<void> {
     const state = this.#session(sessionId);
-    if (state) state.binding.roomCreated = true;
+    if (!state) return;
+    state.binding.roomCreated = true;
+    state.creationClaimUntil = 0; // as the redis store deletes its claim
   }
 
-  async noteRoomSid(sessionId: string, roomSid: string, createdAt: number): Promise<void> {
+  async noteRoomSid(sessionId: string, roomSid: string, createdAt: number): Promise<string | undefined> {
     const state = this.#session(sessionId);
-    if (!state || roomSid === '') return;
+    if (!state || roomSid === '') return state?.binding.roomSid;
     if (state.binding.roomSid === roomSid) {
       state.roomSidAt = Math.max(state.roomSidAt, createdAt);
     } else if (state.binding.roomSid === undefined || createdAt >= state.roomSidAt) {
       state.binding.roomSid = roomSid;
       state.roomSidAt = createdAt;
     }
+    return state.binding.roomSid;
   }
 
   async claimWebhook(webhookId: string, ttlMs: number): Promise<boolean> {
@@ -144,6 +147,12 @@ export class MemoryLiveKitStore implements LiveKitStore {
   async markLive(sessionId: string): Promise<void> {
     const state = this.#session(sessionId);
     if (state && state.expiresAt === undefined) this.#live.add(sessionId);
+  }
+
+  async roomClosed(sessionId: string): Promise<void> {
+    this.#live.delete(sessionId);
+    const state = this.#session(sessionId);
+    if (state) state.binding.roomCreated = false;
   }
 
   async retire(sessionId: string, retentionS: number): Promise<void> {

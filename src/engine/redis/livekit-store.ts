@@ -109,10 +109,16 @@ export class RedisLiveKitStore implements LiveKitStore {
     await this.#script('markRoomCreated', 'lkMarkRoomCreated', [k.binding, k.creating], []);
   }
 
-  async noteRoomSid(sessionId: string, roomSid: string, createdAt: number): Promise<void> {
-    if (roomSid === '') return;
+  async noteRoomSid(sessionId: string, roomSid: string, createdAt: number): Promise<string | undefined> {
+    if (roomSid === '') return (await this.getBinding(sessionId))?.roomSid;
     const at = Math.max(0, Math.trunc(createdAt));
-    await this.#script('noteRoomSid', 'lkNoteRoomSid', [this.#keys(sessionId).binding], [roomSid, at]);
+    const current = await this.#script(
+      'noteRoomSid',
+      'lkNoteRoomSid',
+      [this.#keys(sessionId).binding],
+      [roomSid, at],
+    );
+    return typeof current === 'string' && current !== '' ? current : undefined;
   }
 
   async claimWebhook(webhookId: string, ttlMs: number): Promise<boolean> {
@@ -185,6 +191,11 @@ export class RedisLiveKitStore implements LiveKitStore {
 
   async markLive(sessionId: string): Promise<void> {
     await this.#call('markLive', () => this.#redis.zadd(this.#liveKey(), 'NX', Date.now(), sessionId));
+  }
+
+  async roomClosed(sessionId: string): Promise<void> {
+    await this.#call('roomClosed', () => this.#redis.zrem(this.#liveKey(), sessionId));
+    await this.#call('roomClosed', () => this.#redis.hdel(this.#keys(sessionId).binding, 'created'));
   }
 
   async retire(sessionId: string, retentionS: number): Promise<void> {
@@ -297,20 +308,21 @@ redis.call('DEL', KEYS[2])
 return 1`,
   },
   // KEYS: binding. ARGV: room sid.
-  // KEYS: binding. ARGV: roomSid, createdAt (ms). The newest instance wins (see noteRoomSid).
+  // KEYS: binding. ARGV: roomSid, createdAt (ms). The newest instance wins (see
+  // noteRoomSid). Returns the current sid after it ('' without a binding).
   lkNoteRoomSid: {
     numberOfKeys: 1,
-    lua: `if redis.call('HEXISTS', KEYS[1], 'room') == 0 then return 0 end
+    lua: `if redis.call('HEXISTS', KEYS[1], 'room') == 0 then return '' end
 local cur = redis.call('HMGET', KEYS[1], 'roomSid', 'roomSidAt')
 local curAt = tonumber(cur[2]) or 0
 local at = tonumber(ARGV[2])
 if cur[1] == ARGV[1] then
   if at > curAt then redis.call('HSET', KEYS[1], 'roomSidAt', ARGV[2]) end
-  return 1
+  return cur[1]
 end
-if cur[1] and at < curAt then return 0 end
+if cur[1] and at < curAt then return cur[1] end
 redis.call('HSET', KEYS[1], 'roomSid', ARGV[1], 'roomSidAt', ARGV[2])
-return 1`,
+return ARGV[1]`,
   },
   // KEYS: binding, presence. ARGV: field, value, to, eventId. Returns {applied, previous or ''}.
   lkTransition: {
