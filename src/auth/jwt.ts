@@ -1,6 +1,7 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { SignJWT } from 'jose';
 import { isRole, type Role } from '../protocol/roles.ts';
+import { isWellFormed } from '../util/well-formed.ts';
 import { GatewayError } from '../errors/gateway-error.ts';
 
 /** Who is calling, from a verified bearer token (PROTOCOL.md §6). */
@@ -45,6 +46,8 @@ export class JwtVerifier {
     if (typeof sub !== 'string' || sub === '' || typeof tid !== 'string' || tid === '' || !isRole(role)) {
       throw new GatewayError('unauthorized', 'token lacks sub, tid or a known role');
     }
+    // they name keys and records: a lone surrogate cannot be encoded (see well-formed.ts)
+    if (!isWellFormed(sub) || !isWellFormed(tid)) throw invalid();
     return { userId: sub, tenantId: tid, role, expiresAt: exp as number };
   }
 

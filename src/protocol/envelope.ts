@@ -129,7 +129,7 @@ export function validateEventBody(envelope: Envelope): Validated<Envelope> {
   if (!check(envelope.payload)) return invalid(firstError(check, envelope.payload, 'payload'));
   if (!isPlainJson(envelope.payload)) {
     return invalid(
-      `payload: only JSON values (objects, arrays, strings, finite numbers, booleans, null), nested at most ${MAX_PAYLOAD_DEPTH} deep`,
+      `payload: only JSON values (objects, arrays, well-formed strings, finite numbers, booleans, null), nested at most ${MAX_PAYLOAD_DEPTH} deep`,
     );
   }
   const refinementError = refinements[envelope.type]?.(envelope.payload as never);

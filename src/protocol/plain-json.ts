@@ -1,9 +1,11 @@
+import { isWellFormed } from '../util/well-formed.ts';
+
 /** Deepest nesting an event payload may have (objects and arrays inside one another). */
 export const MAX_PAYLOAD_DEPTH = 32;
 
 /**
- * Whether `value` is plain JSON data: null, booleans, finite numbers, strings, arrays and
- * plain objects, nested at most `maxDepth` deep. A MessagePack decoder hands back more (a
+ * Whether `value` is plain JSON data: null, booleans, finite numbers, well-formed strings
+ * (see well-formed.ts), arrays and plain objects, nested at most `maxDepth` deep. A MessagePack decoder hands back more (a
  * BigInt, a Date, a Set, a Uint8Array viewing the socket's buffer, which uWS detaches
  * after the callback, a cycle of references), and JSON.parse takes any depth. None of
  * those could be stored as JSON text, cloned or sent to a JSON subscriber: one such event
@@ -12,6 +14,7 @@ export const MAX_PAYLOAD_DEPTH = 32;
 export function isPlainJson(value: unknown, maxDepth = MAX_PAYLOAD_DEPTH): boolean {
   switch (typeof value) {
     case 'string':
+      return isWellFormed(value);
     case 'boolean':
       return true;
     case 'number':
@@ -30,7 +33,8 @@ export function isPlainJson(value: unknown, maxDepth = MAX_PAYLOAD_DEPTH): boole
   const proto: unknown = Object.getPrototypeOf(value);
   if (proto !== Object.prototype && proto !== null) return false;
   for (const key in value) {
-    if (!isPlainJson((value as Record<string, unknown>)[key], maxDepth - 1)) return false;
+    if (!isWellFormed(key) || !isPlainJson((value as Record<string, unknown>)[key], maxDepth - 1))
+      return false;
   }
   return true;
 }

@@ -1,3 +1,4 @@
+import { stringsWellFormed } from '../util/well-formed.ts';
 import type { JwtVerifier } from '../auth/jwt.ts';
 import type { ResumeTokens } from '../auth/resume-token.ts';
 import { assertCanRead } from '../auth/access.ts';
@@ -170,6 +171,9 @@ export class RealtimeHandler {
     if (conn.state === 'awaiting_hello') {
       if (frame.op !== 'hello')
         return this.#violation(conn, CloseCodes.bad_request, 'the first frame must be hello');
+      // its strings name keys and records (see well-formed.ts)
+      if (!stringsWellFormed(decoded))
+        return this.#violation(conn, CloseCodes.bad_request, 'hello holds a lone surrogate: not Unicode');
       conn.state = 'authenticating';
       void this.#hello(conn, frame);
       return;

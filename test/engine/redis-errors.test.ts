@@ -46,6 +46,27 @@ describe('mapRedisError', () => {
     }
   });
 
+  it('EXECABORT after commands refused for memory (OOM) is unavailable; after a wrong command it stays a defect', async () => {
+    const redis = new Redis(srv.url);
+    try {
+      await redis.config('SET', 'maxmemory', '1');
+      const oom = await failure(() =>
+        redis.multi().zadd('redis-errors:z', 0, 'a').zadd('redis-errors:z', 0, 'b').exec(),
+      );
+      assert.match(String(oom), /EXECABORT/);
+      assert.ok(mapRedisError(oom, 'createSession') instanceof EngineUnavailableError, String(oom));
+    } finally {
+      await redis.config('SET', 'maxmemory', '0');
+    }
+    try {
+      const wrong = await failure(() => redis.multi().call('NOSUCHCOMMAND').exec());
+      assert.match(String(wrong), /EXECABORT/);
+      assert.equal(mapRedisError(wrong, 'createSession'), wrong);
+    } finally {
+      redis.disconnect();
+    }
+  });
+
   it('a failed SSUBSCRIBE rejects a watch with EngineUnavailableError', async () => {
     const cluster = await RedisCluster.start({ masters: 3 });
     const subscriber = clusterSubscriberClient({ nodes: cluster.nodes, commandTimeoutMs: 300 });

@@ -15,6 +15,7 @@ import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 import {
   api,
   closeAll,
+  connect,
   expectClose,
   hello,
   history,
@@ -76,6 +77,18 @@ describe('payloads that are not plain JSON data: nack invalid_event, nothing sto
     );
   });
 
+  it('JSON: a lone surrogate in a string or a key', async () => {
+    for (const args of ['{"x":"a\\ud800"}', '{"\\udc00":1}']) {
+      await refusedAlone(
+        (id, client) =>
+          client.sendRaw(
+            `{"op":"pub","id":"${id}","type":"orchestration.action.requested","payload":{"actionId":"a1","action":"do.it","args":${args}}}`,
+          ),
+        'json',
+      );
+    }
+  });
+
   it('JSON: 32 levels are fine, 33 are not', async () => {
     const s = await newSession(gw);
     const { client } = await hello(gw, 'json', { sessionId: s.sessionId, token: s.ownerToken });
@@ -115,6 +128,35 @@ async function refusedAlone(
   );
   assert.equal((await api(gw, 'GET', '/healthz')).status, 200);
 }
+
+describe('a lone surrogate where strings name records: refused, never internal', () => {
+  it('in a JSON hello: 4000 (MessagePack carries strings as UTF-8, where it cannot occur)', async () => {
+    const s = await newSession(gw);
+    const json = await connect(gw, 'json');
+    json.sendRaw(`{"op":"hello","sessionId":"cs_\\ud800","token":"${s.ownerToken}"}`);
+    await expectClose(json, 4000);
+  });
+
+  it('in an HTTP body (session metadata, a transition reason): 400 bad_request', async () => {
+    const s = await newSession(gw);
+    const created = await api(gw, 'POST', '/v1/call/sessions', s.ownerToken, '{"metadata":{"k":"v\\ud800"}}');
+    assert.deepEqual([created.status, created.body.error?.code], [400, 'bad_request']);
+    const moved = await api(
+      gw,
+      'POST',
+      `/v1/call/sessions/${s.sessionId}/transitions`,
+      s.ownerToken,
+      '{"to":"failed","reason":"x\\udc00"}',
+    );
+    assert.deepEqual([moved.status, moved.body.error?.code], [400, 'bad_request']);
+    // and the session still moves
+    const failed = await api(gw, 'POST', `/v1/call/sessions/${s.sessionId}/transitions`, s.ownerToken, {
+      to: 'failed',
+      reason: 'x',
+    });
+    assert.equal(failed.status, 200, JSON.stringify(failed.body));
+  });
+});
 
 describe('frames of the wrong kind for the subprotocol: 4000', () => {
   it('lifeos.v1.json: a binary frame', async () => {

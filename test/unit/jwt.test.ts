@@ -167,4 +167,11 @@ describe('JwtVerifier against jose', () => {
       /lacks sub, tid or a known role/,
     );
   });
+
+  it('refuses a sub or tid with a lone surrogate: they name keys, and cannot be encoded', async () => {
+    const verifier = new JwtVerifier(SECRET, () => NOW_MS);
+    for (const claims of [{ sub: 'u\ud800' }, { tid: '\udc00t' }]) {
+      await assert.rejects(verifier.verify(token(hs, { ...good, ...claims })), /invalid token/);
+    }
+  });
 });

@@ -25,7 +25,7 @@ export function mapRedisError(err: unknown, operation: string): Error {
   if (err instanceof EngineUnavailableError) return err;
   const message = err instanceof Error ? err.message : String(err);
   const isReply = err instanceof Error && err.name === 'ReplyError';
-  if (isReply && !TRANSIENT_REPLY.test(message)) return err;
+  if (isReply && !TRANSIENT_REPLY.test(message) && !abortedByOutage(err)) return err;
   return new EngineUnavailableError(`redis ${operation} failed: ${message}`, { cause: err });
 }
 
@@ -36,4 +36,18 @@ export function mapRedisError(err: unknown, operation: string): Error {
  */
 export function isDataFault(err: unknown): boolean {
   return err instanceof Error && err.name === 'ReplyError' && !(err instanceof EngineUnavailableError);
+}
+
+/**
+ * EXECABORT: Redis refused a MULTI's commands as they were queued, and says why in the
+ * errors before it (ioredis's `previousErrors`). Refused for memory or a read-only
+ * replica (OOM, READONLY, MISCONF), it is an outage like those replies alone.
+ */
+function abortedByOutage(err: Error): boolean {
+  if (!err.message.startsWith('EXECABORT')) return false;
+  const previous = (err as { previousErrors?: unknown }).previousErrors;
+  return (
+    Array.isArray(previous) &&
+    previous.some((e: unknown) => e instanceof Error && TRANSIENT_REPLY.test(e.message))
+  );
 }

@@ -1,3 +1,4 @@
+import { stringsWellFormed } from '../../util/well-formed.ts';
 import type { HttpRequest, HttpResponse } from '../uws.ts';
 import { ErrorCodes } from '../../errors/codes.ts';
 import { GatewayError, toGatewayError } from '../../errors/gateway-error.ts';
@@ -145,6 +146,11 @@ export function route(
           ctx.body = JSON.parse(outcome.toString('utf8')) as unknown;
         } catch {
           return fail(new GatewayError('bad_request', 'the body is not valid JSON'));
+        }
+        if (!stringsWellFormed(ctx.body)) {
+          return fail(
+            new GatewayError('bad_request', 'the body holds a lone surrogate (\\ud800…): not Unicode'),
+          );
         }
       }
       run();

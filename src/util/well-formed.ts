@@ -1,0 +1,21 @@
+/**
+ * Well-formed UTF-16: no lone surrogate (`"\ud800"` is valid JSON text, but not Unicode).
+ * Such a string cannot be encoded as UTF-8: `encodeURIComponent` throws on it (key names),
+ * Redis's Lua JSON decoder refuses it (a session record holding one could never change
+ * again), and MessagePack sends U+FFFD where JSON sends the escape, so subscribers of the
+ * two codecs would see different values. Refused where strings come in.
+ */
+export function isWellFormed(text: string): boolean {
+  return (text as unknown as { isWellFormed(): boolean }).isWellFormed();
+}
+
+/** Whether every string in `value` (object keys too) is well-formed; `value` from JSON.parse. */
+export function stringsWellFormed(value: unknown): boolean {
+  if (typeof value === 'string') return isWellFormed(value);
+  if (typeof value !== 'object' || value === null) return true;
+  if (Array.isArray(value)) return (value as unknown[]).every(stringsWellFormed);
+  for (const [key, item] of Object.entries(value)) {
+    if (!isWellFormed(key) || !stringsWellFormed(item)) return false;
+  }
+  return true;
+}
