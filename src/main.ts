@@ -114,18 +114,15 @@ async function runGateway(
         },
       );
   };
-  if (worker === undefined) {
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
-  } else {
-    // A worker can get the same signal twice (a signal to the process group, then the
-    // primary's SIGTERM): a repeat must not kill it mid-drain. Its primary enforces the
-    // deadline with SIGKILL.
-    process.on('SIGTERM', () => stop('SIGTERM'));
-    process.on('SIGINT', () => stop('SIGINT'));
-    // A worker whose primary is gone (killed with -9) drains instead of running unsupervised.
-    process.once('disconnect', () => stop('primary gone'));
-  }
+  // A process can get the same signal twice (a signal to the process group, then the
+  // primary's or a service manager's SIGTERM): a repeat must not kill it mid-drain (with
+  // `once`, the second one met Node's default and ended it: clients got 1006, not 1001,
+  // and their last checkpoints were not written). SHUTDOWN_TIMEOUT_MS still bounds the
+  // drain, and a worker's primary enforces it with SIGKILL.
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  // A worker whose primary is gone (killed with -9) drains instead of running unsupervised.
+  if (worker !== undefined) process.once('disconnect', () => stop('primary gone'));
   const gateway = await started;
   live = gateway;
   if (worker !== undefined) {

@@ -9,6 +9,15 @@ import { Type, type Static } from '@sinclair/typebox';
 const Int = (opts: { minimum: number; maximum?: number; default: number; description: string }) =>
   Type.Integer(opts);
 
+/**
+ * Upper bounds that keep a setting inside what its consumer takes, so a value past them
+ * is a clear startup error instead of a broken gateway: Node's timers fire at once for a
+ * delay over 2^31-1 ms (a drain of SHUTDOWN_TIMEOUT_MS gave up after 1 ms); uWS aborts on
+ * an idle timeout over 960 s (twice HEARTBEAT_MS) and keeps frame and buffer limits in
+ * 32 bits (4 × MAX_FRAME_BYTES, 2 × SOCKET_BACKPRESSURE_BYTES + MAX_FRAME_BYTES).
+ */
+const MAX_TIMER_MS = 2_147_483_647;
+
 export const ConfigSchema = Type.Object(
   {
     HOST: Type.String({ default: '0.0.0.0', description: 'Interface to bind.' }),
@@ -66,6 +75,7 @@ export const ConfigSchema = Type.Object(
     }),
     REDIS_COMMAND_TIMEOUT_MS: Int({
       minimum: 50,
+      maximum: 600_000,
       default: 2000,
       description: 'A Redis command slower than this fails as `unavailable`.',
     }),
@@ -76,26 +86,31 @@ export const ConfigSchema = Type.Object(
     }),
     RESUME_WINDOW_MS: Int({
       minimum: 1000,
+      maximum: MAX_TIMER_MS,
       default: 120_000,
       description: 'How long a subscriber may resume after its connection closed.',
     }),
     HELLO_TIMEOUT_MS: Int({
       minimum: 100,
+      maximum: MAX_TIMER_MS,
       default: 10_000,
       description: 'A socket that sends no `hello` in this time is closed with 4001.',
     }),
     HEARTBEAT_MS: Int({
       minimum: 1000,
+      maximum: 480_000,
       default: 25_000,
       description: 'Interval clients should ping at; idle sockets close after 2×.',
     }),
     MAX_FRAME_BYTES: Int({
       minimum: 1024,
+      maximum: 256 * 1024 * 1024,
       default: 65_536,
       description: 'Largest client frame; larger closes the socket (1009).',
     }),
     MAX_HTTP_BODY_BYTES: Int({
       minimum: 1024,
+      maximum: 256 * 1024 * 1024,
       default: 65_536,
       description: 'Largest HTTP request body (413 beyond).',
     }),
@@ -107,11 +122,13 @@ export const ConfigSchema = Type.Object(
     }),
     SOCKET_BACKPRESSURE_BYTES: Int({
       minimum: 4096,
+      maximum: 1024 * 1024 * 1024,
       default: 1_048_576,
       description: 'Socket buffer above which a connection is paused.',
     }),
     SLOW_CONSUMER_TIMEOUT_MS: Int({
       minimum: 100,
+      maximum: MAX_TIMER_MS,
       default: 10_000,
       description: 'A socket paused by backpressure this long is closed with 4101.',
     }),
@@ -139,12 +156,14 @@ export const ConfigSchema = Type.Object(
     }),
     HEAD_AUDIT_MS: Int({
       minimum: 0,
+      maximum: MAX_TIMER_MS,
       default: 10_000,
       description:
         'A session with connections on this node that has heard nothing of its head for this long has it read again, in batches: a lost cross-node notice delays its subscribers by at most about this. 0: off.',
     }),
     ACTOR_IDLE_MS: Int({
       minimum: 1000,
+      maximum: MAX_TIMER_MS,
       default: 60_000,
       description: 'An actor with no connections is evicted after this.',
     }),
@@ -160,6 +179,7 @@ export const ConfigSchema = Type.Object(
     }),
     SHUTDOWN_TIMEOUT_MS: Int({
       minimum: 100,
+      maximum: MAX_TIMER_MS,
       default: 10_000,
       description: 'Longest graceful shutdown before forced exit.',
     }),

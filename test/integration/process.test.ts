@@ -80,6 +80,28 @@ describe('the gateway process', () => {
     }
   });
 
+  it('a second SIGTERM during the drain changes nothing: 1001 for its clients, exit 0', async () => {
+    const { child, port, lines } = await startProcess({ AUTH_JWT_SECRET: SECRET });
+    try {
+      const token = await new JwtVerifier(SECRET).sign({ sub: 'alice', tid: 'acme', role: 'user' });
+      const created = await fetch(`http://127.0.0.1:${port}/v1/call/sessions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}` },
+      });
+      const { id } = (await created.json()) as { id: string };
+      const { client } = await subscribe(`ws://127.0.0.1:${port}/v1/realtime`, { sessionId: id, token });
+      child.kill('SIGTERM');
+      for (let i = 0; i < 500 && !lines.some((l) => l.msg === 'shutdown requested'); i++) {
+        await new Promise((resolve) => setTimeout(resolve, 2));
+      }
+      child.kill('SIGTERM'); // the first one's handler has run: this one meets whatever is left
+      assert.equal(await client.closeCode(), 1001);
+      assert.equal(await exitOf(child), 0);
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+
   it('warns loudly when it generates a development secret', async () => {
     const { child, lines } = await startProcess({});
     child.kill('SIGTERM');

@@ -42,6 +42,26 @@ describe('config', () => {
     );
   });
 
+  it('refuses values past what their consumers take: timers, uWS idle timeout, 32-bit frame and buffer limits', () => {
+    const past = {
+      SHUTDOWN_TIMEOUT_MS: '2147483648', // setTimeout fires at once past 2^31-1 ms: the drain gave up after 1 ms
+      HEARTBEAT_MS: '481000', // uWS aborts the process on an idle timeout over 960 s
+      MAX_FRAME_BYTES: String(2 ** 30), // 4x wraps uWS's 32-bit maxPayloadLength: every hello closed 1006
+      SOCKET_BACKPRESSURE_BYTES: String(2 ** 31),
+      REDIS_COMMAND_TIMEOUT_MS: '2147483648',
+    };
+    assert.throws(
+      () => loadConfig(past),
+      (err: unknown) => {
+        assert.ok(err instanceof ConfigError);
+        for (const key of Object.keys(past)) assert.match(err.problems.join('\n'), new RegExp(key));
+        return true;
+      },
+    );
+    const { config } = loadConfig({ SHUTDOWN_TIMEOUT_MS: '2147483647', HEARTBEAT_MS: '480000' });
+    assert.equal(config.HEARTBEAT_MS, 480_000);
+  });
+
   it('refuses a generated secret in production', () => {
     assert.throws(() => loadConfig({ NODE_ENV: 'production' }), /AUTH_JWT_SECRET: required/);
   });
