@@ -96,11 +96,17 @@ export class SubscriptionImpl implements Subscription {
   #subscriberId: string | undefined;
   #headKnown = 0;
   #eosSeq: number | undefined;
+  /** A `replayed` waiting for the application to have every event up to its seq. */
+  #replayedSeq: number | undefined;
 
   readonly #queue: DeliveredEvent[] = [];
   #queueMax = 1024;
   #pumpActive = false;
   #pumpDone: Promise<void> = Promise.resolve();
+  /** Inside an `event` listener: a close() from there cannot wait for the pump (it waits for the listener). */
+  #inListener = false;
+  /** Closed with `bye`: the checkpoint is deleted, and the pump must not write it again. */
+  #byed = false;
   readonly #outbox: PublishOutbox;
   #storageChain: Promise<void> = Promise.resolve();
 
@@ -351,7 +357,10 @@ export class SubscriptionImpl implements Subscription {
         return this.#onEvent(conn, { seq: frame.seq, event: frame.event });
       case 'replayed':
         this.#headKnown = Math.max(this.#headKnown, frame.seq);
-        this.#emitter.emit('replayed', { seq: frame.seq });
+        // Told to the application once it has every event up to seq, as eos is: the
+        // catch-up's events may still be queued for its listeners.
+        this.#replayedSeq = Math.max(this.#replayedSeq ?? 0, frame.seq);
+        this.#emitReplayed();
         return;
       case 'puback':
         return this.#outbox.puback(conn, frame.id, frame.seq);
@@ -466,6 +475,7 @@ export class SubscriptionImpl implements Subscription {
       while (!this.#closing && this.#queue.length > 0) {
         const ev = this.#queue.shift()!;
         for (const listener of this.#emitter.listeners('event')) {
+          this.#inListener = true;
           try {
             await (listener as SubscriptionListeners['event'])(ev);
           } catch (err) {
@@ -474,13 +484,17 @@ export class SubscriptionImpl implements Subscription {
                 cause: err,
               }),
             );
+          } finally {
+            this.#inListener = false;
           }
         }
         this.#stats.delivered++;
         this.#lastSeq = ev.seq;
+        if (this.#byed) break;
         await this.#saveCheckpoint();
         this.#savedSeq = Math.max(this.#savedSeq, ev.seq);
         if (this.#conn) this.#maybeAck(this.#conn);
+        this.#emitReplayed();
       }
     } finally {
       this.#pumpActive = false;
@@ -491,6 +505,13 @@ export class SubscriptionImpl implements Subscription {
       this.#emitter.emit('eos', { seq });
       this.#shutdown('the session ended');
     }
+  }
+
+  #emitReplayed(): void {
+    const seq = this.#replayedSeq;
+    if (seq === undefined || this.#closing || (this.#lastSeq ?? 0) < seq) return;
+    this.#replayedSeq = undefined;
+    this.#emitter.emit('replayed', { seq });
   }
 
   #checkpoint(): Checkpoint {
@@ -645,8 +666,12 @@ export class SubscriptionImpl implements Subscription {
     // No more deliveries, reconnects or welcomes from here on.
     this.#closing = true;
     clearTimeout(this.#retryTimer);
-    // The event being handled right now finishes and is checkpointed; later ones are not delivered.
-    await this.#pumpDone;
+    this.#byed = bye;
+    // The event being handled right now finishes and is checkpointed; later ones are not
+    // delivered. Called from an event listener, close cannot wait for that event (the
+    // pump waits for the listener, which waits for close): the pump checkpoints it once
+    // the listener returns, unless this is a bye.
+    if (!this.#inListener) await this.#pumpDone;
     const conn = this.#conn;
     if (conn?.welcome && this.#state !== 'closed') {
       // What the application processed is acknowledged before the socket goes.

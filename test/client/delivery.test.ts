@@ -292,3 +292,55 @@ describe('client: eos', () => {
     await assert.rejects(sub.publish('orchestration.action.requested', {} as never), LifeosClientError);
   });
 });
+
+describe('client: replayed and close from a listener', () => {
+  it('replayed reaches the application after the catch-up events it covers, slow listener or not', async () => {
+    const s = await newSession(gw);
+    const last = (await postEvents(gw, s, 5)).at(-1)!;
+    const sub = testClient(gw, { token: s.ownerToken }).subscribe(s.sessionId, { after: 0 });
+    const order: string[] = [];
+    sub.on('event', async (ev) => {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      order.push(`ev${ev.seq}`);
+    });
+    sub.on('replayed', ({ seq }) => order.push(`replayed${seq}`));
+    await until(() => order.includes(`replayed${last}`), 5000, 'replayed');
+    assert.deepEqual(order, [...Array.from({ length: last }, (_, i) => `ev${i + 1}`), `replayed${last}`]);
+  });
+
+  it('close() awaited inside an event listener resolves, and the socket goes', async () => {
+    const s = await newSession(gw);
+    await postEvents(gw, s, 3);
+    const storage = memoryStorage();
+    const sub = testClient(gw, { token: s.ownerToken, storage }).subscribe(s.sessionId, { after: 0 });
+    let closed = false;
+    sub.on('event', async (ev) => {
+      if (ev.seq !== 2) return;
+      await sub.close();
+      closed = true;
+    });
+    await until(() => closed, 5000, 'close() from the listener resolved');
+    assert.equal(sub.state, 'closed');
+    await until(
+      async () => (await storage.get(s.sessionId))?.lastSeq === 2,
+      5000,
+      'the event being handled is checkpointed',
+    );
+  });
+
+  it('close({ bye: true }) inside an event listener: the checkpoint stays deleted', async () => {
+    const s = await newSession(gw);
+    await postEvents(gw, s, 3);
+    const storage = memoryStorage();
+    const sub = testClient(gw, { token: s.ownerToken, storage }).subscribe(s.sessionId, { after: 0 });
+    let closed = false;
+    sub.on('event', async (ev) => {
+      if (ev.seq !== 2) return;
+      await sub.close({ bye: true });
+      closed = true;
+    });
+    await until(() => closed, 5000, 'close() from the listener resolved');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(await storage.get(s.sessionId), undefined);
+  });
+});
