@@ -3,6 +3,8 @@ import { randomBytes } from 'node:crypto';
 import { after, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Engine } from '../../src/engine/engine.ts';
+import { Redis } from 'ioredis';
+import { sessionKeys } from '../../src/engine/redis/keys.ts';
 import { RedisEngine, type RedisEngineOptions } from '../../src/engine/redis/redis-engine.ts';
 import { EngineUnavailableError } from '../../src/errors/gateway-error.ts';
 import { ManualClock } from '../../src/util/clock.ts';
@@ -580,5 +582,32 @@ describe('redis engine: restarts, data loss and outages', { skip: needsServer },
       }),
       EngineUnavailableError,
     );
+  });
+});
+
+describe('redis engine: a head read of a session with no record', () => {
+  it('makes a meta that expires (a resume with an old token must not leave a key for ever); with a record, one that stays', async () => {
+    const prefix = keyPrefix();
+    const engine = await connect({ url, keyPrefix: prefix });
+    const redis = new Redis(url);
+    try {
+      const ghost = uniqueId('gone');
+      await engine.head(ghost);
+      const ttl = await redis.pttl(sessionKeys(prefix, ghost).meta);
+      assert.ok(ttl > 0 && ttl <= CONTRACT_LIMITS.historyTtlAfterEndS * 1000, `PTTL ${ttl}`);
+
+      const live = uniqueId('live');
+      await engine.createSession({
+        id: live,
+        tenantId: 't',
+        ownerId: 'o',
+        createdAt: '2026-12-02T00:00:00.000Z',
+      });
+      await redis.del(sessionKeys(prefix, live).meta); // history lost, record kept
+      await engine.head(live);
+      assert.equal(await redis.pttl(sessionKeys(prefix, live).meta), -1, 'a live session keeps its meta');
+    } finally {
+      redis.disconnect();
+    }
   });
 });

@@ -120,8 +120,12 @@ export class RedisStreams {
   async head(sessionId: string, seen?: SeenPosition): Promise<StreamHead> {
     const core = this.#core;
     const k = core.keys(sessionId);
-    const args = [newEpoch(), seen?.epoch ?? '', seen?.headSeq ?? 0];
-    const reply = asArray(await core.run('head', 'loHead', [k.stream, k.meta, k.ids], args), 'head');
+    const ttlMs = Math.max(1, Math.trunc(core.limits.historyTtlAfterEndS * 1000));
+    const args = [newEpoch(), seen?.epoch ?? '', seen?.headSeq ?? 0, ttlMs];
+    const reply = asArray(
+      await core.run('head', 'loHead', [k.stream, k.meta, k.ids, k.session], args),
+      'head',
+    );
     if (core.waitReplicas > 0) await core.readConfirmed('head', k);
     return parseHead(reply);
   }

@@ -39,7 +39,7 @@ export function scriptsFor(publish: PublishCommand, headNotices = true) {
     loAppend: { lua: appendLua(notice), numberOfKeys: undefined },
     loNotify: { lua: NOTIFY_LUA, numberOfKeys: 0 },
     loRead: { lua: READ_LUA, numberOfKeys: 3 },
-    loHead: { lua: HEAD_LUA, numberOfKeys: 3 },
+    loHead: { lua: HEAD_LUA, numberOfKeys: 4 },
     loEndStream: { lua: END_STREAM_LUA, numberOfKeys: undefined },
     loCreateSubscribers: { lua: CREATE_SUBSCRIBERS_LUA, numberOfKeys: undefined },
     loPruneSubscribers: { lua: PRUNE_SUBSCRIBERS_LUA, numberOfKeys: undefined },

@@ -106,13 +106,19 @@ return { epoch, head, ended, first_seq, entries }
 `;
 
 /**
- * head — KEYS: stream, meta, ids. ARGV: candidateEpoch, seenEpoch, seenHead.
- * Returns { epoch, head, endedAt|'' }.
+ * head — KEYS: stream, meta, ids, session. ARGV: candidateEpoch, seenEpoch, seenHead,
+ * ttlMs (for a meta it makes while the session has no record). Returns
+ * { epoch, head, endedAt|'' }.
  * A script (not HMGET) because the first look at a stream must create its epoch.
  */
 export const HEAD_LUA = `${SHEBANG}${STREAM_LIB}
+local made = redis.call('EXISTS', KEYS[2]) == 0
 local epoch, head, ended = load_meta(KEYS[1], KEYS[2], KEYS[3], ARGV[1])
 epoch, head, ended = check_seen(KEYS[1], KEYS[2], KEYS[3], ARGV[1], epoch, head, ended, ARGV[2], ARGV[3])
+-- A meta this read had to make for a session with no record (never created, or gone
+-- after its end: a resume with an old token loads the actor before its takeover fails)
+-- expires like an ended stream's keys instead of staying for ever.
+if made and redis.call('EXISTS', KEYS[4]) == 0 then redis.call('PEXPIRE', KEYS[2], ARGV[4]) end
 return { epoch, head, ended }
 `;
 
