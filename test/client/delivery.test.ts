@@ -308,39 +308,30 @@ describe('client: replayed and close from a listener', () => {
     assert.deepEqual(order, [...Array.from({ length: last }, (_, i) => `ev${i + 1}`), `replayed${last}`]);
   });
 
-  it('close() awaited inside an event listener resolves, and the socket goes', async () => {
-    const s = await newSession(gw);
-    await postEvents(gw, s, 3);
-    const storage = memoryStorage();
-    const sub = testClient(gw, { token: s.ownerToken, storage }).subscribe(s.sessionId, { after: 0 });
-    let closed = false;
-    sub.on('event', async (ev) => {
-      if (ev.seq !== 2) return;
-      await sub.close();
-      closed = true;
+  for (const bye of [false, true]) {
+    it(`close(${bye ? '{ bye: true }' : ''}) awaited inside an event listener resolves; the checkpoint is ${bye ? 'deleted and stays so' : 'of the event being handled'}`, async () => {
+      const s = await newSession(gw);
+      await postEvents(gw, s, 3);
+      const storage = memoryStorage();
+      const sub = testClient(gw, { token: s.ownerToken, storage }).subscribe(s.sessionId, { after: 0 });
+      let closed = false;
+      sub.on('event', async (ev) => {
+        if (ev.seq !== 2) return;
+        await sub.close({ bye });
+        closed = true;
+      });
+      await until(() => closed, 5000, 'close() from the listener resolved');
+      assert.equal(sub.state, 'closed');
+      if (bye) {
+        await new Promise((resolve) => setTimeout(resolve, 50)); // the pump is done with seq 2 by then
+        assert.equal(await storage.get(s.sessionId), undefined);
+      } else {
+        await until(
+          async () => (await storage.get(s.sessionId))?.lastSeq === 2,
+          5000,
+          'the event being handled is checkpointed',
+        );
+      }
     });
-    await until(() => closed, 5000, 'close() from the listener resolved');
-    assert.equal(sub.state, 'closed');
-    await until(
-      async () => (await storage.get(s.sessionId))?.lastSeq === 2,
-      5000,
-      'the event being handled is checkpointed',
-    );
-  });
-
-  it('close({ bye: true }) inside an event listener: the checkpoint stays deleted', async () => {
-    const s = await newSession(gw);
-    await postEvents(gw, s, 3);
-    const storage = memoryStorage();
-    const sub = testClient(gw, { token: s.ownerToken, storage }).subscribe(s.sessionId, { after: 0 });
-    let closed = false;
-    sub.on('event', async (ev) => {
-      if (ev.seq !== 2) return;
-      await sub.close({ bye: true });
-      closed = true;
-    });
-    await until(() => closed, 5000, 'close() from the listener resolved');
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    assert.equal(await storage.get(s.sessionId), undefined);
-  });
+  }
 });

@@ -42,6 +42,17 @@ async function startProcess(env: Record<string, string>): Promise<Started> {
   return { child, port, lines };
 }
 
+/** A client of a new session, subscribed over the process's port. */
+async function subscribedClient(port: number) {
+  const token = await new JwtVerifier(SECRET).sign({ sub: 'alice', tid: 'acme', role: 'user' });
+  const created = await fetch(`http://127.0.0.1:${port}/v1/call/sessions`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}` },
+  });
+  const { id } = (await created.json()) as { id: string };
+  return (await subscribe(`ws://127.0.0.1:${port}/v1/realtime`, { sessionId: id, token })).client;
+}
+
 async function exitOf(child: ChildProcess): Promise<number | null> {
   if (child.exitCode !== null) return child.exitCode;
   const [code] = (await once(child, 'exit')) as [number | null];
@@ -65,13 +76,7 @@ describe('the gateway process', () => {
       assert.match(metrics, /lifeos_transport_info\{transport="native",node="[^"]+"\} 1/);
       assert.match(metrics, /nodejs_eventloop_lag_seconds/);
 
-      const token = await new JwtVerifier(SECRET).sign({ sub: 'alice', tid: 'acme', role: 'user' });
-      const created = await fetch(`http://127.0.0.1:${port}/v1/call/sessions`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${token}` },
-      });
-      const { id } = (await created.json()) as { id: string };
-      const { client } = await subscribe(`ws://127.0.0.1:${port}/v1/realtime`, { sessionId: id, token });
+      const client = await subscribedClient(port);
       child.kill('SIGTERM');
       assert.equal(await client.closeCode(), 1001);
       assert.equal(await exitOf(child), 0);
@@ -83,13 +88,7 @@ describe('the gateway process', () => {
   it('a second SIGTERM during the drain changes nothing: 1001 for its clients, exit 0', async () => {
     const { child, port, lines } = await startProcess({ AUTH_JWT_SECRET: SECRET });
     try {
-      const token = await new JwtVerifier(SECRET).sign({ sub: 'alice', tid: 'acme', role: 'user' });
-      const created = await fetch(`http://127.0.0.1:${port}/v1/call/sessions`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${token}` },
-      });
-      const { id } = (await created.json()) as { id: string };
-      const { client } = await subscribe(`ws://127.0.0.1:${port}/v1/realtime`, { sessionId: id, token });
+      const client = await subscribedClient(port);
       child.kill('SIGTERM');
       for (let i = 0; i < 500 && !lines.some((l) => l.msg === 'shutdown requested'); i++) {
         await new Promise((resolve) => setTimeout(resolve, 2));
