@@ -1,4 +1,3 @@
-import { stringsWellFormed } from '../util/well-formed.ts';
 import type { JwtVerifier } from '../auth/jwt.ts';
 import type { ResumeTokens } from '../auth/resume-token.ts';
 import { assertCanRead } from '../auth/access.ts';
@@ -13,6 +12,7 @@ import type { ActorRegistry } from './actor-registry.ts';
 import { eventFromPub } from './client-event.ts';
 import { closeCodeFor } from './close-reason.ts';
 import type { Connection } from './connection.ts';
+import { stringsWellFormed } from '../util/well-formed.ts';
 
 export interface RealtimeHandlerDeps {
   registry: ActorRegistry;
@@ -113,8 +113,10 @@ export class RealtimeHandler {
     }
   }
 
-  /** Raw bytes from the socket; valid only during this call. */
-  /** One frame; `isBinary` says which kind it came as (the subprotocol fixes which one is right). */
+  /**
+   * One frame's raw bytes from the socket, valid only during this call; `isBinary` says
+   * which kind of frame it came as (the subprotocol fixes which one is right).
+   */
   message(conn: Connection, data: ArrayBuffer, isBinary = conn.codec.binary): void {
     if (conn.state === 'closed') return;
     if (isBinary !== conn.codec.binary) {

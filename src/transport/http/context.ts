@@ -1,8 +1,8 @@
-import { stringsWellFormed } from '../../util/well-formed.ts';
 import type { HttpRequest, HttpResponse } from '../uws.ts';
 import { ErrorCodes } from '../../errors/codes.ts';
 import { GatewayError, toGatewayError } from '../../errors/gateway-error.ts';
 import type { Logger } from '../../observability/logger.ts';
+import { stringsWellFormed } from '../../util/well-formed.ts';
 
 /** What a route handler sees: everything uWS gave us, copied before the first await. */
 export interface HttpContext {
