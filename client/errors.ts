@@ -15,6 +15,7 @@
  * | `storage_failed` | the checkpoint storage adapter threw |
  * | `token_failed` | the token provider threw or returned no token |
  * | `protocol_error` | a frame the SDK cannot use, or a seq gap; the connection is dropped and resumed |
+ * | `bye_failed` | `close({ bye: true })` between connections could not reach the gateway to send `bye` |
  */
 export type ClientErrorCode =
   | 'closed'
@@ -26,7 +27,8 @@ export type ClientErrorCode =
   | 'handler_failed'
   | 'storage_failed'
   | 'token_failed'
-  | 'protocol_error';
+  | 'protocol_error'
+  | 'bye_failed';
 
 export class LifeosClientError extends Error {
   readonly code: ClientErrorCode;

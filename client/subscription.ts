@@ -673,23 +673,96 @@ export class SubscriptionImpl implements Subscription {
     // the listener returns, unless this is a bye.
     if (!this.#inListener) await this.#pumpDone;
     const conn = this.#conn;
+    let byeSent = false;
     if (conn?.welcome && this.#state !== 'closed') {
       // What the application processed is acknowledged before the socket goes.
       this.#flushAck(conn);
       if (bye) {
         this.#send(conn, { op: 'bye' });
+        byeSent = true;
         // The gateway closes after `bye` (1000): from then on the resume token is dead.
         let timer: Timer | undefined;
         await Promise.race([conn.closed, new Promise<void>((r) => (timer = setTimeout(r, 2000)))]);
         clearTimeout(timer);
       }
     }
+    const wasOpen = this.#state !== 'closed';
     this.#shutdown('closed by the application');
+    // Between connections (resuming, offline): the subscriber and its resume token still
+    // live on the gateway, so `bye` goes over a connection of its own.
+    if (bye && !byeSent && wasOpen && this.#resumeToken !== undefined && !this.#superseded) {
+      if (!(await this.#byeAlone())) {
+        this.#error(
+          new LifeosClientError(
+            'bye_failed',
+            'bye could not reach the gateway: the subscriber ends when its resume window passes',
+          ),
+        );
+      }
+    }
     await this.#storageChain;
     // A superseded subscription's checkpoint belongs to the client that took over.
     if (bye && !this.#superseded) {
       await this.#storage(() => this.#rt.storage.delete(this.key), 'deleting the checkpoint');
     }
+  }
+
+  /**
+   * Resumes the subscriber on a socket of its own only to send `bye`. True once the
+   * gateway closed after it, or answered that the subscriber or session is gone already;
+   * false when it could not be reached within connectTimeoutMs.
+   */
+  #byeAlone(): Promise<boolean> {
+    const resume: NonNullable<HelloFrame['resume']> = { token: this.#resumeToken! };
+    if (this.#lastSeq !== undefined) resume.lastSeq = this.#lastSeq;
+    if (this.#epoch !== undefined) resume.epoch = this.#epoch;
+    const codec = this.#rt.codec;
+    let ws: SocketLike;
+    try {
+      ws = new this.#rt.WebSocket(this.#rt.url, [codec.protocol]) as SocketLike;
+    } catch {
+      return Promise.resolve(false);
+    }
+    ws.binaryType = 'arraybuffer';
+    return new Promise<boolean>((resolve) => {
+      let sent = false;
+      let done = false;
+      const finish = (ok: boolean): void => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        ws.onopen = ws.onmessage = ws.onclose = null;
+        try {
+          ws.close(1000);
+        } catch {
+          // already closed
+        }
+        resolve(ok);
+      };
+      const timer = setTimeout(() => finish(sent), this.#rt.connectTimeoutMs);
+      const send = (frame: ClientFrame): void => {
+        try {
+          ws.send(codec.encode(frame));
+        } catch {
+          finish(false);
+        }
+      };
+      ws.onopen = () => send({ op: 'hello', sessionId: this.sessionId, resume });
+      ws.onmessage = (ev) => {
+        let frame: ReturnType<typeof checkServerFrame>;
+        try {
+          frame = checkServerFrame(codec.decode(ev.data));
+        } catch {
+          frame = undefined;
+        }
+        if (frame?.op !== 'welcome' || sent) return;
+        sent = true;
+        send({ op: 'bye' });
+      };
+      // 4010: the subscriber is gone already; 4004: the session is.
+      ws.onclose = (ev) => finish(sent || ev.code === 4010 || ev.code === 4004);
+      ws.onerror = () => {};
+    });
   }
 
   // ── state and errors ──────────────────────────────────────────────────────────────

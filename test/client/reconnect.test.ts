@@ -395,3 +395,59 @@ describe('client: backoff in practice', () => {
     assert.equal(retries[before]!.attempt, 1, 'attempts restart after a welcome');
   });
 });
+
+describe('client: close({ bye: true }) between connections', () => {
+  /** A live subscription through a proxy, then the proxy refuses and cuts it: resuming. */
+  async function resumingSubscription() {
+    const s = await newSession(gw);
+    const { proxy, wsUrl } = await proxyTo(gw);
+    const storage = memoryStorage();
+    const sub = testClient({ wsUrl }, { token: s.ownerToken, storage, connectTimeoutMs: 1000 }).subscribe(
+      s.sessionId,
+      { after: 0 },
+    );
+    await waitState(sub, 'live');
+    await checkpointWithToken(storage, s.sessionId);
+    const { resumeToken, lastSeq, epoch } = (await storage.get(s.sessionId))!;
+    proxy.refuse(true);
+    proxy.resetAll();
+    await until(() => sub.state === 'resuming', 5000, 'resuming');
+    const errors: string[] = [];
+    sub.on('error', (err) => errors.push(err.code));
+    const tokenWorks = async (): Promise<boolean> => {
+      const c = await TestClient.connect(gw.wsUrl);
+      c.ws.send(
+        JSON.stringify({
+          op: 'hello',
+          sessionId: s.sessionId,
+          resume: { token: resumeToken, lastSeq, epoch },
+        }),
+      );
+      const first = await Promise.race([
+        c.next((f) => f.op === 'welcome', 3000).catch(() => undefined),
+        c.closed,
+      ]);
+      c.ws.close();
+      return (first as { op?: string } | undefined)?.op === 'welcome';
+    };
+    return { s, proxy, storage, sub, errors, tokenWorks };
+  }
+
+  it('sends bye over a connection of its own: the resume token stops working', async () => {
+    const { s, proxy, storage, sub, errors, tokenWorks } = await resumingSubscription();
+    proxy.refuse(false); // the network is back as the application logs out
+    await sub.close({ bye: true });
+    assert.equal(sub.state, 'closed');
+    assert.equal(await storage.get(s.sessionId), undefined);
+    assert.deepEqual(errors, []);
+    assert.equal(await tokenWorks(), false, 'the subscriber was ended');
+  });
+
+  it('tells the application when bye could not reach the gateway', async () => {
+    const { s, sub, errors, storage } = await resumingSubscription();
+    await sub.close({ bye: true }); // the proxy still refuses
+    assert.equal(sub.state, 'closed');
+    assert.equal(await storage.get(s.sessionId), undefined);
+    assert.deepEqual(errors, ['bye_failed']);
+  });
+});
