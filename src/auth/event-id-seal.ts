@@ -1,9 +1,9 @@
-import { createHash, createHmac } from 'node:crypto';
+import { createHmac } from 'node:crypto';
 
 /** Characters of the MAC an id carries: 96 bits, base64url. */
 const MAC_CHARS = 16;
-/** PROTOCOL.md §1: an eventId is at most 128 characters. */
-const EVENT_ID_MAX = 128;
+/** PROTOCOL.md §1: an eventId is at most 128 characters; a sealed one ends in `.<MAC>`. */
+export const SEALED_NAME_MAX = 128 - 1 - MAC_CHARS;
 
 /**
  * The eventIds of events the gateway makes itself (a lifecycle change's `call.*` event,
@@ -25,15 +25,13 @@ export class EventIdSeal {
   }
 
   /**
-   * `name` (already of eventId characters) with its MAC; a name too long to fit is
-   * replaced by its hash first.
+   * `name` with its MAC. Callers pass names of eventId characters short enough for the
+   * MAC to fit (lifecycle names are about 40 characters; the reconciler's are bounded by
+   * translate.ts's safeEventId to SEALED_NAME_MAX): a longer one is a bug.
    */
   seal(name: string): string {
-    const readable =
-      name.length + 1 + MAC_CHARS <= EVENT_ID_MAX
-        ? name
-        : `h.${createHash('sha256').update(name).digest('hex').slice(0, 48)}`;
-    const mac = createHmac('sha256', this.#key).update(readable).digest('base64url').slice(0, MAC_CHARS);
-    return `${readable}.${mac}`;
+    if (name.length > SEALED_NAME_MAX) throw new RangeError(`event id name too long: ${name}`);
+    const mac = createHmac('sha256', this.#key).update(name).digest('base64url').slice(0, MAC_CHARS);
+    return `${name}.${mac}`;
   }
 }

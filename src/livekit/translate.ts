@@ -1,4 +1,4 @@
-import type { EventIdSeal } from '../auth/event-id-seal.ts';
+import { SEALED_NAME_MAX, type EventIdSeal } from '../auth/event-id-seal.ts';
 import { createHash } from 'node:crypto';
 import {
   EgressInfo,
@@ -179,13 +179,14 @@ export function reconciledEventId(
   participantSid: string,
   to: PresenceStatus,
 ): string {
-  return seal.seal(safeEventId(`lk.rc.${roomSid}.${participantSid}.${to}`));
+  return seal.seal(safeEventId(`lk.rc.${roomSid}.${participantSid}.${to}`, SEALED_NAME_MAX));
 }
 
 const EVENT_ID = new RegExp(EventIdPattern);
 
-function safeEventId(id: string): string {
-  if (EVENT_ID.test(id)) return id;
+/** `id` if it is a valid eventId of at most `max` characters, else a hash of it that is. */
+function safeEventId(id: string, max = 128): string {
+  if (id.length <= max && EVENT_ID.test(id)) return id;
   return `lk.h.${createHash('sha256').update(id).digest('hex').slice(0, 48)}`;
 }
 

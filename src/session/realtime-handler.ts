@@ -12,7 +12,7 @@ import type { ActorRegistry } from './actor-registry.ts';
 import { eventFromPub } from './client-event.ts';
 import { closeCodeFor } from './close-reason.ts';
 import type { Connection } from './connection.ts';
-import { stringsWellFormed } from '../util/well-formed.ts';
+import { isPlainJson } from '../protocol/plain-json.ts';
 
 export interface RealtimeHandlerDeps {
   registry: ActorRegistry;
@@ -173,8 +173,8 @@ export class RealtimeHandler {
     if (conn.state === 'awaiting_hello') {
       if (frame.op !== 'hello')
         return this.#violation(conn, CloseCodes.bad_request, 'the first frame must be hello');
-      // its strings name keys and records (see well-formed.ts)
-      if (!stringsWellFormed(decoded))
+      // its strings name keys and records (see util/well-formed.ts)
+      if (!isPlainJson(decoded))
         return this.#violation(conn, CloseCodes.bad_request, 'hello holds a lone surrogate: not Unicode');
       conn.state = 'authenticating';
       void this.#hello(conn, frame);

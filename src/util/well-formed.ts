@@ -8,14 +8,3 @@
 export function isWellFormed(text: string): boolean {
   return (text as unknown as { isWellFormed(): boolean }).isWellFormed();
 }
-
-/** Whether every string in `value` (object keys too) is well-formed; `value` from JSON.parse. */
-export function stringsWellFormed(value: unknown): boolean {
-  if (typeof value === 'string') return isWellFormed(value);
-  if (typeof value !== 'object' || value === null) return true;
-  if (Array.isArray(value)) return (value as unknown[]).every(stringsWellFormed);
-  for (const [key, item] of Object.entries(value)) {
-    if (!isWellFormed(key) || !stringsWellFormed(item)) return false;
-  }
-  return true;
-}

@@ -149,6 +149,10 @@ describe('a lone surrogate where strings name records: refused, never internal',
       '{"to":"failed","reason":"x\\udc00"}',
     );
     assert.deepEqual([moved.status, moved.body.error?.code], [400, 'bad_request']);
+    // nested 30,000 deep (JSON.parse takes it): the check of its strings overflowed the stack
+    const deep = `{"metadata":${'['.repeat(30_000)}${']'.repeat(30_000)}}`;
+    const nested = await api(gw, 'POST', '/v1/call/sessions', s.ownerToken, deep);
+    assert.deepEqual([nested.status, nested.body.error?.code], [400, 'bad_request']);
     // and the session still moves
     const failed = await api(gw, 'POST', `/v1/call/sessions/${s.sessionId}/transitions`, s.ownerToken, {
       to: 'failed',

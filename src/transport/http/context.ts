@@ -2,7 +2,7 @@ import type { HttpRequest, HttpResponse } from '../uws.ts';
 import { ErrorCodes } from '../../errors/codes.ts';
 import { GatewayError, toGatewayError } from '../../errors/gateway-error.ts';
 import type { Logger } from '../../observability/logger.ts';
-import { stringsWellFormed } from '../../util/well-formed.ts';
+import { isPlainJson, MAX_PAYLOAD_DEPTH } from '../../protocol/plain-json.ts';
 
 /** What a route handler sees: everything uWS gave us, copied before the first await. */
 export interface HttpContext {
@@ -147,9 +147,15 @@ export function route(
         } catch {
           return fail(new GatewayError('bad_request', 'the body is not valid JSON'));
         }
-        if (!stringsWellFormed(ctx.body)) {
+        // Strings name keys and records (util/well-formed.ts); one level more than a payload
+        // may have, for the envelope around it. Bounded: an unbounded walk of a body
+        // nested 30,000 deep overflowed the stack inside the body callback.
+        if (!isPlainJson(ctx.body, MAX_PAYLOAD_DEPTH + 1)) {
           return fail(
-            new GatewayError('bad_request', 'the body holds a lone surrogate (\\ud800…): not Unicode'),
+            new GatewayError(
+              'bad_request',
+              `the body holds a lone surrogate (\\ud800…) or is nested more than ${MAX_PAYLOAD_DEPTH + 1} deep`,
+            ),
           );
         }
       }
